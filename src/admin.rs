@@ -1,0 +1,431 @@
+//! The operators' HTTP endpoint: `GET /metrics` in the Prometheus text format, served by one
+//! blocking thread named `percore-admin` on the supervisor side.
+//!
+//! Owns its listener and one connection at a time (low volume: a scraper every few seconds).
+//! Must never touch the workers' sockets or state: it only calls the `render` closure it is
+//! given, and it never panics on client input. Every connection gets one response and is
+//! closed; a client gets at most 2 seconds to send its request head.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Total time a client has to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest request head; a longer one gets 431.
+const HEAD_LIMIT: usize = 8 * 1024;
+/// Most header fields; more get 431.
+const MAX_HEADERS: usize = 64;
+/// How long unread request bytes are drained after the response, so closing does not reset
+/// the connection before the client has read the response.
+const DRAIN_TIME: Duration = Duration::from_millis(200);
+
+const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+const INDEX: &str = "percore admin endpoint\n\n/metrics  counters in the Prometheus text format\n";
+
+/// Binds `addr` now (so a bind error reaches the caller before the server reports ready),
+/// then serves from a thread named `percore-admin`.
+pub fn spawn(
+    addr: SocketAddr,
+    render: impl Fn() -> String + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    spawn_on(TcpListener::bind(addr)?, render)
+}
+
+/// Serves on an already bound listener from a thread named `percore-admin`.
+pub fn spawn_on(
+    listener: TcpListener,
+    render: impl Fn() -> String + Send + 'static,
+) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("percore-admin".to_owned())
+        .spawn(move || serve(&listener, &render))
+}
+
+fn serve(listener: &TcpListener, render: &dyn Fn() -> String) {
+    for stream in listener.incoming() {
+        match stream {
+            // A client that goes away mid-exchange is its own problem, not ours.
+            Ok(stream) => {
+                let _ = handle(stream, render);
+            }
+            // Out of descriptors or an aborted handshake: pause instead of spinning.
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn handle(mut stream: TcpStream, render: &dyn Fn() -> String) -> io::Result<()> {
+    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    let Some(response) = read_request(&mut stream, render)? else {
+        return Ok(());
+    };
+    stream.write_all(&response)?;
+    stream.shutdown(Shutdown::Write)?;
+    drain(&mut stream);
+    Ok(())
+}
+
+/// Reads until the request head is complete, too large or malformed, and returns the
+/// response; `None` when the client closed or timed out first.
+fn read_request(
+    stream: &mut TcpStream,
+    render: &dyn Fn() -> String,
+) -> io::Result<Option<Vec<u8>>> {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(response) = answer(&buf, render) {
+            return Ok(Some(response));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        stream.set_read_timeout(Some(left))?;
+        let room = HEAD_LIMIT.saturating_sub(buf.len()).min(chunk.len());
+        match stream.read(&mut chunk[..room]) {
+            Ok(0) => return Ok(None),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads and discards what the client still sends, briefly, until it closes.
+fn drain(stream: &mut TcpStream) {
+    let _ = stream.set_read_timeout(Some(DRAIN_TIME));
+    let mut sink = [0u8; 1024];
+    for _ in 0..64 {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
+/// The response to the request head at the start of `buf`, or `None` while it is incomplete.
+/// `buf` never holds more than [`HEAD_LIMIT`] bytes.
+fn answer(buf: &[u8], render: &dyn Fn() -> String) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {
+            let method = request.method.unwrap_or("");
+            let path = request.path.unwrap_or("");
+            Some(route(method, path, render))
+        }
+        Ok(httparse::Status::Partial) if buf.len() < HEAD_LIMIT => None,
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => Some(
+            text_response(431, "request header fields too large\n", false),
+        ),
+        Err(_) => Some(text_response(400, "bad request\n", false)),
+    }
+}
+
+fn route(method: &str, target: &str, render: &dyn Fn() -> String) -> Vec<u8> {
+    let head_only = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return response(405, TEXT_TYPE, "method not allowed\n", false),
+    };
+    let path = target.split('?').next().unwrap_or(target);
+    match path {
+        "/metrics" => match catch_unwind(AssertUnwindSafe(render)) {
+            Ok(body) => response(200, METRICS_TYPE, &body, head_only),
+            Err(_) => text_response(500, "metrics unavailable\n", head_only),
+        },
+        "/" => text_response(200, INDEX, head_only),
+        _ => text_response(404, "not found\n", head_only),
+    }
+}
+
+fn text_response(status: u16, body: &str, head_only: bool) -> Vec<u8> {
+    response(status, TEXT_TYPE, body, head_only)
+}
+
+/// A complete response; `Content-Length` is the body's even when `head_only` leaves it out.
+fn response(status: u16, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Internal Server Error",
+    };
+    // RFC 9110, 15.5.6: "The origin server MUST generate an Allow header field in a 405
+    // response containing a list of the target resource's currently supported methods."
+    let allow = if status == 405 {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: &str = "percore_workers 2\n";
+
+    fn render() -> String {
+        METRICS.to_owned()
+    }
+
+    fn expected(
+        status: &str,
+        content_type: &str,
+        extra: &str,
+        body: &str,
+        head_only: bool,
+    ) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+            body.len()
+        );
+        if !head_only {
+            out.push_str(body);
+        }
+        out.into_bytes()
+    }
+
+    fn check(request: &[u8], expected: Option<Vec<u8>>) {
+        let got = answer(request, &render);
+        assert_eq!(
+            got.as_deref().map(String::from_utf8_lossy),
+            expected.as_deref().map(String::from_utf8_lossy),
+            "request {:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+
+    fn text(status: &str, body: &str) -> Option<Vec<u8>> {
+        Some(expected(status, TEXT_TYPE, "", body, false))
+    }
+
+    #[test]
+    fn metrics_get_and_head() {
+        let get = Some(expected("200 OK", METRICS_TYPE, "", METRICS, false));
+        check(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", get.clone());
+        check(b"GET /metrics?name[]=x HTTP/1.0\r\n\r\n", get);
+        let head = Some(expected("200 OK", METRICS_TYPE, "", METRICS, true));
+        check(b"HEAD /metrics HTTP/1.1\r\n\r\n", head);
+    }
+
+    #[test]
+    fn index_and_not_found() {
+        check(b"GET / HTTP/1.1\r\n\r\n", text("200 OK", INDEX));
+        check(
+            b"GET /nope HTTP/1.1\r\n\r\n",
+            text("404 Not Found", "not found\n"),
+        );
+        check(
+            b"GET /metrics/ HTTP/1.1\r\n\r\n",
+            text("404 Not Found", "not found\n"),
+        );
+        check(
+            b"HEAD /x HTTP/1.1\r\n\r\n",
+            Some(expected(
+                "404 Not Found",
+                TEXT_TYPE,
+                "",
+                "not found\n",
+                true,
+            )),
+        );
+    }
+
+    #[test]
+    fn other_methods_get_405() {
+        let allow = "Allow: GET, HEAD\r\n";
+        for method in ["POST", "PUT", "DELETE", "get"] {
+            let request = format!("{method} /metrics HTTP/1.1\r\n\r\n");
+            check(
+                request.as_bytes(),
+                Some(expected(
+                    "405 Method Not Allowed",
+                    TEXT_TYPE,
+                    allow,
+                    "method not allowed\n",
+                    false,
+                )),
+            );
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_partial() {
+        let request = b"GET /metrics HTTP/1.1\r\nHost: localhost:9090\r\nAccept: */*\r\n\r\n";
+        for end in 0..request.len() {
+            check(&request[..end], None);
+        }
+    }
+
+    #[test]
+    fn malformed_heads_get_400() {
+        let bad = text("400 Bad Request", "bad request\n");
+        for request in [
+            &b"GET /metrics HTTP/9.9\r\n\r\n"[..],
+            b"GET\r\n\r\n",
+            b"\x00\x01\x02\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nBad Header\r\n\r\n",
+            b"GET /me trics HTTP/1.1\r\n\r\n",
+        ] {
+            check(request, bad.clone());
+        }
+    }
+
+    #[test]
+    fn oversized_heads_get_431() {
+        let too_large = text(
+            "431 Request Header Fields Too Large",
+            "request header fields too large\n",
+        );
+        let mut long = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        long.resize(HEAD_LIMIT, b'a');
+        check(&long, too_large.clone());
+        check(&long[..HEAD_LIMIT - 1], None);
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        check(&many, too_large);
+    }
+
+    #[test]
+    fn render_panic_gives_500() {
+        let panicking = || -> String { panic!("render failed") };
+        let got = route("GET", "/metrics", &panicking);
+        let want = expected(
+            "500 Internal Server Error",
+            TEXT_TYPE,
+            "",
+            "metrics unavailable\n",
+            false,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    /// Sends `request` (then half-closes when `close` is set) and returns everything read back.
+    fn exchange(addr: SocketAddr, request: &[u8], close: bool) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        stream
+            .write_all(request)
+            .unwrap_or_else(|e| panic!("write: {e}"));
+        if close {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        let mut out = Vec::new();
+        stream
+            .read_to_end(&mut out)
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn loopback_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"));
+        let thread_name = move || {
+            let name = std::thread::current().name().unwrap_or("?").to_owned();
+            format!("served by {name}\n")
+        };
+        spawn_on(listener, thread_name).unwrap_or_else(|e| panic!("spawn: {e}"));
+        addr
+    }
+
+    #[test]
+    fn serves_over_loopback() {
+        let addr = loopback_server();
+        let body = "served by percore-admin\n";
+        let want = |head_only| {
+            String::from_utf8_lossy(&expected("200 OK", METRICS_TYPE, "", body, head_only))
+                .into_owned()
+        };
+        assert_eq!(
+            exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n", false),
+            want(false)
+        );
+        assert_eq!(
+            exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n", false),
+            want(true)
+        );
+        // A truncated request gets no answer and does not stop the server.
+        assert_eq!(exchange(addr, b"GET /metr", true), "");
+        // A body after the head is drained, not answered with a reset.
+        let with_body = b"GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(exchange(addr, with_body, false), want(false));
+        let mut junk = vec![b'x'; 3 * HEAD_LIMIT];
+        junk.extend_from_slice(b"\r\n\r\n");
+        let reply = exchange(addr, &junk, false);
+        assert!(
+            reply.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{reply}"
+        );
+        assert_eq!(
+            exchange(addr, b"GET / HTTP/1.1\r\n\r\n", false),
+            String::from_utf8_lossy(&expected("200 OK", TEXT_TYPE, "", INDEX, false))
+        );
+    }
+
+    #[test]
+    fn silent_client_is_dropped_after_timeout() {
+        let addr = loopback_server();
+        let started = Instant::now();
+        let mut silent = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        let _ = silent.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut out = Vec::new();
+        let closed = silent.read_to_end(&mut out).is_ok();
+        assert!(closed && out.is_empty(), "{out:?}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= READ_TIMEOUT - Duration::from_millis(100),
+            "{waited:?}"
+        );
+        assert!(waited < READ_TIMEOUT * 3, "{waited:?}");
+        assert!(exchange(addr, b"GET / HTTP/1.1\r\n\r\n", false).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn spawn_binds_before_returning() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = taken.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        let err = spawn(addr, render).map(|_| ()).err().map(|e| e.kind());
+        assert_eq!(err, Some(io::ErrorKind::AddrInUse));
+        drop(taken);
+        spawn(addr, render).unwrap_or_else(|e| panic!("spawn on a free port: {e}"));
+        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n", false);
+        assert_eq!(
+            reply,
+            String::from_utf8_lossy(&expected("200 OK", METRICS_TYPE, "", METRICS, false))
+        );
+    }
+}

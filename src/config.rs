@@ -1,0 +1,1079 @@
+//! Configuration: one [`Config`] built from command-line flags over an optional TOML file,
+//! validated once at start and immutable afterwards.
+//!
+//! Owns the option table (flag, file key, default, help), the parsers for ports, sizes and
+//! durations, and the one-line error messages. Must never open sockets, start threads or
+//! read anything but the config file and the document root's metadata.
+//!
+//! Precedence: built-in defaults < config file (only with `--config`) < command-line flags.
+//! Every option has a line in `config/percore.toml`; a test checks that the file yields
+//! exactly the built-in defaults.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::log::Level;
+
+/// The validated server configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `--bind`: the IP address every listener binds.
+    pub bind: IpAddr,
+    /// `--ports`: sorted, deduplicated, never empty.
+    pub ports: Vec<u16>,
+    /// `--workers`: reactor threads, at least 1.
+    pub workers: usize,
+    /// `--root`: the canonical document root (an existing directory).
+    pub root: PathBuf,
+    /// `--config`: the file the settings were read from, if any.
+    pub config_file: Option<PathBuf>,
+    /// `--admin`: where `/metrics` is served; `None` when `off`.
+    pub admin: Option<SocketAddr>,
+    /// `--log-level`.
+    pub log_level: Level,
+    /// `--max-request-line`: longest request line in bytes (414 beyond).
+    pub max_request_line: usize,
+    /// `--max-header-size`: largest header block in bytes (431 beyond).
+    pub max_header_size: usize,
+    /// `--max-headers`: most header fields per request.
+    pub max_headers: usize,
+    /// `--max-body-size`: largest request body in bytes (413 beyond).
+    pub max_body_size: u64,
+    /// `--header-timeout`: time allowed to receive a request head; never zero.
+    pub header_timeout: Duration,
+    /// `--keepalive-timeout`: idle time between requests; zero disables keep-alive.
+    pub keepalive_timeout: Duration,
+    /// `--send-timeout`: time a client may leave a response unread; never zero.
+    pub send_timeout: Duration,
+    /// `--drain-timeout`: time open connections get to finish at shutdown.
+    pub drain_timeout: Duration,
+    /// `--small-file-max`: files up to this size come from the per-worker cache.
+    pub small_file_max: u64,
+    /// `--file-cache-entries`: entries in each worker's small-file cache.
+    pub file_cache_entries: usize,
+    /// `--index`: the file served for a directory; a plain file name.
+    pub index: String,
+    /// `--dotfiles`: serve names starting with a dot (otherwise they get 404).
+    pub dotfiles: bool,
+}
+
+/// What `main` should do after reading the command line.
+// Built once per process, so the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum CliOutcome {
+    /// Start the server.
+    Run(Config),
+    /// Print `message` (one line for errors; help and version text otherwise, without a
+    /// trailing newline) to stderr or stdout and exit with `code`.
+    Exit {
+        code: i32,
+        message: String,
+        to_stderr: bool,
+    },
+}
+
+impl Config {
+    /// The built-in defaults. `root` is the unchecked relative path `www`.
+    pub fn defaults() -> Config {
+        Config {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            ports: (8001..=8030).collect(),
+            workers: available_cpus(),
+            root: PathBuf::from("www"),
+            config_file: None,
+            admin: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            log_level: Level::Info,
+            max_request_line: 8 * KIB as usize,
+            max_header_size: 8 * KIB as usize,
+            max_headers: 100,
+            max_body_size: MIB,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
+            small_file_max: 64 * KIB,
+            file_cache_entries: 1024,
+            index: "index.html".to_owned(),
+            dotfiles: false,
+        }
+    }
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// One option: its flag (the file key is the same with `_` for `-`), the placeholder shown
+/// in `--help`, its default as text (what `percore.toml` shows) and a one-line description.
+struct Opt {
+    flag: &'static str,
+    value_name: &'static str,
+    default: &'static str,
+    help: &'static str,
+}
+
+impl Opt {
+    fn file_key(&self) -> String {
+        self.flag.replace('-', "_")
+    }
+
+    fn is_switch(&self) -> bool {
+        self.flag == "dotfiles"
+    }
+}
+
+const OPTIONS: &[Opt] = &[
+    Opt {
+        flag: "bind",
+        value_name: "ADDR",
+        default: "0.0.0.0",
+        help: "IP address to listen on, e.g. 127.0.0.1 or [::]",
+    },
+    Opt {
+        flag: "ports",
+        value_name: "LIST",
+        default: "8001-8030",
+        help: "Ports to listen on: 8080, 8001-8030 or 80,8080,9000-9002",
+    },
+    Opt {
+        flag: "workers",
+        value_name: "N|auto",
+        default: "auto",
+        help: "Worker threads (one reactor each); auto = the CPUs this process may use",
+    },
+    Opt {
+        flag: "root",
+        value_name: "DIR",
+        default: "www",
+        help: "Document root; a relative path is relative to the current directory",
+    },
+    Opt {
+        flag: "admin",
+        value_name: "ADDR|off",
+        default: "127.0.0.1:9090",
+        help: "Address of the operators' /metrics endpoint, or off",
+    },
+    Opt {
+        flag: "log-level",
+        value_name: "LEVEL",
+        default: "info",
+        help: "error, warn, info or debug",
+    },
+    Opt {
+        flag: "max-request-line",
+        value_name: "SIZE",
+        default: "8KiB",
+        help: "Longest request line (414 beyond)",
+    },
+    Opt {
+        flag: "max-header-size",
+        value_name: "SIZE",
+        default: "8KiB",
+        help: "Largest request header block (431 beyond)",
+    },
+    Opt {
+        flag: "max-headers",
+        value_name: "N",
+        default: "100",
+        help: "Most header fields in one request (431 beyond)",
+    },
+    Opt {
+        flag: "max-body-size",
+        value_name: "SIZE",
+        default: "1MiB",
+        help: "Largest request body (413 beyond)",
+    },
+    Opt {
+        flag: "header-timeout",
+        value_name: "DURATION",
+        default: "10s",
+        help: "Time allowed to receive a request head",
+    },
+    Opt {
+        flag: "keepalive-timeout",
+        value_name: "DURATION",
+        default: "60s",
+        help: "Idle time before a keep-alive connection is closed; 0 disables keep-alive",
+    },
+    Opt {
+        flag: "send-timeout",
+        value_name: "DURATION",
+        default: "60s",
+        help: "Time a client may leave a response unread before it is dropped",
+    },
+    Opt {
+        flag: "drain-timeout",
+        value_name: "DURATION",
+        default: "10s",
+        help: "Time open connections get to finish at shutdown",
+    },
+    Opt {
+        flag: "small-file-max",
+        value_name: "SIZE",
+        default: "64KiB",
+        help: "Files up to this size are served from the per-worker cache",
+    },
+    Opt {
+        flag: "file-cache-entries",
+        value_name: "N",
+        default: "1024",
+        help: "Entries in each worker's small-file cache",
+    },
+    Opt {
+        flag: "index",
+        value_name: "NAME",
+        default: "index.html",
+        help: "File served for a directory",
+    },
+    Opt {
+        flag: "dotfiles",
+        value_name: "",
+        default: "false",
+        help: "Serve names starting with a dot (otherwise they get 404)",
+    },
+];
+
+const EXAMPLES: &str = "\
+Sizes take k/KiB, m/MiB or g/GiB (powers of 1024); durations take ms, s, m or h (bare numbers are seconds).
+
+Examples:
+  percore --ports 8080 --root ./public
+  percore --config /etc/percore/percore.toml --workers 4
+  percore --bind [::] --admin off";
+
+/// Parses the command line (`args` starts with the program name, like `std::env::args_os()`),
+/// reads the config file if `--config` is given, and validates everything once.
+pub fn parse_args<I, T>(args: I) -> CliOutcome
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match command().try_get_matches_from(args) {
+        Ok(matches) => match build(&matches) {
+            Ok(config) => CliOutcome::Run(config),
+            Err(message) => fail(&message),
+        },
+        Err(error) => clap_outcome(&error),
+    }
+}
+
+fn command() -> Command {
+    let options = OPTIONS.iter().map(|opt| {
+        let help = format!("{} [default: {}]", opt.help, opt.default);
+        let arg = Arg::new(opt.flag).long(opt.flag).help(help);
+        if opt.is_switch() {
+            arg.action(ArgAction::SetTrue)
+        } else {
+            arg.value_name(opt.value_name)
+        }
+    });
+    Command::new("percore")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Static files over HTTP/1.1, one epoll reactor per CPU core")
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .help("TOML file read before the flags (flags win); see config/percore.toml"),
+        )
+        .args(options)
+        .args_override_self(true)
+        .after_help(EXAMPLES)
+}
+
+fn build(matches: &ArgMatches) -> Result<Config, String> {
+    let mut config = Config::defaults();
+    if let Some(path) = matches.get_one::<String>("config") {
+        apply_file(&mut config, Path::new(path))
+            .map_err(|why| format!("config file '{path}': {why}"))?;
+        config.config_file = Some(PathBuf::from(path));
+    }
+    for opt in OPTIONS {
+        let raw = if opt.is_switch() {
+            matches.get_flag(opt.flag).then(|| "true".to_owned())
+        } else {
+            matches.get_one::<String>(opt.flag).cloned()
+        };
+        if let Some(raw) = raw {
+            set(&mut config, opt.flag, &raw)
+                .map_err(|why| format!("invalid --{} '{raw}': {why}", opt.flag))?;
+        }
+    }
+    config.root = check_root(&config.root)?;
+    Ok(config)
+}
+
+/// Applies every key of the TOML file at `path`; errors do not repeat the file name.
+fn apply_file(config: &mut Config, path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let table: toml::Table = text.parse().map_err(|e| toml_error(&text, &e))?;
+    for (key, value) in &table {
+        let opt = OPTIONS
+            .iter()
+            .find(|opt| opt.file_key() == *key)
+            .ok_or_else(|| format!("unknown key '{key}'"))?;
+        let raw = value_text(value).ok_or_else(|| {
+            format!(
+                "invalid {key}: expected a string or an integer, found {}",
+                value.type_str()
+            )
+        })?;
+        set(config, opt.flag, &raw).map_err(|why| format!("invalid {key} '{raw}': {why}"))?;
+    }
+    Ok(())
+}
+
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let lines: Vec<&str> = error.message().lines().map(str::trim).collect();
+    let message = match lines.join("; ") {
+        joined if joined.is_empty() => "invalid TOML".to_owned(),
+        joined => joined,
+    };
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return message;
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
+/// The file's value as the text a flag would carry: arrays become comma lists.
+fn value_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                toml::Value::String(s) => Some(s.clone()),
+                toml::Value::Integer(i) => Some(i.to_string()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(|items| items.join(",")),
+        _ => None,
+    }
+}
+
+/// Sets the option named by `flag` from its text; the error says what was expected.
+fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
+    match flag {
+        "bind" => config.bind = parse_ip(raw)?,
+        "ports" => config.ports = parse_ports(raw)?,
+        "workers" => config.workers = parse_workers(raw)?,
+        "root" => config.root = PathBuf::from(raw),
+        "admin" => config.admin = parse_admin(raw)?,
+        "log-level" => {
+            config.log_level =
+                Level::parse(raw.trim()).ok_or("expected error, warn, info or debug")?
+        }
+        "max-request-line" => config.max_request_line = at_least_one(parse_size_usize(raw)?)?,
+        "max-header-size" => config.max_header_size = at_least_one(parse_size_usize(raw)?)?,
+        "max-headers" => config.max_headers = at_least_one(parse_count(raw)?)?,
+        "max-body-size" => config.max_body_size = parse_size(raw)?,
+        "header-timeout" => config.header_timeout = nonzero(parse_duration(raw)?)?,
+        "keepalive-timeout" => config.keepalive_timeout = parse_duration(raw)?,
+        "send-timeout" => config.send_timeout = nonzero(parse_duration(raw)?)?,
+        "drain-timeout" => config.drain_timeout = parse_duration(raw)?,
+        "small-file-max" => config.small_file_max = parse_size(raw)?,
+        "file-cache-entries" => config.file_cache_entries = parse_count(raw)?,
+        "index" => config.index = parse_index(raw)?,
+        "dotfiles" => config.dotfiles = parse_bool(raw)?,
+        _ => return Err(format!("unknown option '{flag}'")),
+    }
+    Ok(())
+}
+
+fn parse_ip(raw: &str) -> Result<IpAddr, String> {
+    let s = raw.trim();
+    let unbracketed = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    unbracketed
+        .parse()
+        .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or [::]".to_owned())
+}
+
+fn parse_ports(raw: &str) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for item in raw.split(',').map(str::trim) {
+        let (first, last) = match item.split_once('-') {
+            Some((first, last)) => (parse_port(first)?, parse_port(last)?),
+            None => (parse_port(item)?, parse_port(item)?),
+        };
+        if first > last {
+            return Err(format!("range {first}-{last} is reversed"));
+        }
+        ports.extend(first..=last);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
+}
+
+fn parse_port(raw: &str) -> Result<u16, String> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err("a port number is missing".to_owned());
+    }
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a port number"))?;
+    match u16::try_from(n) {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(format!("port {n} is out of range 1-65535")),
+    }
+}
+
+fn parse_workers(raw: &str) -> Result<usize, String> {
+    if raw.trim().eq_ignore_ascii_case("auto") {
+        return Ok(available_cpus());
+    }
+    parse_count(raw).and_then(at_least_one)
+}
+
+/// The CPUs this process may run on (`sched_getaffinity`, cgroup quotas), at least 1.
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn parse_admin(raw: &str) -> Result<Option<SocketAddr>, String> {
+    let s = raw.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| {
+        "expected ADDRESS:PORT such as 127.0.0.1:9090 or [::1]:9090, or off".to_owned()
+    })
+}
+
+fn parse_count(raw: &str) -> Result<usize, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| "expected a whole number".to_owned())
+}
+
+fn at_least_one(n: usize) -> Result<usize, String> {
+    if n == 0 {
+        return Err("must be at least 1".to_owned());
+    }
+    Ok(n)
+}
+
+/// Splits `"500ms"` into `(500, "ms")`; the unit is lowercased and may be empty.
+fn number_and_unit(raw: &str) -> Option<(u64, String)> {
+    let s = raw.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    Some((digits.parse().ok()?, unit.trim().to_ascii_lowercase()))
+}
+
+/// Sizes: an integer of bytes or a number with k/KiB, m/MiB or g/GiB (powers of 1024).
+fn parse_size(raw: &str) -> Result<u64, String> {
+    const EXPECTED: &str = "expected bytes or a number with k/KiB, m/MiB or g/GiB";
+    let (n, unit) = number_and_unit(raw).ok_or(EXPECTED)?;
+    let scale = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => KIB,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => GIB,
+        _ => return Err(EXPECTED.to_owned()),
+    };
+    n.checked_mul(scale).ok_or_else(|| "too large".to_owned())
+}
+
+fn parse_size_usize(raw: &str) -> Result<usize, String> {
+    usize::try_from(parse_size(raw)?).map_err(|_| "too large".to_owned())
+}
+
+/// Durations: an integer of seconds or a number with ms, s, m or h.
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    const EXPECTED: &str = "expected seconds or a number with ms, s, m or h";
+    let (n, unit) = number_and_unit(raw).ok_or(EXPECTED)?;
+    let millis = match unit.as_str() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(EXPECTED.to_owned()),
+    };
+    n.checked_mul(millis)
+        .map(Duration::from_millis)
+        .ok_or_else(|| "too large".to_owned())
+}
+
+fn nonzero(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        return Err("must be greater than 0".to_owned());
+    }
+    Ok(d)
+}
+
+fn parse_index(raw: &str) -> Result<String, String> {
+    let plain = !raw.is_empty() && raw != "." && raw != ".." && !raw.contains(['/', '\0']);
+    if !plain {
+        return Err("expected a plain file name such as index.html".to_owned());
+    }
+    Ok(raw.to_owned())
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+/// The canonical root, or an error naming the path as given.
+fn check_root(root: &Path) -> Result<PathBuf, String> {
+    let shown = root.display();
+    match std::fs::metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("root directory '{shown}' does not exist"))
+        }
+        Err(e) => Err(format!("root directory '{shown}': {e}")),
+        Ok(meta) if !meta.is_dir() => Err(format!("root '{shown}' is not a directory")),
+        Ok(_) => std::fs::canonicalize(root).map_err(|e| format!("root directory '{shown}': {e}")),
+    }
+}
+
+/// An error outcome: one line, control characters escaped, exit code 2.
+fn fail(message: &str) -> CliOutcome {
+    let line: String = message
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect();
+    CliOutcome::Exit {
+        code: 2,
+        message: format!("percore: {line}"),
+        to_stderr: true,
+    }
+}
+
+/// Help and version go to stdout with code 0; clap's errors become one line.
+fn clap_outcome(error: &clap::Error) -> CliOutcome {
+    let text = error.to_string();
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => CliOutcome::Exit {
+            code: 0,
+            message: text.trim_end().to_owned(),
+            to_stderr: false,
+        },
+        _ => {
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            fail(&format!("{first} (see 'percore --help')"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../config/percore.toml");
+
+    /// Runs `percore ARGS --root <an existing directory>` and returns the outcome.
+    fn run(args: &[&str]) -> (CliOutcome, tempfile::TempDir) {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let root_arg = root.path().to_string_lossy().into_owned();
+        let mut argv = vec!["percore", "--root", root_arg.as_str()];
+        argv.extend_from_slice(args);
+        (parse_args(argv), root)
+    }
+
+    /// Checks that `args` succeed and that `edit(defaults)` gives the result.
+    fn check(args: &[&str], edit: impl FnOnce(&mut Config)) {
+        let (outcome, root) = run(args);
+        let mut expected = Config::defaults();
+        expected.root = std::fs::canonicalize(root.path()).unwrap_or_default();
+        edit(&mut expected);
+        match outcome {
+            CliOutcome::Run(config) => assert_eq!(config, expected, "args {args:?}"),
+            other => panic!("args {args:?}: {other:?}"),
+        }
+    }
+
+    /// Checks that `args` fail with exactly `message` on stderr and code 2.
+    fn check_error(args: &[&str], message: &str) {
+        check_error_argv(&[&["percore"], args].concat(), message);
+    }
+
+    fn check_error_argv(argv: &[&str], message: &str) {
+        match parse_args(argv) {
+            CliOutcome::Exit {
+                code,
+                message: got,
+                to_stderr,
+            } => {
+                assert_eq!(
+                    (code, got.as_str(), to_stderr),
+                    (2, message, true),
+                    "{argv:?}"
+                )
+            }
+            other => panic!("{argv:?}: expected an error, got {other:?}"),
+        }
+    }
+
+    fn write_file(dir: &Path, text: &str) -> String {
+        let path = dir.join("percore.toml");
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write: {e}"));
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn defaults_without_flags() {
+        check(&[], |_| {});
+    }
+
+    #[test]
+    fn bind_forms() {
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
+        check(&["--bind", "::"], |c| c.bind = v6("::"));
+        check(&["--bind", "[::]"], |c| c.bind = v6("::"));
+        check(&["--bind", "::1"], |c| c.bind = v6("::1"));
+        check(&["--bind", "[::1]"], |c| c.bind = v6("::1"));
+        check(&["--bind", "127.0.0.1"], |c| c.bind = v6("127.0.0.1"));
+        check(&["--bind=10.1.2.3"], |c| c.bind = v6("10.1.2.3"));
+    }
+
+    #[test]
+    fn ports_forms() {
+        check(&["--ports", "8001"], |c| c.ports = vec![8001]);
+        check(&["--ports", "8001-8003"], |c| {
+            c.ports = vec![8001, 8002, 8003]
+        });
+        check(&["--ports", "9000-9002,80,8080"], |c| {
+            c.ports = vec![80, 8080, 9000, 9001, 9002]
+        });
+        check(&["--ports", "81,80,81,80-81"], |c| c.ports = vec![80, 81]);
+        check(&["--ports", " 1 - 1 , 65535"], |c| c.ports = vec![1, 65535]);
+    }
+
+    #[test]
+    fn ports_errors() {
+        let e = |raw: &str, why: &str| format!("percore: invalid --ports '{raw}': {why}");
+        let cases = [
+            ("0-5", "port 0 is out of range 1-65535"),
+            ("0", "port 0 is out of range 1-65535"),
+            ("65536", "port 65536 is out of range 1-65535"),
+            ("80,99999999999", "port 99999999999 is out of range 1-65535"),
+            ("9002-9000", "range 9002-9000 is reversed"),
+            ("", "a port number is missing"),
+            ("80,", "a port number is missing"),
+            ("8001-", "a port number is missing"),
+            ("http", "'http' is not a port number"),
+            ("-5", "a port number is missing"),
+            ("1-2-3", "'2-3' is not a port number"),
+        ];
+        for (raw, why) in cases {
+            check_error(&["--root", ".", &format!("--ports={raw}")], &e(raw, why));
+        }
+    }
+
+    #[test]
+    fn workers_and_counts() {
+        check(&["--workers", "1"], |c| c.workers = 1);
+        check(&["--workers", "64"], |c| c.workers = 64);
+        check(&["--workers", "auto"], |_| {});
+        check(&["--max-headers", "7"], |c| c.max_headers = 7);
+        check(&["--file-cache-entries", "0"], |c| c.file_cache_entries = 0);
+        check_error(
+            &["--workers", "0"],
+            "percore: invalid --workers '0': must be at least 1",
+        );
+        check_error(
+            &["--workers", "many"],
+            "percore: invalid --workers 'many': expected a whole number",
+        );
+        check_error(
+            &["--max-headers", "0"],
+            "percore: invalid --max-headers '0': must be at least 1",
+        );
+    }
+
+    #[test]
+    fn admin_and_log_level() {
+        check(&["--admin", "off"], |c| c.admin = None);
+        check(&["--admin", "[::1]:9100"], |c| {
+            c.admin = "[::1]:9100".parse().ok()
+        });
+        check(&["--admin", "127.0.0.1:0"], |c| {
+            c.admin = "127.0.0.1:0".parse().ok()
+        });
+        check(&["--log-level", "debug"], |c| c.log_level = Level::Debug);
+        check(&["--log-level", "ERROR"], |c| c.log_level = Level::Error);
+        check_error(
+            &["--admin", "9090"],
+            "percore: invalid --admin '9090': expected ADDRESS:PORT such as 127.0.0.1:9090 or [::1]:9090, or off",
+        );
+        check_error(
+            &["--log-level", "loud"],
+            "percore: invalid --log-level 'loud': expected error, warn, info or debug",
+        );
+        check_error(
+            &["--bind", "localhost"],
+            "percore: invalid --bind 'localhost': expected an IP address such as 0.0.0.0, 127.0.0.1 or [::]",
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        check(&["--max-request-line", "4096"], |c| {
+            c.max_request_line = 4096
+        });
+        check(&["--max-header-size", "16k"], |c| c.max_header_size = 16384);
+        check(&["--max-header-size", "16KiB"], |c| {
+            c.max_header_size = 16384
+        });
+        check(&["--max-body-size", "2m"], |c| c.max_body_size = 2 << 20);
+        check(&["--max-body-size", "2MiB"], |c| c.max_body_size = 2 << 20);
+        check(&["--max-body-size", "0"], |c| c.max_body_size = 0);
+        check(&["--small-file-max", "1g"], |c| c.small_file_max = 1 << 30);
+        check(&["--small-file-max", "10 KB"], |c| c.small_file_max = 10240);
+        let why = "expected bytes or a number with k/KiB, m/MiB or g/GiB";
+        for raw in ["", "k", "8x", "1.5k", "-1", "8 k b"] {
+            check_error(
+                &[&format!("--max-body-size={raw}")],
+                &format!("percore: invalid --max-body-size '{raw}': {why}"),
+            );
+        }
+        check_error(
+            &["--max-body-size", "99999999999999g"],
+            "percore: invalid --max-body-size '99999999999999g': too large",
+        );
+        check_error(
+            &["--max-request-line", "0"],
+            "percore: invalid --max-request-line '0': must be at least 1",
+        );
+    }
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        check(&["--header-timeout", "500ms"], |c| {
+            c.header_timeout = ms(500)
+        });
+        check(&["--keepalive-timeout", "0"], |c| {
+            c.keepalive_timeout = ms(0)
+        });
+        check(&["--keepalive-timeout", "2m"], |c| {
+            c.keepalive_timeout = ms(120_000)
+        });
+        check(&["--send-timeout", "30"], |c| c.send_timeout = ms(30_000));
+        check(&["--drain-timeout", "1h"], |c| {
+            c.drain_timeout = ms(3_600_000)
+        });
+        check(&["--drain-timeout", "0s"], |c| c.drain_timeout = ms(0));
+        let why = "expected seconds or a number with ms, s, m or h";
+        for raw in ["", "s", "10 sec", "1.5s", "-1"] {
+            check_error(
+                &[&format!("--header-timeout={raw}")],
+                &format!("percore: invalid --header-timeout '{raw}': {why}"),
+            );
+        }
+        check_error(
+            &["--header-timeout", "0ms"],
+            "percore: invalid --header-timeout '0ms': must be greater than 0",
+        );
+        check_error(
+            &["--send-timeout", "0"],
+            "percore: invalid --send-timeout '0': must be greater than 0",
+        );
+        check_error(
+            &["--drain-timeout", "18446744073709551615h"],
+            "percore: invalid --drain-timeout '18446744073709551615h': too large",
+        );
+    }
+
+    #[test]
+    fn index_and_dotfiles() {
+        check(&["--index", "default.htm"], |c| {
+            c.index = "default.htm".into()
+        });
+        check(&["--dotfiles"], |c| c.dotfiles = true);
+        for raw in ["", ".", "..", "a/index.html"] {
+            check_error(
+                &[&format!("--index={raw}")],
+                &format!("percore: invalid --index '{raw}': expected a plain file name such as index.html"),
+            );
+        }
+    }
+
+    #[test]
+    fn root_is_canonicalized_and_checked() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sub = dir.path().join("site");
+        std::fs::create_dir(&sub).unwrap_or_else(|e| panic!("{e}"));
+        let dotted = format!("{}/site/../site/.", dir.path().display());
+        match parse_args(["percore", "--root", &dotted]) {
+            CliOutcome::Run(c) => assert_eq!(Some(c.root), std::fs::canonicalize(&sub).ok()),
+            other => panic!("{other:?}"),
+        }
+        let missing = format!("{}/nope", dir.path().display());
+        check_error_argv(
+            &["percore", "--root", &missing],
+            &format!("percore: root directory '{missing}' does not exist"),
+        );
+        let file = write_file(dir.path(), "");
+        check_error_argv(
+            &["percore", "--root", &file],
+            &format!("percore: root '{file}' is not a directory"),
+        );
+        check_error_argv(
+            &["percore", "--root", "nope-\n-x"],
+            "percore: root directory 'nope-\\n-x' does not exist",
+        );
+    }
+
+    #[test]
+    fn file_under_flags() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().display().to_string();
+        let path = write_file(
+            dir.path(),
+            &format!(
+                "root = '{root}'\nports = [80, 8080]\nworkers = 3\nheader_timeout = 5\n\
+                 keepalive_timeout = \"750ms\"\nmax_body_size = 2048\nadmin = \"off\"\n\
+                 dotfiles = true\nbind = \"[::1]\"\n"
+            ),
+        );
+        let outcome = parse_args([
+            "percore",
+            "--config",
+            &path,
+            "--workers",
+            "2",
+            "--ports",
+            "9000",
+        ]);
+        let CliOutcome::Run(config) = outcome else {
+            panic!("{outcome:?}");
+        };
+        let mut expected = Config::defaults();
+        expected.root = std::fs::canonicalize(dir.path()).unwrap_or_default();
+        expected.config_file = Some(PathBuf::from(&path));
+        expected.ports = vec![9000];
+        expected.workers = 2;
+        expected.header_timeout = Duration::from_secs(5);
+        expected.keepalive_timeout = Duration::from_millis(750);
+        expected.max_body_size = 2048;
+        expected.admin = None;
+        expected.dotfiles = true;
+        expected.bind = "::1".parse().unwrap_or(expected.bind);
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn file_forms() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().display().to_string();
+        type Edit = fn(&mut Config);
+        let cases: [(&str, Edit); 4] = [
+            ("ports = 8001", |c| c.ports = vec![8001]),
+            ("ports = \"80,90-91\"", |c| c.ports = vec![80, 90, 91]),
+            ("small_file_max = \"8KiB\"", |c| c.small_file_max = 8192),
+            ("dotfiles = false", |_| {}),
+        ];
+        for (line, edit) in cases {
+            let path = write_file(dir.path(), line);
+            let outcome = parse_args(["percore", "--config", &path, "--root", &root]);
+            let mut expected = Config::defaults();
+            expected.root = std::fs::canonicalize(dir.path()).unwrap_or_default();
+            expected.config_file = Some(PathBuf::from(&path));
+            edit(&mut expected);
+            match outcome {
+                CliOutcome::Run(config) => assert_eq!(config, expected, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn file_errors() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cases = [
+            ("foo = 1", "unknown key 'foo'"),
+            ("max-headers = 1", "unknown key 'max-headers'"),
+            ("config = 'x'", "unknown key 'config'"),
+            (
+                "ports = '0-5'",
+                "invalid ports '0-5': port 0 is out of range 1-65535",
+            ),
+            ("ports = []", "invalid ports '': a port number is missing"),
+            (
+                "ports = [80, true]",
+                "invalid ports: expected a string or an integer, found array",
+            ),
+            (
+                "workers = 1.5",
+                "invalid workers: expected a string or an integer, found float",
+            ),
+            (
+                "workers = -2",
+                "invalid workers '-2': expected a whole number",
+            ),
+            (
+                "dotfiles = 'yes'",
+                "invalid dotfiles 'yes': expected true or false",
+            ),
+            ("[server]\nports = 80", "unknown key 'server'"),
+            (
+                "bind = '0.0.0.0'\nports = ",
+                "line 2, column 9: invalid TOML",
+            ),
+            (
+                "a = 1\nb = [1,",
+                "line 2, column 8: invalid array; expected `]`",
+            ),
+            (
+                "a = 1\na = 2",
+                "line 2, column 1: duplicate key `a` in document root",
+            ),
+        ];
+        for (text, why) in cases {
+            let path = write_file(dir.path(), text);
+            check_error(
+                &["--config", &path],
+                &format!("percore: config file '{path}': {why}"),
+            );
+        }
+        let missing = format!("{}/missing.toml", dir.path().display());
+        check_error(
+            &["--config", &missing],
+            &format!("percore: config file '{missing}': No such file or directory (os error 2)"),
+        );
+    }
+
+    #[test]
+    fn clap_errors_are_one_line() {
+        check_error(
+            &["--foo"],
+            "percore: unexpected argument '--foo' found (see 'percore --help')",
+        );
+        check_error(
+            &["--ports"],
+            "percore: a value is required for '--ports <LIST>' but none was supplied (see 'percore --help')",
+        );
+        check_error(
+            &["extra"],
+            "percore: unexpected argument 'extra' found (see 'percore --help')",
+        );
+    }
+
+    #[test]
+    fn last_flag_wins() {
+        check(&["--ports", "80", "--ports", "81"], |c| c.ports = vec![81]);
+    }
+
+    #[test]
+    fn help_and_version() {
+        for flag in ["--help", "-h"] {
+            match parse_args(["percore", flag]) {
+                CliOutcome::Exit {
+                    code: 0,
+                    message,
+                    to_stderr: false,
+                } => {
+                    assert!(message.contains("--ports <LIST>"), "{message}");
+                    assert!(message.contains("[default: 8001-8030]"), "{message}");
+                    assert!(
+                        message.contains("percore --bind [::] --admin off"),
+                        "{message}"
+                    );
+                    assert!(!message.ends_with('\n'));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match parse_args(["percore", "--version"]) {
+            CliOutcome::Exit {
+                code: 0,
+                message,
+                to_stderr: false,
+            } => assert_eq!(message, format!("percore {}", env!("CARGO_PKG_VERSION"))),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Applies `text` as a config file to a config with every field changed.
+    fn apply_to_scrambled(pairs: &[(String, String)]) -> Config {
+        let mut config = Config::defaults();
+        config.bind = IpAddr::from([1, 2, 3, 4]);
+        config.ports = vec![1];
+        config.workers += 7;
+        config.root = PathBuf::from("elsewhere");
+        config.admin = None;
+        config.log_level = Level::Error;
+        config.max_request_line = 1;
+        config.max_header_size = 1;
+        config.max_headers = 1;
+        config.max_body_size = 1;
+        config.header_timeout = Duration::from_millis(1);
+        config.keepalive_timeout = Duration::from_millis(1);
+        config.send_timeout = Duration::from_millis(1);
+        config.drain_timeout = Duration::from_millis(1);
+        config.small_file_max = 1;
+        config.file_cache_entries = 1;
+        config.index = "x".into();
+        config.dotfiles = true;
+        for (flag, raw) in pairs {
+            if let Err(why) = set(&mut config, flag, raw) {
+                panic!("{flag} = {raw}: {why}");
+            }
+        }
+        config
+    }
+
+    #[test]
+    fn option_table_defaults_match_code() {
+        let pairs: Vec<_> = OPTIONS
+            .iter()
+            .map(|o| (o.flag.to_owned(), o.default.to_owned()))
+            .collect();
+        assert_eq!(apply_to_scrambled(&pairs), Config::defaults());
+    }
+
+    #[test]
+    fn shipped_file_is_the_defaults() {
+        let table: toml::Table = SHIPPED.parse().unwrap_or_else(|e| panic!("{e}"));
+        let mut keys: Vec<_> = table.keys().cloned().collect();
+        let mut expected: Vec<_> = OPTIONS.iter().map(Opt::file_key).collect();
+        keys.sort();
+        expected.sort();
+        assert_eq!(keys, expected, "percore.toml must document every key");
+        let mut pairs = Vec::new();
+        for (key, value) in &table {
+            let raw = value_text(value).unwrap_or_else(|| panic!("{key}"));
+            pairs.push((key.replace('_', "-"), raw));
+        }
+        assert_eq!(apply_to_scrambled(&pairs), Config::defaults());
+    }
+
+    #[test]
+    fn shipped_file_loads_through_parse_args() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = write_file(dir.path(), SHIPPED);
+        let root = dir.path().display().to_string();
+        let mut expected = Config::defaults();
+        expected.root = std::fs::canonicalize(dir.path()).unwrap_or_default();
+        expected.config_file = Some(PathBuf::from(&path));
+        match parse_args(["percore", "--config", &path, "--root", &root]) {
+            CliOutcome::Run(config) => assert_eq!(config, expected),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! percore: a static-file and WebSocket server with one epoll reactor per CPU core.
+//!
+//! The layers, lowest first (a lower layer never imports a higher one):
+//! - [`sys`]: the only module that calls libc or holds `unsafe`.
+//! - [`http`], [`files`]: sans-IO protocol and static-file decisions; no sockets, files or clocks.
+//! - [`worker`]: one reactor per core; moves bytes between sockets and the sans-IO layers.
+//! - [`metrics`], [`config`], [`log`]: shared read-only configuration and the worker → supervisor reports.
+//! - [`supervisor`], [`admin`]: process-wide concerns (threads, signals, readiness, exit code, /metrics).
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod admin;
+pub mod config;
+pub mod files;
+pub mod http;
+#[macro_use]
+pub mod log;
+pub mod metrics;
+pub mod supervisor;
+pub mod sys;
+pub mod worker;

@@ -1,0 +1,756 @@
+//! Metrics: the counters a worker keeps, the [`WorkerReport`] of deltas it sends to the
+//! supervisor, the supervisor's per-worker [`Totals`], and their text renderings (Prometheus
+//! exposition format, the connection progress line and the periodic summary).
+//!
+//! Plain data and pure functions: no I/O, no locks, no clocks read (callers pass `Instant`s).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// Number of latency buckets: bucket `i` (0..=26) counts samples of at most 2^i µs
+/// (1 µs to about 67 s); the last bucket counts everything slower (+Inf).
+pub const LATENCY_BUCKETS: usize = 28;
+
+const FINITE_BUCKETS: usize = LATENCY_BUCKETS - 1;
+
+/// A latency histogram with power-of-two microsecond buckets (not cumulative).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Samples per bucket; see [`LATENCY_BUCKETS`].
+    pub counts: [u64; LATENCY_BUCKETS],
+    /// Sum of all samples in microseconds (saturating).
+    pub sum_micros: u64,
+}
+
+impl Histogram {
+    /// Adds one sample.
+    pub fn record(&mut self, micros: u64) {
+        let bucket = bucket_of(micros);
+        self.counts[bucket] = self.counts[bucket].saturating_add(1);
+        self.sum_micros = self.sum_micros.saturating_add(micros);
+    }
+
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine = mine.saturating_add(theirs);
+        }
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+    }
+
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().fold(0, |sum, &n| sum.saturating_add(n))
+    }
+
+    /// The upper bound in µs of the bucket holding quantile `q` (clamped to 0..=1);
+    /// 0 when empty, `u64::MAX` when that bucket is +Inf.
+    pub fn quantile_micros(&self, q: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        // The rank of the sample at quantile q, counting from 1 (NaN casts to 0).
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0u64;
+        for (bucket, &n) in self.counts.iter().enumerate() {
+            seen = seen.saturating_add(n);
+            if seen >= rank {
+                return bucket_bound(bucket);
+            }
+        }
+        u64::MAX
+    }
+
+    /// Samples that arrived since `earlier` (a previous copy of this histogram).
+    fn since(&self, earlier: &Histogram) -> Histogram {
+        let mut delta = self.clone();
+        for (now, then) in delta.counts.iter_mut().zip(earlier.counts) {
+            *now = now.saturating_sub(then);
+        }
+        delta.sum_micros = self.sum_micros.saturating_sub(earlier.sum_micros);
+        delta
+    }
+}
+
+/// The smallest bucket whose bound 2^i is at least `micros`.
+fn bucket_of(micros: u64) -> usize {
+    if micros <= 1 {
+        return 0;
+    }
+    // ceil(log2(micros)) for micros >= 2.
+    let log2_ceil = (u64::BITS - (micros - 1).leading_zeros()) as usize;
+    log2_ceil.min(FINITE_BUCKETS)
+}
+
+/// The inclusive upper bound of `bucket` in µs; `u64::MAX` for +Inf.
+fn bucket_bound(bucket: usize) -> u64 {
+    if bucket < FINITE_BUCKETS {
+        1 << bucket
+    } else {
+        u64::MAX
+    }
+}
+
+/// One worker's counters (or a sum of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections closed (for any reason).
+    pub closed: u64,
+    /// Responses by status class: index 0 is 1xx, 4 is 5xx.
+    pub requests: [u64; 5],
+    /// Bytes written to clients (heads and bodies).
+    pub bytes_sent: u64,
+    /// Request latency as measured by the worker.
+    pub latency: Histogram,
+}
+
+impl Counters {
+    /// Counts one response with `status`; statuses outside 100..=599 are not counted.
+    pub fn record_status(&mut self, status: u16) {
+        if let Some(n) = (usize::from(status) / 100)
+            .checked_sub(1)
+            .and_then(|class| self.requests.get_mut(class))
+        {
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// Adds `other` to these counters.
+    pub fn add(&mut self, other: &Counters) {
+        self.accepted = self.accepted.saturating_add(other.accepted);
+        self.closed = self.closed.saturating_add(other.closed);
+        for (mine, theirs) in self.requests.iter_mut().zip(other.requests) {
+            *mine = mine.saturating_add(theirs);
+        }
+        self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
+        self.latency.merge(&other.latency);
+    }
+
+    /// Whether nothing was counted (a worker skips sending such a report).
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+
+    /// Responses of every class.
+    pub fn total_requests(&self) -> u64 {
+        self.requests
+            .iter()
+            .fold(0, |sum, &n| sum.saturating_add(n))
+    }
+
+    /// What was counted since `earlier`, a previous copy of these (cumulative) counters.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut requests = self.requests;
+        for (now, then) in requests.iter_mut().zip(earlier.requests) {
+            *now = now.saturating_sub(then);
+        }
+        Counters {
+            accepted: self.accepted.saturating_sub(earlier.accepted),
+            closed: self.closed.saturating_sub(earlier.closed),
+            requests,
+            bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            latency: self.latency.since(&earlier.latency),
+        }
+    }
+
+    /// Open connections: accepted minus closed.
+    fn active(&self) -> u64 {
+        self.accepted.saturating_sub(self.closed)
+    }
+}
+
+/// What a worker sends on the channel: the counters since its previous report.
+#[derive(Clone, Debug)]
+pub struct WorkerReport {
+    /// The worker's index, 0..workers.
+    pub worker: usize,
+    /// Counts since the previous report of this worker.
+    pub delta: Counters,
+}
+
+/// The supervisor's cumulative counters, one entry per worker.
+#[derive(Clone, Debug)]
+pub struct Totals {
+    workers: Vec<Counters>,
+}
+
+impl Totals {
+    /// All-zero totals for `workers` workers.
+    pub fn new(workers: usize) -> Totals {
+        Totals {
+            workers: vec![Counters::default(); workers],
+        }
+    }
+
+    /// Adds a report's delta to its worker; a report for an unknown worker is ignored.
+    pub fn apply(&mut self, report: &WorkerReport) {
+        if let Some(counters) = self.workers.get_mut(report.worker) {
+            counters.add(&report.delta);
+        }
+    }
+
+    /// The cumulative counters of worker `i`.
+    pub fn worker(&self, i: usize) -> Option<&Counters> {
+        self.workers.get(i)
+    }
+
+    /// The counters of all workers added together.
+    pub fn sum(&self) -> Counters {
+        let mut sum = Counters::default();
+        for counters in &self.workers {
+            sum.add(counters);
+        }
+        sum
+    }
+
+    /// Open connections over all workers.
+    pub fn active(&self) -> u64 {
+        self.workers
+            .iter()
+            .fold(0, |sum, c| sum.saturating_add(c.active()))
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4), one series per worker.
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        family(&mut out, "percore_workers", "gauge", "Worker threads.");
+        let _ = writeln!(out, "percore_workers {}", self.workers.len());
+        self.per_worker(
+            &mut out,
+            ("percore_connections_accepted_total", "counter"),
+            "Connections accepted.",
+            |c| c.accepted,
+        );
+        self.per_worker(
+            &mut out,
+            ("percore_connections_closed_total", "counter"),
+            "Connections closed.",
+            |c| c.closed,
+        );
+        self.per_worker(
+            &mut out,
+            ("percore_connections_active", "gauge"),
+            "Connections open now.",
+            Counters::active,
+        );
+        let name = "percore_requests_total";
+        family(
+            &mut out,
+            name,
+            "counter",
+            "Responses sent, by status class.",
+        );
+        for (w, c) in self.workers.iter().enumerate() {
+            for (class, n) in c.requests.iter().enumerate() {
+                let class = class + 1;
+                let _ = writeln!(out, "{name}{{worker=\"{w}\",class=\"{class}xx\"}} {n}");
+            }
+        }
+        self.per_worker(
+            &mut out,
+            ("percore_response_bytes_total", "counter"),
+            "Bytes sent to clients.",
+            |c| c.bytes_sent,
+        );
+        self.render_latency(&mut out);
+        out
+    }
+
+    fn per_worker(
+        &self,
+        out: &mut String,
+        (name, kind): (&str, &str),
+        help: &str,
+        value: impl Fn(&Counters) -> u64,
+    ) {
+        family(out, name, kind, help);
+        for (w, c) in self.workers.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", value(c));
+        }
+    }
+
+    fn render_latency(&self, out: &mut String) {
+        let name = "percore_request_duration_seconds";
+        family(
+            out,
+            name,
+            "histogram",
+            "Request latency as measured by the worker.",
+        );
+        for (w, c) in self.workers.iter().enumerate() {
+            // Prometheus buckets are cumulative: each counts every sample up to its bound.
+            let mut cumulative = 0u64;
+            for (bucket, &n) in c.latency.counts.iter().enumerate() {
+                cumulative = cumulative.saturating_add(n);
+                let le = match bucket_bound(bucket) {
+                    u64::MAX => "+Inf".to_owned(),
+                    micros => seconds(micros),
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{worker=\"{w}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let sum = seconds(c.latency.sum_micros);
+            let _ = writeln!(out, "{name}_sum{{worker=\"{w}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{worker=\"{w}\"}} {}", c.latency.count());
+        }
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Microseconds as decimal seconds without trailing zeros: 1 -> "0.000001", 2_000_000 -> "2".
+fn seconds(micros: u64) -> String {
+    let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Logs connection growth: one line each time the number of open connections first reaches a
+/// new multiple of `step` above the highest multiple logged so far.
+#[derive(Clone, Debug)]
+pub struct ProgressLog {
+    step: u64,
+    logged: u64,
+    since: Instant,
+}
+
+impl ProgressLog {
+    /// A log that starts counting at zero connections at `now`; a `step` of 0 counts as 1.
+    pub fn new(step: u64, now: Instant) -> Self {
+        ProgressLog {
+            step: step.max(1),
+            logged: 0,
+            since: now,
+        }
+    }
+
+    /// Returns e.g. `connections: 12000 (+1000 in 35 ms)` when `active` reaches a new
+    /// milestone; a jump over several milestones gives one line with the largest.
+    pub fn observe(&mut self, active: u64, now: Instant) -> Option<String> {
+        let milestone = active - active % self.step;
+        if milestone <= self.logged {
+            return None;
+        }
+        let millis = now.saturating_duration_since(self.since).as_millis();
+        let line = format!(
+            "connections: {milestone} (+{} in {millis} ms)",
+            milestone - self.logged
+        );
+        self.logged = milestone;
+        self.since = now;
+        Some(line)
+    }
+}
+
+/// A one-line traffic summary every `every`, quiet while nothing happens.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    every: Duration,
+    since: Instant,
+    last: Counters,
+}
+
+impl Summary {
+    /// A summary whose first window starts at `now` with nothing counted yet.
+    pub fn new(every: Duration, now: Instant) -> Self {
+        Summary {
+            every,
+            since: now,
+            last: Counters::default(),
+        }
+    }
+
+    /// Given the cumulative `sum` of all workers, returns the summary of the window that
+    /// ends at `now` once `every` has passed, unless nothing was counted in it, e.g.
+    /// `last 10s: 123456 requests (12346/s), 2xx 100.0%, latency p50 0.128 ms p99 1.0 ms, 3.4 MB/s out, 50 open`.
+    pub fn tick(&mut self, sum: &Counters, active: u64, now: Instant) -> Option<String> {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed < self.every {
+            return None;
+        }
+        let delta = sum.since(&self.last);
+        self.last = sum.clone();
+        self.since = now;
+        if delta.is_zero() {
+            return None;
+        }
+        Some(summary_line(&delta, active, elapsed))
+    }
+}
+
+fn summary_line(delta: &Counters, active: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let requests = delta.total_requests();
+    let mut line = format!(
+        "last {:.0}s: {requests} requests ({:.0}/s)",
+        elapsed.as_secs_f64(),
+        requests as f64 / secs
+    );
+    if requests > 0 {
+        let ok = delta.requests[1] as f64 * 100.0 / requests as f64;
+        let p50 = millis(delta.latency.quantile_micros(0.5));
+        let p99 = millis(delta.latency.quantile_micros(0.99));
+        let _ = write!(line, ", 2xx {ok:.1}%, latency p50 {p50} p99 {p99}");
+    }
+    let mb_per_sec = delta.bytes_sent as f64 / 1e6 / secs;
+    let _ = write!(line, ", {mb_per_sec:.1} MB/s out, {active} open");
+    line
+}
+
+/// A latency bucket bound for people: "0.128 ms", "4.1 ms", "> 67 s" for +Inf.
+fn millis(micros: u64) -> String {
+    match micros {
+        u64::MAX => "> 67 s".to_owned(),
+        0..=999 => format!("{:.3} ms", micros as f64 / 1000.0),
+        _ => format!("{:.1} ms", micros as f64 / 1000.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn histogram(samples: &[u64]) -> Histogram {
+        let mut h = Histogram::default();
+        for &s in samples {
+            h.record(s);
+        }
+        h
+    }
+
+    /// Checks that `micros` lands in bucket `expected` and nowhere else.
+    fn check_bucket(micros: u64, expected: usize) {
+        let h = histogram(&[micros]);
+        let mut counts = [0; LATENCY_BUCKETS];
+        counts[expected] = 1;
+        assert_eq!(h.counts, counts, "{micros} µs");
+        assert_eq!(h.sum_micros, micros);
+    }
+
+    #[test]
+    fn bucket_boundaries() {
+        check_bucket(0, 0);
+        check_bucket(1, 0);
+        check_bucket(2, 1);
+        check_bucket(3, 2);
+        check_bucket(4, 2);
+        check_bucket(5, 3);
+        check_bucket(1024, 10);
+        check_bucket(1025, 11);
+        check_bucket(1 << 26, 26);
+        check_bucket((1 << 26) + 1, 27);
+        check_bucket(u64::MAX, 27);
+    }
+
+    #[test]
+    fn sum_saturates() {
+        assert_eq!(histogram(&[u64::MAX, 5]).sum_micros, u64::MAX);
+    }
+
+    fn check_quantile(samples: &[u64], q: f64, expected: u64) {
+        assert_eq!(
+            histogram(samples).quantile_micros(q),
+            expected,
+            "{samples:?} q={q}"
+        );
+    }
+
+    #[test]
+    fn quantiles() {
+        check_quantile(&[], 0.5, 0);
+        check_quantile(&[3], 0.0, 4);
+        check_quantile(&[3], 1.0, 4);
+        check_quantile(&[1, 2, 100, 1000], 0.5, 2);
+        check_quantile(&[1, 2, 100, 1000], 0.51, 128);
+        check_quantile(&[1, 2, 100, 1000], 0.99, 1024);
+        check_quantile(&[1, 2, 100, 1000], 2.0, 1024);
+        check_quantile(&[1, 2, 100, 1000], -1.0, 1);
+        check_quantile(&[1, 2, 100, 1000], f64::NAN, 1);
+        check_quantile(&[7; 99], 0.99, 8);
+        check_quantile(&[1, u64::MAX], 1.0, u64::MAX);
+    }
+
+    #[test]
+    fn merge_adds_counts_and_sums() {
+        let mut a = histogram(&[1, 2, 3]);
+        a.merge(&histogram(&[3, 1 << 30]));
+        assert_eq!(a, histogram(&[1, 2, 3, 3, 1 << 30]));
+        assert_eq!(a.count(), 5);
+    }
+
+    #[test]
+    fn status_classes() {
+        let mut c = Counters::default();
+        for status in [
+            100, 101, 200, 204, 206, 304, 404, 499, 500, 599, 0, 99, 600, 65535,
+        ] {
+            c.record_status(status);
+        }
+        assert_eq!(c.requests, [2, 3, 1, 2, 2]);
+        assert_eq!(c.total_requests(), 10);
+    }
+
+    fn report(worker: usize, accepted: u64, closed: u64, statuses: &[u16]) -> WorkerReport {
+        let mut delta = Counters {
+            accepted,
+            closed,
+            bytes_sent: 100 * statuses.len() as u64,
+            ..Counters::default()
+        };
+        for &s in statuses {
+            delta.record_status(s);
+            delta.latency.record(u64::from(s));
+        }
+        WorkerReport { worker, delta }
+    }
+
+    #[test]
+    fn totals_aggregate_reports() {
+        let mut totals = Totals::new(2);
+        totals.apply(&report(0, 3, 1, &[200, 200]));
+        totals.apply(&report(1, 2, 2, &[404]));
+        totals.apply(&report(0, 1, 0, &[500]));
+        totals.apply(&report(2, 1000, 0, &[200]));
+        let w0 = totals.worker(0).cloned().unwrap_or_default();
+        assert_eq!(
+            (w0.accepted, w0.closed, w0.requests),
+            (4, 1, [0, 2, 0, 0, 1])
+        );
+        assert_eq!(w0.latency, histogram(&[200, 200, 500]));
+        assert!(totals.worker(2).is_none());
+        let sum = totals.sum();
+        assert_eq!((sum.accepted, sum.closed, sum.bytes_sent), (6, 3, 400));
+        assert_eq!(sum.requests, [0, 2, 0, 1, 1]);
+        assert_eq!(sum.latency.count(), 4);
+        assert_eq!(totals.active(), 3);
+        assert!(!sum.is_zero());
+        assert!(Totals::new(3).sum().is_zero());
+    }
+
+    #[test]
+    fn active_saturates_per_worker() {
+        let mut totals = Totals::new(2);
+        totals.apply(&report(0, 1, 5, &[]));
+        totals.apply(&report(1, 2, 0, &[]));
+        assert_eq!(totals.active(), 2);
+    }
+
+    #[test]
+    fn seconds_formatting() {
+        for (micros, text) in [
+            (0, "0"),
+            (1, "0.000001"),
+            (1024, "0.001024"),
+            (1_500_000, "1.5"),
+            (2_000_000, "2"),
+            (1 << 26, "67.108864"),
+        ] {
+            assert_eq!(seconds(micros), text);
+        }
+    }
+
+    #[test]
+    fn prometheus_exact() {
+        let mut totals = Totals::new(1);
+        let mut delta = Counters {
+            accepted: 3,
+            closed: 1,
+            bytes_sent: 1234,
+            ..Counters::default()
+        };
+        delta.record_status(200);
+        delta.record_status(404);
+        delta.latency.record(1);
+        delta.latency.record(3);
+        totals.apply(&WorkerReport { worker: 0, delta });
+        let mut expected = String::from(
+            "# HELP percore_workers Worker threads.\n\
+             # TYPE percore_workers gauge\n\
+             percore_workers 1\n\
+             # HELP percore_connections_accepted_total Connections accepted.\n\
+             # TYPE percore_connections_accepted_total counter\n\
+             percore_connections_accepted_total{worker=\"0\"} 3\n\
+             # HELP percore_connections_closed_total Connections closed.\n\
+             # TYPE percore_connections_closed_total counter\n\
+             percore_connections_closed_total{worker=\"0\"} 1\n\
+             # HELP percore_connections_active Connections open now.\n\
+             # TYPE percore_connections_active gauge\n\
+             percore_connections_active{worker=\"0\"} 2\n\
+             # HELP percore_requests_total Responses sent, by status class.\n\
+             # TYPE percore_requests_total counter\n\
+             percore_requests_total{worker=\"0\",class=\"1xx\"} 0\n\
+             percore_requests_total{worker=\"0\",class=\"2xx\"} 1\n\
+             percore_requests_total{worker=\"0\",class=\"3xx\"} 0\n\
+             percore_requests_total{worker=\"0\",class=\"4xx\"} 1\n\
+             percore_requests_total{worker=\"0\",class=\"5xx\"} 0\n\
+             # HELP percore_response_bytes_total Bytes sent to clients.\n\
+             # TYPE percore_response_bytes_total counter\n\
+             percore_response_bytes_total{worker=\"0\"} 1234\n\
+             # HELP percore_request_duration_seconds Request latency as measured by the worker.\n\
+             # TYPE percore_request_duration_seconds histogram\n\
+             percore_request_duration_seconds_bucket{worker=\"0\",le=\"0.000001\"} 1\n\
+             percore_request_duration_seconds_bucket{worker=\"0\",le=\"0.000002\"} 1\n",
+        );
+        let bounds = (2..27).map(|i| seconds(1 << i)).chain(["+Inf".to_owned()]);
+        for le in bounds {
+            let line =
+                format!("percore_request_duration_seconds_bucket{{worker=\"0\",le=\"{le}\"}} 2\n");
+            expected.push_str(&line);
+        }
+        expected.push_str(
+            "percore_request_duration_seconds_sum{worker=\"0\"} 0.000004\n\
+             percore_request_duration_seconds_count{worker=\"0\"} 2\n",
+        );
+        assert_eq!(totals.render_prometheus(), expected);
+        assert!(expected.contains("le=\"0.000004\"} 2\n"));
+        assert!(expected.contains("le=\"67.108864\"} 2\n"));
+    }
+
+    #[test]
+    fn prometheus_buckets_are_cumulative_per_worker() {
+        let mut totals = Totals::new(2);
+        totals.apply(&report(1, 0, 0, &[200, 200, 404, 500]));
+        let text = totals.render_prometheus();
+        let counts: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with("percore_request_duration_seconds_bucket{worker=\"1\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        // 200 µs falls in bucket 8 (up to 256 µs), 404 and 500 µs in bucket 9 (up to 512 µs).
+        let mut expected = vec![0; 8];
+        expected.push(2);
+        expected.extend([4; 19]);
+        assert_eq!(counts, expected);
+        assert!(text.contains("percore_request_duration_seconds_count{worker=\"0\"} 0\n"));
+        assert!(text.contains("percore_request_duration_seconds_sum{worker=\"1\"} 0.001304\n"));
+        assert!(text.contains("percore_workers 2\n"));
+    }
+
+    /// Feeds `(active, millis since start)` pairs and checks the lines that come out.
+    fn check_progress(steps: &[(u64, u64)], expected: &[Option<&str>]) {
+        let start = Instant::now();
+        let mut log = ProgressLog::new(1000, start);
+        let got: Vec<Option<String>> = steps
+            .iter()
+            .map(|&(active, ms)| log.observe(active, start + Duration::from_millis(ms)))
+            .collect();
+        let expected: Vec<Option<String>> = expected.iter().map(|l| l.map(String::from)).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn progress_milestones() {
+        check_progress(
+            &[
+                (0, 0),
+                (999, 5),
+                (1000, 10),
+                (1999, 20),
+                (2000, 45),
+                (2500, 50),
+            ],
+            &[
+                None,
+                None,
+                Some("connections: 1000 (+1000 in 10 ms)"),
+                None,
+                Some("connections: 2000 (+1000 in 35 ms)"),
+                None,
+            ],
+        );
+    }
+
+    #[test]
+    fn progress_jump_logs_once_with_largest() {
+        check_progress(
+            &[(3500, 100), (3999, 150), (4000, 160)],
+            &[
+                Some("connections: 3000 (+3000 in 100 ms)"),
+                None,
+                Some("connections: 4000 (+1000 in 60 ms)"),
+            ],
+        );
+    }
+
+    #[test]
+    fn progress_dips_and_regrowth_do_not_relog() {
+        check_progress(
+            &[(2000, 10), (500, 20), (1000, 30), (2000, 40), (3000, 70)],
+            &[
+                Some("connections: 2000 (+2000 in 10 ms)"),
+                None,
+                None,
+                None,
+                Some("connections: 3000 (+1000 in 60 ms)"),
+            ],
+        );
+    }
+
+    #[test]
+    fn progress_step_zero_does_not_divide_by_zero() {
+        let now = Instant::now();
+        let mut log = ProgressLog::new(0, now);
+        assert_eq!(
+            log.observe(2, now).as_deref(),
+            Some("connections: 2 (+2 in 0 ms)")
+        );
+    }
+
+    fn traffic(requests_2xx: u64, requests_5xx: u64, latency_micros: u64, bytes: u64) -> Counters {
+        let mut c = Counters {
+            accepted: 10,
+            bytes_sent: bytes,
+            ..Counters::default()
+        };
+        c.requests[1] = requests_2xx;
+        c.requests[4] = requests_5xx;
+        for _ in 0..requests_2xx + requests_5xx {
+            c.latency.record(latency_micros);
+        }
+        c
+    }
+
+    #[test]
+    fn summary_line_and_quiet_when_idle() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut summary = Summary::new(Duration::from_secs(10), start);
+        let busy = traffic(990, 10, 100, 34_000_000);
+        assert_eq!(summary.tick(&busy, 50, at(5)), None, "window not over yet");
+        assert_eq!(
+            summary.tick(&busy, 50, at(10)).as_deref(),
+            Some("last 10s: 1000 requests (100/s), 2xx 99.0%, latency p50 0.128 ms p99 0.128 ms, 3.4 MB/s out, 50 open")
+        );
+        assert_eq!(summary.tick(&busy, 50, at(20)), None, "nothing changed");
+        let mut more = busy.clone();
+        more.add(&traffic(0, 0, 0, 0));
+        assert_eq!(
+            summary.tick(&more, 60, at(40)).as_deref(),
+            Some("last 20s: 0 requests (0/s), 0.0 MB/s out, 60 open")
+        );
+        let mut slow = more.clone();
+        slow.add(&traffic(1, 0, 5000, 0));
+        slow.add(&traffic(1, 0, 1 << 30, 0));
+        assert_eq!(
+            summary.tick(&slow, 0, at(50)).as_deref(),
+            Some("last 10s: 2 requests (0/s), 2xx 100.0%, latency p50 8.2 ms p99 > 67 s, 0.0 MB/s out, 0 open")
+        );
+    }
+
+    #[test]
+    fn summary_with_zero_period_does_not_divide_by_zero() {
+        let now = Instant::now();
+        let mut summary = Summary::new(Duration::ZERO, now);
+        let line = summary.tick(&traffic(1, 0, 1, 1), 1, now);
+        assert_eq!(
+            line.as_deref(),
+            Some("last 0s: 1 requests (1000/s), 2xx 100.0%, latency p50 0.001 ms p99 0.001 ms, 0.0 MB/s out, 1 open")
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! The supervisor: the one owner of process-wide concerns.
+//!
+//! It raises the open-files limit, spawns and pins one worker per core, waits for every worker
+//! to bind its listeners before reporting ready (to the log and to systemd), aggregates the
+//! workers' metric reports, serves them to operators, turns SIGINT/SIGTERM into a graceful drain,
+//! and decides the exit code. It never touches a client connection.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+
+use crate::config::Config;
+use crate::metrics::{ProgressLog, Summary, Totals, WorkerReport};
+use crate::sys::{self, EventFd};
+use crate::worker::{self, WorkerEvent, WorkerSetup};
+
+/// Exit status when a worker could not start or died.
+const EXIT_FAILURE: i32 = 1;
+/// Extra time past the drain deadline for workers to close their sockets and exit.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+struct WorkerHandle {
+    shutdown: Arc<EventFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Runs percore with `config` until a termination signal or a worker failure; returns the exit code.
+pub fn run(config: Config) -> i32 {
+    crate::log::set_level(config.log_level);
+    if let Err(e) = sys::block_termination_signals() {
+        error!("cannot block termination signals: {e}");
+        return EXIT_FAILURE;
+    }
+    report_open_files_limit(config.workers);
+    let config = Arc::new(config);
+
+    let cpus = match sys::allowed_cpus() {
+        Ok(cpus) if !cpus.is_empty() => cpus,
+        Ok(_) | Err(_) => {
+            warn!("cannot read the CPU affinity mask; workers will not be pinned");
+            Vec::new()
+        }
+    };
+    let (report_tx, report_rx) = bounded::<WorkerReport>(4 * config.workers.max(16));
+    let (event_tx, event_rx) = unbounded::<WorkerEvent>();
+    let mut workers = Vec::with_capacity(config.workers);
+    let mut starts = Vec::with_capacity(config.workers);
+    for id in 0..config.workers {
+        let shutdown = match EventFd::new() {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                error!("eventfd: {e}");
+                return abort(&starts, &mut workers, &event_rx);
+            }
+        };
+        let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+        let (start_tx, start_rx) = bounded(1);
+        let setup = WorkerSetup {
+            id,
+            cpu,
+            config: Arc::clone(&config),
+            reports: report_tx.clone(),
+            events: event_tx.clone(),
+            start: start_rx,
+            shutdown: Arc::clone(&shutdown),
+        };
+        match worker::spawn(setup) {
+            Ok(thread) => {
+                match cpu {
+                    Some(cpu) => info!("worker {id} -> CPU {cpu}"),
+                    None => info!("worker {id} unpinned"),
+                }
+                starts.push(start_tx);
+                workers.push(WorkerHandle {
+                    shutdown,
+                    thread: Some(thread),
+                });
+            }
+            Err(e) => {
+                error!("cannot spawn worker {id}: {e}");
+                return abort(&starts, &mut workers, &event_rx);
+            }
+        }
+    }
+    drop(event_tx);
+
+    // The latch: nobody serves until every worker has bound every port.
+    let mut ready = 0;
+    while ready < workers.len() {
+        match event_rx.recv() {
+            Ok(WorkerEvent::Ready { .. }) => ready += 1,
+            Ok(WorkerEvent::Failed { worker, error }) => {
+                error!("worker {worker} failed to start: {error}");
+                return abort(&starts, &mut workers, &event_rx);
+            }
+            Ok(WorkerEvent::Exited { worker, .. }) => {
+                error!("worker {worker} exited during start-up");
+                return abort(&starts, &mut workers, &event_rx);
+            }
+            Err(_) => return abort(&starts, &mut workers, &event_rx),
+        }
+    }
+
+    let totals = Arc::new(Mutex::new(Totals::new(workers.len())));
+    if let Some(addr) = config.admin {
+        let shared = Arc::clone(&totals);
+        let render = move || {
+            shared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .render_prometheus()
+        };
+        match crate::admin::spawn(addr, render) {
+            Ok(_) => info!("metrics on http://{addr}/metrics"),
+            Err(e) => {
+                error!("cannot serve metrics on {addr}: {e}");
+                return abort(&starts, &mut workers, &event_rx);
+            }
+        }
+    }
+
+    for start in &starts {
+        let _ = start.send(true);
+    }
+    info!(
+        "ready: serving {} on {} port(s) {} with {} worker(s)",
+        config.root.display(),
+        config.bind,
+        describe_ports(&config.ports),
+        workers.len()
+    );
+    notify_systemd("READY=1");
+
+    let signals = spawn_signal_thread();
+    let code = serve(&config, &report_rx, &event_rx, &signals, &totals, &workers);
+
+    notify_systemd("STOPPING=1");
+    for w in &workers {
+        let _ = w.shutdown.notify();
+    }
+    let deadline = Instant::now() + config.drain_timeout + EXIT_GRACE;
+    let code = wait_for_exit(&mut workers, &event_rx, &report_rx, &totals, deadline, code);
+    info!("bye (exit status {code})");
+    code
+}
+
+/// The steady state: aggregate reports, log progress, until a signal or a worker dies.
+fn serve(
+    config: &Config,
+    reports: &Receiver<WorkerReport>,
+    events: &Receiver<WorkerEvent>,
+    signals: &Receiver<i32>,
+    totals: &Mutex<Totals>,
+    workers: &[WorkerHandle],
+) -> i32 {
+    let now = Instant::now();
+    let mut progress = ProgressLog::new(1000, now);
+    let mut summary = Summary::new(SUMMARY_EVERY, now);
+    let _ = config;
+    loop {
+        select! {
+            recv(reports) -> report => {
+                let Ok(report) = report else { return EXIT_FAILURE };
+                let active = {
+                    let mut t = totals.lock().unwrap_or_else(PoisonError::into_inner);
+                    t.apply(&report);
+                    t.active()
+                };
+                if let Some(line) = progress.observe(active, Instant::now()) {
+                    info!("{line}");
+                }
+            }
+            recv(events) -> event => match event {
+                Ok(WorkerEvent::Exited { worker, panicked }) => {
+                    let how = if panicked { "panicked" } else { "exited" };
+                    error!("worker {worker} {how}; shutting down ({} workers)", workers.len());
+                    return EXIT_FAILURE;
+                }
+                Ok(other) => debug!("unexpected worker event {other:?}"),
+                Err(_) => return EXIT_FAILURE,
+            },
+            recv(signals) -> signal => {
+                let name = signal.map(sys::signal_name).unwrap_or("signal");
+                info!("{name}: draining for up to {:?}", config.drain_timeout);
+                return 0;
+            }
+            default(Duration::from_secs(1)) => {}
+        }
+        let (sum, active) = {
+            let t = totals.lock().unwrap_or_else(PoisonError::into_inner);
+            (t.sum(), t.active())
+        };
+        if let Some(line) = summary.tick(&sum, active, Instant::now()) {
+            info!("{line}");
+        }
+    }
+}
+
+/// Waits for every worker to exit (or the deadline); a panic on the way makes the exit code non-zero.
+fn wait_for_exit(
+    workers: &mut [WorkerHandle],
+    events: &Receiver<WorkerEvent>,
+    reports: &Receiver<WorkerReport>,
+    totals: &Mutex<Totals>,
+    deadline: Instant,
+    mut code: i32,
+) -> i32 {
+    let mut exited = vec![false; workers.len()];
+    while exited.iter().any(|e| !e) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        select! {
+            recv(events) -> event => match event {
+                Ok(WorkerEvent::Exited { worker, panicked }) => {
+                    if let Some(flag) = exited.get_mut(worker) {
+                        *flag = true;
+                    }
+                    if panicked {
+                        error!("worker {worker} panicked during shutdown");
+                        code = EXIT_FAILURE;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            },
+            recv(reports) -> report => {
+                if let Ok(report) = report {
+                    totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report);
+                }
+            }
+            default(left) => {
+                error!("workers did not stop in time; exiting anyway");
+                return EXIT_FAILURE;
+            }
+        }
+    }
+    for w in workers.iter_mut() {
+        if let Some(thread) = w.thread.take() {
+            let _ = thread.join();
+        }
+    }
+    code
+}
+
+/// Start-up failed: release the workers that did start and exit non-zero.
+fn abort(
+    starts: &[Sender<bool>],
+    workers: &mut [WorkerHandle],
+    events: &Receiver<WorkerEvent>,
+) -> i32 {
+    for start in starts {
+        let _ = start.send(false);
+    }
+    for w in workers.iter_mut() {
+        let _ = w.shutdown.notify();
+        if let Some(thread) = w.thread.take() {
+            let _ = thread.join();
+        }
+    }
+    while events.try_recv().is_ok() {}
+    EXIT_FAILURE
+}
+
+fn spawn_signal_thread() -> Receiver<i32> {
+    let (tx, rx) = bounded(4);
+    let spawned = std::thread::Builder::new()
+        .name("percore-signals".into())
+        .spawn(move || loop {
+            match sys::wait_termination_signal() {
+                Ok(signo) => {
+                    if tx.send(signo).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    error!("sigwait: {e}");
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        error!("cannot start the signal thread: {e}");
+    }
+    rx
+}
+
+fn report_open_files_limit(workers: usize) {
+    match sys::raise_open_files_limit() {
+        Ok(limit) => {
+            info!(
+                "open files limit: {} (was {}, hard {})",
+                limit.now, limit.before, limit.hard
+            );
+            if limit.now < 1_000_000 {
+                // Each worker also holds an epoll fd, an eventfd and its listeners.
+                info!(
+                    "the open files limit caps this process at about {} concurrent connections",
+                    limit.now.saturating_sub(64 + workers as u64 * 40)
+                );
+            }
+        }
+        Err(e) => warn!("cannot raise the open files limit: {e}"),
+    }
+}
+
+/// "8001-8030" for a contiguous range, else a comma list.
+fn describe_ports(ports: &[u16]) -> String {
+    match (ports.first(), ports.last()) {
+        (Some(first), Some(last))
+            if usize::from(last - first) + 1 == ports.len() && ports.len() > 1 =>
+        {
+            format!("{first}-{last}")
+        }
+        _ => ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if set.
+fn notify_systemd(state: &str) {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = if let Some(name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name.as_bytes())
+    } else {
+        SocketAddr::from_pathname(&path)
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
+    if let Err(e) = sent {
+        warn!("sd_notify {state}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_ports;
+
+    #[test]
+    fn ports_are_described_as_a_range_when_contiguous() {
+        assert_eq!(describe_ports(&[8001, 8002, 8003]), "8001-8003");
+        assert_eq!(describe_ports(&[80, 8080]), "80,8080");
+        assert_eq!(describe_ports(&[8001]), "8001");
+    }
+}

@@ -1,0 +1,125 @@
+//! The operating-system layer: the only module of percore that calls libc or holds `unsafe`.
+//!
+//! It owns thin, safe wrappers over Linux system calls: epoll, listening and accepting sockets,
+//! sendfile, opening files beneath the document root, CPU affinity, termination signals,
+//! the open-files limit and eventfd wake-ups. Every file descriptor is wrapped in an `OwnedFd`
+//! (or a std type built from one) the moment the kernel returns it, and every `unsafe` block
+//! carries a `// SAFETY:` comment directly above it.
+//!
+//! It must never know anything of HTTP, WebSocket, connections or configuration: it speaks only
+//! in file descriptors, byte counts and `io::Result`.
+
+use std::io;
+
+/// Calls `libc::$fn(args..)` and turns the C convention "-1 and `errno`" into `io::Error`.
+///
+/// Every use must be preceded by a `// SAFETY:` comment explaining why that particular call
+/// is sound (valid pointers, buffer lengths, descriptors), exactly as for an `unsafe` block.
+macro_rules! syscall {
+    ($fn: ident ( $($arg: expr),* $(,)? ) ) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: the caller justifies this call with its own `// SAFETY:` comment at the use site.
+        let res = unsafe { libc::$fn($($arg, )*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+pub mod affinity;
+pub mod epoll;
+pub mod eventfd;
+pub mod file;
+pub mod limits;
+pub mod net;
+pub mod signal;
+
+pub use affinity::{allowed_cpus, pin_current_thread};
+pub use epoll::{Epoll, Event, Events, Interest};
+pub use eventfd::EventFd;
+pub use file::RootDir;
+pub use limits::{raise_open_files_limit, OpenFilesLimit};
+pub use net::{accept_nonblocking, reuseport_listener, sendfile, somaxconn};
+pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
+
+/// Runs `op` again for as long as it fails with `EINTR`: an interrupted call did nothing.
+fn retry_interrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every source file of this module, for the lint below.
+    const SOURCES: [(&str, &str); 8] = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("affinity.rs", include_str!("affinity.rs")),
+        ("epoll.rs", include_str!("epoll.rs")),
+        ("eventfd.rs", include_str!("eventfd.rs")),
+        ("file.rs", include_str!("file.rs")),
+        ("limits.rs", include_str!("limits.rs")),
+        ("net.rs", include_str!("net.rs")),
+        ("signal.rs", include_str!("signal.rs")),
+    ];
+
+    /// Lines `syscall!` is used on whose comment block just above has no `// SAFETY:`.
+    /// Clippy's `undocumented_unsafe_blocks` cannot see through the macro, so this test does.
+    fn undocumented_syscalls(source: &str) -> Vec<usize> {
+        let needle = needle();
+        let lines: Vec<&str> = source.lines().map(str::trim).collect();
+        let documented = |index: usize| {
+            let above = lines[..index]
+                .iter()
+                .rev()
+                .take_while(|line| line.starts_with("//"));
+            above.into_iter().any(|line| line.starts_with("// SAFETY:"))
+        };
+        (0..lines.len())
+            .filter(|&i| lines[i].contains(&needle) && !documented(i))
+            .map(|i| i + 1)
+            .collect()
+    }
+
+    /// The macro call, spelt so that this file's own test data does not contain it.
+    fn needle() -> String {
+        ["sys", "call!("].concat()
+    }
+
+    #[test]
+    fn every_syscall_has_a_safety_comment() {
+        for (name, source) in SOURCES {
+            assert_eq!(undocumented_syscalls(source), Vec::<usize>::new(), "{name}");
+        }
+        let call = format!("let fd = {}eventfd(0, 0));", needle());
+        let bad = format!("// A comment.\n{call}\n// SAFETY: too late.");
+        assert_eq!(undocumented_syscalls(&bad), vec![2]);
+        let good = format!("// SAFETY: no pointers.\n// More words.\n{call}");
+        assert_eq!(undocumented_syscalls(&good), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn interrupted_calls_are_retried() {
+        let mut attempts = 0;
+        let result = super::retry_interrupted(|| {
+            attempts += 1;
+            match attempts {
+                1 | 2 => Err(std::io::Error::from_raw_os_error(libc::EINTR)),
+                _ => Ok(attempts),
+            }
+        });
+        assert_eq!(result.ok(), Some(3));
+        let other = super::retry_interrupted(|| -> std::io::Result<()> {
+            Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+        });
+        assert_eq!(
+            other.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+    }
+}

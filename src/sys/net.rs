@@ -1,0 +1,222 @@
+//! Sockets: SO_REUSEPORT listeners, non-blocking accept and sendfile.
+//!
+//! Owns the system calls that create and feed TCP sockets. It must never read or write
+//! protocol bytes, classify accept errors or decide when to retry `WouldBlock`: that is the
+//! worker's job.
+
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::retry_interrupted;
+
+/// What the kernel's listen backlog defaults to when /proc cannot be read (Linux ≥ 5.4).
+const DEFAULT_SOMAXCONN: i32 = 4096;
+
+/// A listening TCP socket with SO_REUSEADDR and SO_REUSEPORT, non-blocking, CLOEXEC,
+/// IPV6_V6ONLY on for v6 (like nginx), bound and listening with `backlog`.
+pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let kind = Type::STREAM.nonblocking().cloexec();
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// accept4(SOCK_NONBLOCK | SOCK_CLOEXEC): one system call, no extra fcntl. EINTR is retried;
+/// WouldBlock, ECONNABORTED, EMFILE, ENFILE etc. are returned for the caller to classify.
+pub fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream> {
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    let raw = retry_interrupted(|| {
+        // SAFETY: the listener's fd is open for the call; null address and length pointers
+        // tell the kernel that the peer address is not wanted.
+        syscall!(accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            flags
+        ))
+    })?;
+    // SAFETY: `raw` was just returned by accept4 and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(TcpStream::from(fd))
+}
+
+/// sendfile(2) from `file` at `*offset` (advanced by what was sent) to `socket`, at most
+/// `count` bytes. EINTR is retried; WouldBlock is returned. Ok(0) means the file ended early
+/// (it was truncated since its size was read).
+pub fn sendfile(
+    socket: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    let mut kernel_offset = libc::off_t::try_from(*offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "sendfile offset too large"))?;
+    let sent = retry_interrupted(|| {
+        // SAFETY: both descriptors are open for the call and `kernel_offset` is a valid off_t
+        // that the kernel reads and advances.
+        syscall!(sendfile(
+            socket.as_raw_fd(),
+            file.as_raw_fd(),
+            &mut kernel_offset,
+            count
+        ))
+    })?;
+    let sent = usize::try_from(sent).unwrap_or(0);
+    *offset = u64::try_from(kernel_offset).unwrap_or(*offset);
+    Ok(sent)
+}
+
+/// /proc/sys/net/core/somaxconn, or 4096 if it cannot be read.
+pub fn somaxconn() -> i32 {
+    fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| parse_positive(&text))
+        .unwrap_or(DEFAULT_SOMAXCONN)
+}
+
+fn parse_positive(text: &str) -> Option<i32> {
+    text.trim().parse().ok().filter(|&n: &i32| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+    use std::thread;
+
+    fn loopback_listener() -> TcpListener {
+        reuseport_listener("127.0.0.1:0".parse().expect("addr"), 128).expect("listen")
+    }
+
+    /// A (client, accepted server side) pair; the server side comes from accept_nonblocking.
+    fn accepted_pair() -> (TcpStream, TcpStream) {
+        let listener = loopback_listener();
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        // The connection is queued once connect returns, so one accept suffices.
+        let server = accept_nonblocking(&listener).expect("accept");
+        (client, server)
+    }
+
+    fn is_nonblocking(fd: BorrowedFd<'_>) -> bool {
+        // SAFETY: F_GETFL takes no pointer and `fd` is open for the call.
+        let flags = syscall!(fcntl(fd.as_raw_fd(), libc::F_GETFL)).expect("fcntl");
+        flags & libc::O_NONBLOCK != 0
+    }
+
+    #[test]
+    fn empty_listener_would_block() {
+        let listener = loopback_listener();
+        assert!(is_nonblocking(listener.as_fd()));
+        let err = accept_nonblocking(&listener).expect_err("nothing to accept");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn accepted_stream_is_nonblocking() {
+        let (_client, mut server) = accepted_pair();
+        assert!(is_nonblocking(server.as_fd()));
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            server.read(&mut buf).expect_err("no data").kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+
+    #[test]
+    fn two_listeners_share_a_port() {
+        let first = loopback_listener();
+        let addr = first.local_addr().expect("addr");
+        let second = reuseport_listener(addr, 128).expect("second listener on the same port");
+        assert_eq!(second.local_addr().expect("addr"), addr);
+    }
+
+    #[test]
+    fn ipv6_listener_is_v6_only() {
+        let Ok(listener) = reuseport_listener("[::1]:0".parse().expect("addr"), 16) else {
+            return; // This machine has no IPv6 loopback.
+        };
+        let socket = socket2::SockRef::from(&listener);
+        assert!(socket.only_v6().expect("only_v6"));
+    }
+
+    /// Sends `content[start..]` with sendfile in chunks of `chunk` bytes and checks what arrives.
+    fn check_sendfile(content: &[u8], start: u64, chunk: usize) {
+        let mut file = tempfile::tempfile().expect("tempfile");
+        file.write_all(content).expect("write");
+        let (mut client, server) = accepted_pair();
+        let expected = content[usize::try_from(start).expect("start")..].to_vec();
+        let reader = thread::spawn(move || {
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).expect("read");
+            received
+        });
+        let mut offset = start;
+        let end = u64::try_from(content.len()).expect("len");
+        while offset < end {
+            let before = offset;
+            match sendfile(server.as_fd(), file.as_fd(), &mut offset, chunk) {
+                Ok(n) => assert_eq!(offset - before, u64::try_from(n).expect("n")),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::yield_now(),
+                Err(e) => panic!("sendfile: {e}"),
+            }
+        }
+        assert_eq!(
+            sendfile(server.as_fd(), file.as_fd(), &mut offset, chunk).expect("eof"),
+            0
+        );
+        drop(server);
+        assert_eq!(reader.join().expect("reader"), expected);
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn sendfile_is_byte_exact() {
+        check_sendfile(b"hello, sendfile", 0, 1024);
+        check_sendfile(&pattern(3 * 1024 * 1024 + 17), 0, 1 << 20);
+    }
+
+    #[test]
+    fn sendfile_resumes_at_an_offset() {
+        check_sendfile(b"0123456789", 4, 3);
+        check_sendfile(&pattern(100_000), 65_537, 4096);
+    }
+
+    #[test]
+    fn sendfile_rejects_an_offset_beyond_off_t() {
+        let file = tempfile::tempfile().expect("tempfile");
+        let (_client, server) = accepted_pair();
+        let mut offset = u64::MAX;
+        let err = sendfile(server.as_fd(), file.as_fd(), &mut offset, 1).expect_err("too large");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(offset, u64::MAX);
+    }
+
+    #[test]
+    fn somaxconn_is_positive() {
+        assert!(somaxconn() > 0);
+        let cases = [
+            ("4096\n", Some(4096)),
+            ("0", None),
+            ("-1", None),
+            ("x", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_positive(text), expected, "{text:?}");
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The reactor: one per core, owning one epoll instance, its listeners, its connections and its timers.
+//!
+//! It moves bytes between sockets and the sans-IO layers and knows the protocols only through
+//! their APIs ([`connection`] sequences them). It shares nothing mutable with other workers: it
+//! reads `Arc<Config>`, reports counter deltas on the metrics channel with `try_send` (never
+//! blocking), and learns of shutdown through its own eventfd.
+//!
+//! Invariants: every connection is registered with epoll exactly once (read and write, edge
+//! triggered) and never modified afterwards; an event or timer entry for a closed connection is
+//! recognised by its slab generation and dropped.
+
+mod buffers;
+mod connection;
+pub mod slab;
+mod static_files;
+pub mod timer;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::Config;
+use crate::http;
+use crate::metrics::{Counters, WorkerReport};
+use crate::sys::{self, Epoll, EventFd, Events, Interest};
+
+use buffers::{Pool, BUFFER_SIZE};
+use connection::{Connection, Phase, Service, Verdict};
+use slab::{Key, Slab};
+use static_files::StaticFiles;
+use timer::{TimerWheel, TICK_MS};
+
+const SHUTDOWN_TOKEN: u64 = Key::RESERVED;
+const LISTENER_TOKEN_BASE: u64 = Key::RESERVED + 1;
+/// How long accepting pauses after EMFILE/ENFILE before it is tried again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// A report goes out at least this often while anything changed, and after this many accepts.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+const REPORT_EVERY_ACCEPTS: u64 = 1000;
+
+/// What a worker tells the supervisor about its lifecycle.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// All listeners are bound; waiting for the start signal.
+    Ready { worker: usize },
+    /// Could not start (a port could not be bound, the root could not be opened…).
+    Failed { worker: usize, error: String },
+    /// The thread is ending; `panicked` when by panic.
+    Exited { worker: usize, panicked: bool },
+}
+
+/// Everything a worker thread is started with.
+pub struct WorkerSetup {
+    pub id: usize,
+    pub cpu: Option<usize>,
+    pub config: Arc<Config>,
+    pub reports: Sender<WorkerReport>,
+    pub events: Sender<WorkerEvent>,
+    /// `true` to start serving, `false` to give up (another worker failed).
+    pub start: Receiver<bool>,
+    pub shutdown: Arc<EventFd>,
+}
+
+/// Starts worker `setup.id` on a thread named `percore-w<id>`.
+pub fn spawn(setup: WorkerSetup) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("percore-w{}", setup.id))
+        .spawn(move || run_thread(setup))
+}
+
+/// Sends `Exited` when the worker thread ends, including by panic.
+struct ExitNotice {
+    worker: usize,
+    events: Sender<WorkerEvent>,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.events.send(WorkerEvent::Exited {
+            worker: self.worker,
+            panicked: std::thread::panicking(),
+        });
+    }
+}
+
+fn run_thread(setup: WorkerSetup) {
+    let _notice = ExitNotice {
+        worker: setup.id,
+        events: setup.events.clone(),
+    };
+    if let Some(cpu) = setup.cpu {
+        if let Err(e) = sys::pin_current_thread(cpu) {
+            warn!("worker {} could not be pinned to CPU {cpu}: {e}", setup.id);
+        }
+    }
+    let mut worker = match Worker::new(&setup) {
+        Ok(worker) => worker,
+        Err(error) => {
+            let _ = setup.events.send(WorkerEvent::Failed {
+                worker: setup.id,
+                error,
+            });
+            return;
+        }
+    };
+    let _ = setup.events.send(WorkerEvent::Ready { worker: setup.id });
+    if setup.start.recv() != Ok(true) {
+        return;
+    }
+    if let Err(e) = worker.run() {
+        error!("worker {} stopped: {e}", setup.id);
+    }
+}
+
+struct Worker {
+    id: usize,
+    config: Arc<Config>,
+    epoll: Epoll,
+    shutdown: Arc<EventFd>,
+    listeners: Vec<TcpListener>,
+    conns: Slab<Connection>,
+    files: StaticFiles,
+    pool: Pool,
+    limits: http::Limits,
+    max_input: usize,
+    wheel: TimerWheel,
+    started: Instant,
+    now: Instant,
+    date: [u8; 29],
+    date_secs: u64,
+    counters: Counters,
+    accepts_since_report: u64,
+    last_report: Instant,
+    reports: Sender<WorkerReport>,
+    accept_paused_until: Option<Instant>,
+    drain_deadline: Option<Instant>,
+    due: Vec<(Key, u64)>,
+}
+
+impl Worker {
+    fn new(setup: &WorkerSetup) -> Result<Worker, String> {
+        let config = Arc::clone(&setup.config);
+        let epoll = Epoll::new().map_err(|e| format!("epoll_create: {e}"))?;
+        epoll
+            .register(
+                setup.shutdown.as_fd(),
+                SHUTDOWN_TOKEN,
+                Interest {
+                    readable: true,
+                    writable: false,
+                },
+            )
+            .map_err(|e| format!("registering the shutdown eventfd: {e}"))?;
+        let backlog = sys::somaxconn();
+        let mut listeners = Vec::with_capacity(config.ports.len());
+        for (i, &port) in config.ports.iter().enumerate() {
+            let addr = SocketAddr::new(config.bind, port);
+            let listener = sys::reuseport_listener(addr, backlog)
+                .map_err(|e| format!("cannot listen on {addr} (port {port}): {e}"))?;
+            epoll
+                .register(
+                    listener.as_fd(),
+                    LISTENER_TOKEN_BASE + i as u64,
+                    Interest {
+                        readable: true,
+                        writable: false,
+                    },
+                )
+                .map_err(|e| format!("registering listener {addr}: {e}"))?;
+            listeners.push(listener);
+        }
+        let files = StaticFiles::new(&config, setup.id)
+            .map_err(|e| format!("cannot open document root {}: {e}", config.root.display()))?;
+        let limits = http::Limits {
+            max_request_line: config.max_request_line,
+            max_head: config.max_header_size,
+            max_headers: config.max_headers,
+            max_body: config.max_body_size,
+        };
+        // Room for the largest head the limits allow, so the parser can tell 414/431 from "partial".
+        let max_input = (limits.max_head.max(limits.max_request_line) + 1).max(BUFFER_SIZE);
+        let now = Instant::now();
+        let mut worker = Worker {
+            id: setup.id,
+            config,
+            epoll,
+            shutdown: Arc::clone(&setup.shutdown),
+            listeners,
+            conns: Slab::default(),
+            files,
+            pool: Pool::default(),
+            limits,
+            max_input,
+            wheel: TimerWheel::new(0),
+            started: now,
+            now,
+            date: [0; 29],
+            date_secs: u64::MAX,
+            counters: Counters::default(),
+            accepts_since_report: 0,
+            last_report: now,
+            reports: setup.reports.clone(),
+            accept_paused_until: None,
+            drain_deadline: None,
+            due: Vec::new(),
+        };
+        worker.refresh_date();
+        Ok(worker)
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.epoll
+                .wait(&mut events, Some(Duration::from_millis(TICK_MS)))?;
+            self.now = Instant::now();
+            self.refresh_date();
+            for event in events.iter() {
+                match event.token {
+                    SHUTDOWN_TOKEN => {
+                        self.shutdown.drain();
+                        self.begin_drain();
+                    }
+                    token if token >= LISTENER_TOKEN_BASE => {
+                        self.accept((token - LISTENER_TOKEN_BASE) as usize);
+                    }
+                    token => {
+                        let key = Key::from_token(token);
+                        let Some(conn) = self.conns.get_mut(key) else {
+                            continue; // stale: the slot was closed (and maybe reused)
+                        };
+                        if event.error {
+                            self.close(key);
+                            continue;
+                        }
+                        if event.readable || event.hangup {
+                            conn.readable = true;
+                        }
+                        self.drive(key);
+                    }
+                }
+            }
+            self.expire_timers();
+            self.resume_accepting();
+            self.maybe_report(false);
+            if let Some(deadline) = self.drain_deadline {
+                if self.conns.is_empty() || self.now >= deadline {
+                    for key in self.conns.keys() {
+                        self.close(key);
+                    }
+                    self.maybe_report(true);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn refresh_date(&mut self) {
+        let wall = SystemTime::now();
+        let secs = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs != self.date_secs {
+            self.date = http::http_date(wall);
+            self.date_secs = secs;
+        }
+    }
+
+    fn tick_now(&self) -> u64 {
+        (self.now - self.started).as_millis() as u64 / TICK_MS
+    }
+
+    fn ticks(d: Duration) -> u64 {
+        (d.as_millis() as u64).div_ceil(TICK_MS).max(1)
+    }
+
+    /// Accepts until the listen queue is empty.
+    fn accept(&mut self, listener: usize) {
+        if self.accept_paused_until.is_some() || self.drain_deadline.is_some() {
+            return;
+        }
+        loop {
+            let Some(l) = self.listeners.get(listener) else {
+                return;
+            };
+            match sys::accept_nonblocking(l) {
+                Ok(stream) => self.add_connection(stream),
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return,
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                        ) {
+                            warn!("worker {}: accept paused for {ACCEPT_PAUSE:?}: {e} ({} connections open)", self.id, self.conns.len());
+                            self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
+                        } else {
+                            warn!("worker {}: accept: {e}", self.id);
+                        }
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Retries every listener once an EMFILE pause is over (no new edge may come for queued connections).
+    fn resume_accepting(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if self.now >= until {
+                self.accept_paused_until = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
+            }
+        }
+    }
+
+    fn add_connection(&mut self, stream: TcpStream) {
+        // Head and body leave in one write; Nagle would only delay the last segment.
+        let _ = stream.set_nodelay(true);
+        let key = self.conns.insert(Connection::new(stream));
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let interest = Interest {
+            readable: true,
+            writable: true,
+        };
+        if let Err(e) = self
+            .epoll
+            .register(conn.stream.as_fd(), key.to_token(), interest)
+        {
+            warn!("worker {}: epoll register: {e}", self.id);
+            self.conns.remove(key);
+            return;
+        }
+        self.counters.accepted += 1;
+        self.accepts_since_report += 1;
+        let deadline = self.tick_now() + Self::ticks(self.config.header_timeout);
+        self.set_deadline(key, Phase::Head, deadline);
+        if self.accepts_since_report >= REPORT_EVERY_ACCEPTS {
+            self.maybe_report(true);
+        }
+    }
+
+    fn drive(&mut self, key: Key) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut svc = Service {
+            files: &mut self.files,
+            pool: &mut self.pool,
+            counters: &mut self.counters,
+            limits: &self.limits,
+            date: &self.date,
+            now_secs: self.date_secs,
+            keep_alive: self.drain_deadline.is_none() && !self.config.keepalive_timeout.is_zero(),
+            max_input: self.max_input,
+        };
+        let (wrote, verdict) = conn.drive(&mut svc);
+        if verdict == Verdict::Close {
+            self.close(key);
+            return;
+        }
+        let phase = conn.current_phase();
+        if self.drain_deadline.is_some() && conn.is_idle() {
+            self.close(key);
+            return;
+        }
+        // Head and Idle deadlines run from the phase's start; Body and Sending from the last progress.
+        let restart =
+            phase != conn.phase || (phase == Phase::Sending && wrote) || phase == Phase::Body;
+        if restart {
+            let timeout = match phase {
+                Phase::Head | Phase::Body => self.config.header_timeout,
+                Phase::Idle => self.config.keepalive_timeout,
+                Phase::Sending => self.config.send_timeout,
+            };
+            let deadline = self.tick_now() + Self::ticks(timeout);
+            self.set_deadline(key, phase, deadline);
+        }
+    }
+
+    fn set_deadline(&mut self, key: Key, phase: Phase, deadline: u64) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.phase = phase;
+        conn.deadline = deadline;
+        // A later deadline reuses the armed entry (it re-arms itself when it fires early).
+        if conn.armed > deadline {
+            conn.armed = self.wheel.arm(key, deadline);
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        let now = self.tick_now();
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.advance(now, &mut due);
+        for (key, tick) in due.drain(..) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.armed != tick {
+                continue; // superseded by an earlier entry
+            }
+            if conn.deadline > now {
+                conn.armed = self.wheel.arm(key, conn.deadline);
+                continue;
+            }
+            conn.armed = u64::MAX;
+            if conn.current_phase() == Phase::Head && !conn.input.is_empty() {
+                let mut svc = Service {
+                    files: &mut self.files,
+                    pool: &mut self.pool,
+                    counters: &mut self.counters,
+                    limits: &self.limits,
+                    date: &self.date,
+                    now_secs: self.date_secs,
+                    keep_alive: false,
+                    max_input: self.max_input,
+                };
+                conn.time_out_request(&mut svc);
+            }
+            self.close(key);
+        }
+        self.due = due;
+    }
+
+    fn close(&mut self, key: Key) {
+        if let Some(conn) = self.conns.remove(key) {
+            // Closing the fd removes it from the epoll set; no epoll_ctl needed.
+            drop(conn);
+            self.counters.closed += 1;
+        }
+    }
+
+    /// Stops accepting, closes idle connections, and lets the rest finish until the drain deadline.
+    fn begin_drain(&mut self) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        self.drain_deadline = Some(self.now + self.config.drain_timeout);
+        for listener in self.listeners.drain(..) {
+            let _ = self.epoll.deregister(listener.as_fd());
+        }
+        for key in self.conns.keys() {
+            if self.conns.get_mut(key).is_some_and(|c| c.is_idle()) {
+                self.close(key);
+            }
+        }
+        info!(
+            "worker {} draining: {} connections in flight",
+            self.id,
+            self.conns.len()
+        );
+    }
+
+    /// Sends counter deltas when a second has passed (or `force`), keeping them if the channel is full.
+    fn maybe_report(&mut self, force: bool) {
+        if !force && self.now.duration_since(self.last_report) < REPORT_INTERVAL {
+            return;
+        }
+        self.last_report = self.now;
+        self.accepts_since_report = 0;
+        if self.counters.is_zero() {
+            return;
+        }
+        let report = WorkerReport {
+            worker: self.id,
+            delta: std::mem::take(&mut self.counters),
+        };
+        match self.reports.try_send(report) {
+            Ok(()) => {}
+            Err(TrySendError::Full(report)) => self.counters.add(&report.delta),
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The command line: bad flags and config end in one clear line and exit status 2.
+
+use std::process::Command;
+
+use crate::harness::BIN;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running percore");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_values_exit_2_with_one_line_naming_them() {
+    for (args, needle) in [
+        (&["--ports", "0-5"][..], "0-5"),
+        (&["--ports", "70000"][..], "70000"),
+        (&["--ports", "9000-8000"][..], "9000-8000"),
+        (&["--workers", "0"][..], "0"),
+        (
+            &["--root", "/definitely/not/here"][..],
+            "/definitely/not/here",
+        ),
+        (&["--no-such-flag"][..], "--no-such-flag"),
+    ] {
+        let (code, _out, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?} printed more than one line: {err}"
+        );
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_shows_examples_and_exits_0() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--ports"));
+    assert!(out.contains("percore --"), "examples missing: {out}");
+}
+
+#[test]
+fn unknown_config_key_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "portz = 80\n").unwrap();
+    let (code, _, err) = run(&["--config", file.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("portz"), "{err}");
+}

@@ -1,0 +1,340 @@
+//! Starts the real `percore` binary on free loopback ports and talks to it over real sockets.
+//!
+//! Every server gets its own temporary document root and its own ports, so tests run in
+//! parallel (and under nextest, one process per test) without colliding. A server is killed by
+//! PID when its handle drops, so no test leaves a process behind.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_percore");
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A port nobody listens on right now (the kernel's pick; a start that loses a race retries).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// A document root with a few files, removed when dropped.
+pub struct Root {
+    pub dir: tempfile::TempDir,
+}
+
+impl Root {
+    pub fn new() -> Root {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Root { dir };
+        root.write(
+            "index.html",
+            b"<!doctype html><title>percore test</title><p>hello</p>\n",
+        );
+        root.write("hello.txt", b"hello, world\n");
+        root
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, bytes).expect("write test file");
+        path
+    }
+}
+
+/// A running percore process.
+pub struct Server {
+    child: Child,
+    pub ports: Vec<u16>,
+    pub admin: Option<u16>,
+    log: Arc<Mutex<String>>,
+}
+
+pub struct Options<'a> {
+    pub ports: usize,
+    pub workers: usize,
+    pub admin: bool,
+    pub extra: &'a [&'a str],
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            ports: 1,
+            workers: 1,
+            admin: false,
+            extra: &[],
+        }
+    }
+}
+
+impl Server {
+    pub fn start(root: &Root) -> Server {
+        Server::start_with(root, Options::default())
+    }
+
+    pub fn start_with(root: &Root, opts: Options<'_>) -> Server {
+        let mut last_log = String::new();
+        for _attempt in 0..8 {
+            let ports: Vec<u16> = (0..opts.ports).map(|_| free_port()).collect();
+            let admin = opts.admin.then(free_port);
+            let port_list = ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut cmd = Command::new(BIN);
+            cmd.arg("--bind")
+                .arg("127.0.0.1")
+                .arg("--ports")
+                .arg(&port_list)
+                .arg("--workers")
+                .arg(opts.workers.to_string())
+                .arg("--root")
+                .arg(root.path())
+                .arg("--admin")
+                .arg(admin.map_or("off".to_string(), |p| format!("127.0.0.1:{p}")))
+                .args(opts.extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("spawning percore");
+            let stderr = child.stderr.take().expect("stderr pipe");
+            let log = Arc::new(Mutex::new(String::new()));
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let sink = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("ready: serving") {
+                        let _ = ready_tx.send(true);
+                    }
+                    sink.lock().unwrap().push_str(&line);
+                    sink.lock().unwrap().push('\n');
+                }
+                let _ = ready_tx.send(false);
+            });
+            let server = Server {
+                child,
+                ports,
+                admin,
+                log,
+            };
+            match ready_rx.recv_timeout(START_TIMEOUT) {
+                Ok(true) => return server,
+                _ => {
+                    last_log = server.log();
+                    // A lost race for a port: try other ports.
+                    if last_log.contains("cannot listen")
+                        || last_log.contains("cannot serve metrics")
+                    {
+                        continue;
+                    }
+                    panic!("percore did not become ready; its log:\n{last_log}");
+                }
+            }
+        }
+        panic!("percore could not bind free ports; last log:\n{last_log}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.ports[0]
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(self.port())
+    }
+
+    /// Sends SIGTERM by PID.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// GET `path` on the admin port and return the body.
+    pub fn metrics(&self) -> String {
+        let port = self.admin.expect("server started without --admin");
+        let resp = exchange(
+            port,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        String::from_utf8_lossy(&resp).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Sends `request` on a new connection and reads until the server closes it.
+pub fn exchange(port: u16, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(port);
+    stream.write_all(request).unwrap();
+    read_to_close(&mut stream)
+}
+
+pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    out
+}
+
+/// One parsed response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads exactly one response from `stream` (Content-Length framed, or none for 204/304/HEAD).
+pub fn read_response(stream: &mut TcpStream, head_request: bool) -> Response {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("reading a response head");
+        assert!(
+            n == 1,
+            "connection closed inside a response head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8(head).expect("ASCII head");
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header line");
+            (n.to_string(), v.trim().to_string())
+        })
+        .collect();
+    let mut resp = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    let len: usize = resp
+        .header("Content-Length")
+        .map_or(0, |v| v.parse().unwrap());
+    if !head_request && status != 204 && status != 304 {
+        resp.body = vec![0; len];
+        stream
+            .read_exact(&mut resp.body)
+            .expect("reading a response body");
+    }
+    resp
+}
+
+/// Parses every response in `bytes` (for pipelining and close-delimited exchanges).
+pub fn parse_all(bytes: &[u8]) -> Vec<Response> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("incomplete head: {:?}", String::from_utf8_lossy(rest)))
+            + 4;
+        let text = std::str::from_utf8(&rest[..end]).expect("ASCII head");
+        let mut lines = text.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("header line");
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect();
+        let mut resp = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = resp
+            .header("Content-Length")
+            .map_or(0, |v| v.parse().unwrap());
+        let len = if status == 304 || status == 204 {
+            0
+        } else {
+            len
+        };
+        resp.body = rest[end..end + len].to_vec();
+        rest = &rest[end + len..];
+        out.push(resp);
+    }
+    out
+}
+
+/// GET `path` with extra header lines on a fresh connection that asks to close.
+pub fn get(port: u16, path: &str, headers: &str) -> Response {
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n");
+    let bytes = exchange(port, req.as_bytes());
+    let mut all = parse_all(&bytes);
+    assert_eq!(all.len(), 1, "expected one response to {path}");
+    all.remove(0)
+}

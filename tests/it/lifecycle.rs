@@ -1,0 +1,155 @@
+//! Workers, metrics and shutdown: what operators see.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::harness::{connect, read_response, Options, Root, Server};
+
+/// A deterministic 10 MiB body that is not all one byte, so a misplaced chunk is caught.
+fn big_body() -> Vec<u8> {
+    (0..10 * 1024 * 1024u32)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect()
+}
+
+fn metric(text: &str, name: &str, worker: usize) -> u64 {
+    let prefix = format!("{name}{{worker=\"{worker}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_workers_both_accept_and_report_per_worker_counters() {
+    let root = Root::new();
+    let server = Server::start_with(
+        &root,
+        Options {
+            workers: 2,
+            admin: true,
+            ..Options::default()
+        },
+    );
+    // SO_REUSEPORT hashes each new connection's 4-tuple; 200 connections reach both workers.
+    for _ in 0..200 {
+        let mut s = connect(server.port());
+        s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut s, false).status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = server.metrics();
+        let w0 = metric(&text, "percore_connections_accepted_total", 0);
+        let w1 = metric(&text, "percore_connections_accepted_total", 1);
+        if w0 + w1 == 200 {
+            assert!(
+                w0 > 0 && w1 > 0,
+                "one worker took every connection: {w0} / {w1}"
+            );
+            assert!(text.contains("percore_requests_total{worker=\"0\",class=\"2xx\"}"));
+            assert!(text.contains("percore_request_duration_seconds_bucket"));
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters never reached 200:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_10_mib_file_arrives_byte_exact() {
+    let root = Root::new();
+    let body = big_body();
+    root.write("big.bin", &body);
+    let server = Server::start(&root);
+    let mut s = connect(server.port());
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut s, false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("application/octet-stream")
+    );
+    assert!(resp.body == body, "10 MiB body differs");
+    // Keep-alive continues after a sendfile body.
+    s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).body, b"hello, world\n");
+}
+
+#[test]
+fn sigterm_lets_a_slow_download_finish_then_exits_0() {
+    let root = Root::new();
+    let body = big_body();
+    root.write("big.bin", &body);
+    let mut server = Server::start_with(
+        &root,
+        Options {
+            extra: &["--drain-timeout", "20s"],
+            ..Options::default()
+        },
+    );
+    let mut s = connect(server.port());
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    s.read_exact(&mut first).unwrap();
+    // An idle keep-alive connection is closed at once by the drain.
+    let mut idle = connect(server.port());
+    idle.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle, false).status, 200);
+
+    server.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let mut all = first;
+    all.extend_from_slice(&rest);
+    let head_end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        all[head_end..] == body[..],
+        "download cut short by shutdown: {} of {} bytes",
+        all.len() - head_end,
+        body.len()
+    );
+
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "idle connection left open"
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("percore did not exit");
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+    assert!(server.log().contains("SIGTERM"));
+    // Nobody listens any more.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", server.port())).is_err());
+}
+
+#[test]
+fn a_port_in_use_fails_start_up_naming_the_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let root = Root::new();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["--bind", "127.0.0.1", "--admin", "off", "--ports"])
+        .arg(port.to_string())
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&port.to_string()) && !err.contains("ready: serving"),
+        "{err}"
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `percore` binary on free loopback ports, real sockets, real clients.
+//!
+//! One test binary (matklad's "one integration-test crate"); each file covers one capability.
+
+mod harness;
+
+mod cli;
+mod http_basics;
+mod lifecycle;
