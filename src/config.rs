@@ -376,7 +376,7 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         }
         "max-request-line" => config.max_request_line = at_least_one(parse_size_usize(raw)?)?,
         "max-header-size" => config.max_header_size = at_least_one(parse_size_usize(raw)?)?,
-        "max-headers" => config.max_headers = at_least_one(parse_count(raw)?)?,
+        "max-headers" => config.max_headers = headers_count(parse_count(raw)?)?,
         "max-body-size" => config.max_body_size = parse_size(raw)?,
         "header-timeout" => config.header_timeout = nonzero(parse_duration(raw)?)?,
         "keepalive-timeout" => config.keepalive_timeout = parse_duration(raw)?,
@@ -459,6 +459,15 @@ fn parse_count(raw: &str) -> Result<usize, String> {
     raw.trim()
         .parse()
         .map_err(|_| "expected a whole number".to_owned())
+}
+
+/// The parser keeps header slots in a fixed array of [`crate::http::MAX_HEADERS_CAP`].
+fn headers_count(n: usize) -> Result<usize, String> {
+    let cap = crate::http::MAX_HEADERS_CAP;
+    if !(1..=cap).contains(&n) {
+        return Err(format!("must be between 1 and {cap}"));
+    }
+    Ok(n)
 }
 
 fn at_least_one(n: usize) -> Result<usize, String> {
@@ -690,6 +699,7 @@ mod tests {
         check(&["--workers", "64"], |c| c.workers = 64);
         check(&["--workers", "auto"], |_| {});
         check(&["--max-headers", "7"], |c| c.max_headers = 7);
+        check(&["--max-headers", "256"], |c| c.max_headers = 256);
         check(&["--file-cache-entries", "0"], |c| c.file_cache_entries = 0);
         check_error(
             &["--workers", "0"],
@@ -701,7 +711,11 @@ mod tests {
         );
         check_error(
             &["--max-headers", "0"],
-            "percore: invalid --max-headers '0': must be at least 1",
+            "percore: invalid --max-headers '0': must be between 1 and 256",
+        );
+        check_error(
+            &["--max-headers", "257"],
+            "percore: invalid --max-headers '257': must be between 1 and 256",
         );
     }
 
