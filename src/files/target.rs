@@ -111,7 +111,7 @@ pub fn is_plain_segment(name: &[u8]) -> bool {
 ///
 /// Malformed input is a 400, like nginx for ".." above the root; an encoded slash is a 404,
 /// like Apache's `AllowEncodedSlashes Off`; a segment starting with '.' is a 404 unless
-/// `opts.allow_dotfiles`. When both apply, 400 wins.
+/// `opts.allow_dotfiles` (the root's `.well-known` excepted). When both apply, 400 wins.
 pub fn resolve_target(path: &[u8], opts: &TargetOptions) -> Result<SafePath, TargetError> {
     let rest = path.strip_prefix(b"/").ok_or(TargetError::BadRequest)?;
     let mut segments: Vec<Vec<u8>> = Vec::new();
@@ -126,7 +126,9 @@ pub fn resolve_target(path: &[u8], opts: &TargetOptions) -> Result<SafePath, Tar
                 segments.pop().ok_or(TargetError::BadRequest)?;
             }
             name => {
-                let hidden = name.starts_with(b".") && !opts.allow_dotfiles;
+                // RFC 8615's /.well-known/ (ACME challenges, security.txt) is not a dotfile.
+                let well_known = segments.is_empty() && name == b".well-known";
+                let hidden = name.starts_with(b".") && !opts.allow_dotfiles && !well_known;
                 refused |= hidden || name.contains(&b'/');
                 segments.push(segment);
             }
@@ -308,7 +310,9 @@ mod tests {
         check(b"/.git/config", Err(NotFound));
         check(b"/a/.htaccess", Err(NotFound));
         check(b"/%2egit/config", Err(NotFound));
-        check(b"/.well-known/x", Err(NotFound));
+        check(b"/.well-known/x", Ok((b".well-known/x", false)));
+        check(b"/.well-known/.x", Err(NotFound));
+        check(b"/a/.well-known/x", Err(NotFound));
         check(b"/.git/../index.html", Err(NotFound));
         check(b"/a.b/c.d", Ok((b"a.b/c.d", false)));
         check_with(&DOTFILES, b"/.env", Ok((b".env", false)));

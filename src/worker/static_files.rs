@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 
 use crate::config::Config;
-use crate::files::{self, FileStamp, Outcome, Preconditions, SafePath, TargetOptions};
+use crate::files::{self, FileStamp, Outcome, Preconditions, TargetOptions};
 use crate::http::{self, HeadWriter, Method, Request, Version};
 use crate::sys::RootDir;
 
@@ -112,13 +112,9 @@ impl StaticFiles {
         if req.path == b"*" {
             return error(out, pool, 400, req.version, ex, head_only, &[]);
         }
-        let path = match files::resolve_target(req.path, &self.target) {
-            Ok(path) => path,
-            Err(e) => return self.error_page(e.status(), req, ex, out, pool),
-        };
-        match self.lookup(&path, req.query, ex.now_secs) {
-            Ok(Found::Cached(key)) => {
-                let Some(entry) = self.cache.get(&key) else {
+        match self.lookup(req.path, req.query, ex.now_secs) {
+            Ok(Found::Cached) => {
+                let Some(entry) = self.cache.get(req.path) else {
                     return error(out, pool, 500, req.version, ex, head_only, &[]);
                 };
                 let head = entry.head();
@@ -170,48 +166,46 @@ impl StaticFiles {
         pool: &mut Pool,
     ) -> u16 {
         let head_only = req.method == Method::Head;
+        const NOT_FOUND_PAGE: &[u8] = b"/404.html";
         if status == 404 {
-            if let Ok(path) = files::resolve_target(b"/404.html", &self.target) {
-                if let Ok(Found::Cached(key)) = self.lookup(&path, b"", ex.now_secs) {
-                    if let Some(entry) = self.cache.get(&key) {
-                        let buf = out.buf(pool);
-                        let mut head = HeadWriter::new(buf, 404, ex.date);
-                        head.raw(&entry.type_line)
-                            .content_length(entry.body.len() as u64);
-                        head.finish(req.version, ex.keep_alive);
-                        if !head_only {
-                            buf.extend_from_slice(&entry.body);
-                        }
-                        return 404;
+            if let Ok(Found::Cached) = self.lookup(NOT_FOUND_PAGE, b"", ex.now_secs) {
+                if let Some(entry) = self.cache.get(NOT_FOUND_PAGE) {
+                    let buf = out.buf(pool);
+                    let mut head = HeadWriter::new(buf, 404, ex.date);
+                    head.raw(&entry.type_line)
+                        .content_length(entry.body.len() as u64);
+                    head.finish(req.version, ex.keep_alive);
+                    if !head_only {
+                        buf.extend_from_slice(&entry.body);
                     }
+                    return 404;
                 }
             }
         }
         error(out, pool, status, req.version, ex, head_only, &[])
     }
 
-    /// Finds what `path` names: a fresh cache entry, a large file to send, or a redirect.
-    fn lookup(&mut self, path: &SafePath, query: &[u8], now_secs: u64) -> Result<Found, u16> {
-        let mut key = path.as_bytes().to_vec();
-        if path.has_trailing_slash() {
-            key.push(b'/');
-        }
-        if let Some(entry) = self.cache.get_mut(&key) {
+    /// Finds what the request path `raw` names: a fresh cache entry (under the key `raw`), a
+    /// large file to send, or a redirect. The cache is keyed by the raw path because the same
+    /// raw path always resolves to the same file, so a hit needs neither decoding nor allocation.
+    fn lookup(&mut self, raw: &[u8], query: &[u8], now_secs: u64) -> Result<Found, u16> {
+        if let Some(entry) = self.cache.get_mut(raw) {
             if entry.checked_at == now_secs {
-                return Ok(Found::Cached(key));
+                return Ok(Found::Cached);
             }
             // Revalidate at most once a second: same size and mtime means the body is still right.
             if let Ok(file) = self.root.open_file(&entry.open_path) {
                 if let Ok(meta) = file.metadata() {
                     if meta.is_file() && stamp_of(&meta) == entry.stamp {
                         entry.checked_at = now_secs;
-                        return Ok(Found::Cached(key));
+                        return Ok(Found::Cached);
                     }
                 }
             }
-            self.cache.remove(&key);
+            self.cache.remove(raw);
         }
 
+        let path = files::resolve_target(raw, &self.target).map_err(|e| e.status())?;
         let open_path = relative_cstring(path.as_bytes(), path.has_trailing_slash())?;
         let file = self
             .root
@@ -260,7 +254,7 @@ impl StaticFiles {
             }
         }
         self.cache.insert(
-            key.clone(),
+            raw.to_vec(),
             Cached {
                 open_path,
                 stamp,
@@ -272,12 +266,12 @@ impl StaticFiles {
                 checked_at: now_secs,
             },
         );
-        Ok(Found::Cached(key))
+        Ok(Found::Cached)
     }
 }
 
 enum Found {
-    Cached(Vec<u8>),
+    Cached,
     Large(File, PreparedHead),
     Redirect(Vec<u8>),
 }
