@@ -16,6 +16,9 @@ use super::static_files::{Exchange, StaticFiles};
 
 /// Above this many buffered output bytes, stop parsing and reading until the client catches up.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+/// Longest a lingering close waits for the client to stop sending (nginx's lingering_time is 30 s;
+/// ours only has to outlast a client still writing a rejected request).
+pub const LINGER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which deadline a connection is under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +31,9 @@ pub enum Phase {
     Idle,
     /// Output waiting for the client to read: send timeout, reset on progress.
     Sending,
+    /// Response sent and write side shut; discarding what the client still sends until it
+    /// closes, so unread input does not turn our close into a reset that destroys the response.
+    Lingering,
 }
 
 pub struct Connection {
@@ -41,6 +47,10 @@ pub struct Connection {
     eof: bool,
     /// Close once the output is flushed (Connection: close, an error, or shutdown).
     close_after_flush: bool,
+    /// The client may still be sending (a rejected request): close by lingering.
+    linger: bool,
+    /// Write side shut; only discarding input until EOF.
+    lingering: bool,
     /// Requests answered so far.
     pub served: u32,
     pub phase: Phase,
@@ -85,6 +95,8 @@ impl Connection {
             readable: false,
             eof: false,
             close_after_flush: false,
+            linger: false,
+            lingering: false,
             served: 0,
             phase: Phase::Head,
             deadline: u64::MAX,
@@ -97,6 +109,9 @@ impl Connection {
     /// Reads, answers and writes until nothing more can happen without a new event.
     /// Returns whether any bytes were written (for send-timeout resets) and the verdict.
     pub fn drive(&mut self, svc: &mut Service<'_>) -> (bool, Verdict) {
+        if self.lingering {
+            return (false, self.discard_input(svc));
+        }
         let mut wrote = false;
         loop {
             let mut progress = false;
@@ -131,7 +146,7 @@ impl Connection {
                 Ok(Flushed::All) => {
                     self.record_latency(svc.counters);
                     if self.close_after_flush {
-                        return (true, Verdict::Close);
+                        return (true, self.finish(svc));
                     }
                     // Output that drained may unblock requests held back by backpressure.
                     progress |= wrote_now;
@@ -152,9 +167,48 @@ impl Connection {
         (wrote, Verdict::Open)
     }
 
+    /// Closes after the last response: at once, or by lingering when the client may still be
+    /// sending (then the write side is shut so the client sees the end of the response).
+    fn finish(&mut self, svc: &mut Service<'_>) -> Verdict {
+        let unread = self.linger || !self.input.is_empty() || (self.readable && !self.eof);
+        if !unread || self.eof {
+            return Verdict::Close;
+        }
+        if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+            return Verdict::Close;
+        }
+        self.lingering = true;
+        self.readable = true;
+        self.body = None;
+        self.input.clear();
+        self.discard_input(svc)
+    }
+
+    /// Reads and drops input until the client closes (or the socket has nothing more for now).
+    fn discard_input(&mut self, svc: &mut Service<'_>) -> Verdict {
+        while self.readable {
+            match self.input.fill(&self.stream, svc.pool, svc.max_input) {
+                Ok(filled) => {
+                    self.input.clear();
+                    if filled.eof {
+                        return Verdict::Close;
+                    }
+                    if filled.drained {
+                        self.readable = false;
+                    }
+                }
+                Err(_) => return Verdict::Close,
+            }
+        }
+        self.input.release_if_empty(svc.pool);
+        Verdict::Open
+    }
+
     /// The deadline class this connection is in now.
     pub fn current_phase(&self) -> Phase {
-        if !self.output.is_empty() {
+        if self.lingering {
+            Phase::Lingering
+        } else if !self.output.is_empty() {
             Phase::Sending
         } else if self.body.is_some() {
             Phase::Body
@@ -184,9 +238,11 @@ impl Connection {
         svc.counters.record_status(408);
         self.close_after_flush = true;
         self.input.clear();
+        // One attempt: a client that stalled its request gets no further time for the answer.
         let _ = self
             .output
             .flush(&self.stream, &mut svc.counters.bytes_sent);
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
     fn output_backlogged(&self) -> bool {
@@ -264,6 +320,7 @@ impl Connection {
         svc.counters.record_status(status);
         self.unflushed += 1;
         self.close_after_flush = true;
+        self.linger = true;
         self.body = None;
         self.input.clear();
     }

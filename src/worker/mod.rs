@@ -383,6 +383,7 @@ impl Worker {
                 Phase::Head | Phase::Body => self.config.header_timeout,
                 Phase::Idle => self.config.keepalive_timeout,
                 Phase::Sending => self.config.send_timeout,
+                Phase::Lingering => connection::LINGER_TIMEOUT,
             };
             let deadline = self.tick_now() + Self::ticks(timeout);
             self.set_deadline(key, phase, deadline);
