@@ -338,3 +338,39 @@ pub fn get(port: u16, path: &str, headers: &str) -> Response {
     assert_eq!(all.len(), 1, "expected one response to {path}");
     all.remove(0)
 }
+
+/// Reads until the peer closes the connection (end of stream or reset) and returns what
+/// arrived; panics if the connection is still open after `limit`.
+pub fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "connection still open after {limit:?}; received {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue
+            }
+            Err(e) => panic!("reading until close: {e}"),
+        }
+    }
+}
+
+/// `len` deterministic bytes that are not all one value, so a misplaced chunk is caught.
+pub fn patterned(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect()
+}

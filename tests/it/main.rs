@@ -4,6 +4,10 @@
 
 mod harness;
 
+mod bad_requests;
 mod cli;
+mod curl;
 mod http_basics;
 mod lifecycle;
+mod static_files;
+mod timeouts;

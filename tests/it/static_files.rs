@@ -1,0 +1,424 @@
+//! Conditional requests, ranges, path safety, dotfiles, MIME types and cache freshness.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{exchange, get, parse_all, patterned, Options, Response, Root, Server};
+
+/// Sixteen bytes whose every slice is easy to read in a failure message.
+const DIGITS: &[u8] = b"0123456789abcdef";
+
+fn digits_server() -> (Root, Server) {
+    let root = Root::new();
+    root.write("digits.txt", DIGITS);
+    let server = Server::start(&root);
+    (root, server)
+}
+
+fn etag_of(server: &Server, path: &str) -> String {
+    let resp = get(server.port(), path, "");
+    assert_eq!(resp.status, 200);
+    resp.header("ETag").expect("ETag").to_string()
+}
+
+fn last_modified_of(server: &Server, path: &str) -> String {
+    let resp = get(server.port(), path, "");
+    assert_eq!(resp.status, 200);
+    resp.header("Last-Modified")
+        .expect("Last-Modified")
+        .to_string()
+}
+
+fn assert_not_modified(resp: &Response, etag: &str) {
+    assert_eq!(resp.status, 304, "{resp:?}");
+    assert!(resp.body.is_empty());
+    assert_eq!(resp.header("ETag"), Some(etag));
+}
+
+#[test]
+fn if_none_match_with_the_exact_etag_gives_304() {
+    let (_root, server) = digits_server();
+    let etag = etag_of(&server, "/digits.txt");
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        &format!("If-None-Match: {etag}\r\n"),
+    );
+    assert_not_modified(&resp, &etag);
+}
+
+#[test]
+fn if_none_match_with_a_list_containing_the_etag_gives_304() {
+    let (_root, server) = digits_server();
+    let etag = etag_of(&server, "/digits.txt");
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        &format!("If-None-Match: \"nope\", {etag}, \"other\"\r\n"),
+    );
+    assert_not_modified(&resp, &etag);
+}
+
+#[test]
+fn if_none_match_with_the_weak_form_gives_304() {
+    let (_root, server) = digits_server();
+    let etag = etag_of(&server, "/digits.txt");
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        &format!("If-None-Match: W/{etag}\r\n"),
+    );
+    assert_not_modified(&resp, &etag);
+}
+
+#[test]
+fn if_none_match_star_gives_304() {
+    let (_root, server) = digits_server();
+    let etag = etag_of(&server, "/digits.txt");
+    let resp = get(server.port(), "/digits.txt", "If-None-Match: *\r\n");
+    assert_not_modified(&resp, &etag);
+}
+
+#[test]
+fn if_none_match_with_another_etag_gives_200() {
+    let (_root, server) = digits_server();
+    let resp = get(server.port(), "/digits.txt", "If-None-Match: \"nope\"\r\n");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, DIGITS);
+}
+
+#[test]
+fn if_modified_since_equal_to_last_modified_gives_304() {
+    let (_root, server) = digits_server();
+    let etag = etag_of(&server, "/digits.txt");
+    let date = last_modified_of(&server, "/digits.txt");
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        &format!("If-Modified-Since: {date}\r\n"),
+    );
+    assert_not_modified(&resp, &etag);
+}
+
+#[test]
+fn a_non_matching_if_none_match_wins_over_a_matching_if_modified_since() {
+    let (_root, server) = digits_server();
+    let date = last_modified_of(&server, "/digits.txt");
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        &format!("If-None-Match: \"nope\"\r\nIf-Modified-Since: {date}\r\n"),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, DIGITS);
+}
+
+#[test]
+fn if_match_with_another_etag_gives_412_and_with_the_etag_200() {
+    let (_root, server) = digits_server();
+    let resp = get(server.port(), "/digits.txt", "If-Match: \"nope\"\r\n");
+    assert_eq!(resp.status, 412);
+    let etag = etag_of(&server, "/digits.txt");
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        &format!("If-Match: {etag}\r\n"),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, DIGITS);
+}
+
+/// One range on the 16-byte file: 206, its Content-Range and exactly its bytes.
+fn check_range(spec: &str, content_range: &str, bytes: &[u8]) {
+    let (_root, server) = digits_server();
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        &format!("Range: bytes={spec}\r\n"),
+    );
+    assert_eq!(resp.status, 206, "Range: bytes={spec}");
+    assert_eq!(resp.header("Content-Range"), Some(content_range));
+    assert_eq!(
+        resp.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        resp.header("Content-Length"),
+        Some(&*bytes.len().to_string())
+    );
+    assert_eq!(resp.body, bytes);
+}
+
+#[test]
+fn range_of_the_first_five_bytes() {
+    check_range("0-4", "bytes 0-4/16", b"01234");
+}
+
+#[test]
+fn range_from_an_offset_to_the_end() {
+    check_range("5-", "bytes 5-15/16", b"56789abcdef");
+}
+
+#[test]
+fn range_of_the_last_three_bytes() {
+    check_range("-3", "bytes 13-15/16", b"def");
+}
+
+#[test]
+fn unsatisfiable_range_gives_416_with_the_length() {
+    let (_root, server) = digits_server();
+    let resp = get(server.port(), "/digits.txt", "Range: bytes=100-200\r\n");
+    assert_eq!(resp.status, 416);
+    assert_eq!(resp.header("Content-Range"), Some("bytes */16"));
+}
+
+#[test]
+fn two_ranges_on_a_small_file_give_multipart_byteranges() {
+    let (_root, server) = digits_server();
+    let resp = get(server.port(), "/digits.txt", "Range: bytes=0-1,10-12\r\n");
+    assert_eq!(resp.status, 206);
+    let content_type = resp.header("Content-Type").expect("Content-Type");
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("not multipart: {content_type}"));
+    let expected = format!(
+        "\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 0-1/16\r\n\r\n01\
+         \r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 10-12/16\r\n\r\nabc\
+         \r\n--{boundary}--\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&resp.body),
+        expected,
+        "multipart body"
+    );
+}
+
+#[test]
+fn two_ranges_on_a_file_above_the_cache_limit_give_the_whole_file() {
+    let root = Root::new();
+    let body = patterned(100 * 1024);
+    root.write("medium.bin", &body);
+    let server = Server::start(&root);
+    let resp = get(server.port(), "/medium.bin", "Range: bytes=0-1,10-12\r\n");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("Content-Range"), None);
+    assert!(resp.body == body, "whole file expected");
+}
+
+#[test]
+fn a_range_deep_inside_a_1_mib_file_is_exact() {
+    let root = Root::new();
+    let body = patterned(1024 * 1024);
+    root.write("large.bin", &body);
+    let server = Server::start(&root);
+    let resp = get(
+        server.port(),
+        "/large.bin",
+        "Range: bytes=500000-600099\r\n",
+    );
+    assert_eq!(resp.status, 206);
+    assert_eq!(
+        resp.header("Content-Range"),
+        Some("bytes 500000-600099/1048576")
+    );
+    assert!(resp.body == body[500_000..600_100], "range bytes differ");
+}
+
+#[test]
+fn if_range_with_the_current_etag_gives_206() {
+    let (_root, server) = digits_server();
+    let etag = etag_of(&server, "/digits.txt");
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        &format!("Range: bytes=0-4\r\nIf-Range: {etag}\r\n"),
+    );
+    assert_eq!(resp.status, 206);
+    assert_eq!(resp.header("Content-Range"), Some("bytes 0-4/16"));
+    assert_eq!(resp.body, b"01234");
+}
+
+#[test]
+fn if_range_with_a_stale_etag_gives_the_whole_file() {
+    let (_root, server) = digits_server();
+    let resp = get(
+        server.port(),
+        "/digits.txt",
+        "Range: bytes=0-4\r\nIf-Range: \"1-10\"\r\n",
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("Content-Range"), None);
+    assert_eq!(resp.body, DIGITS);
+}
+
+/// A raw request target that tries to leave the root: 400 or 404, never /etc/passwd.
+fn check_traversal(target: &str) {
+    let root = Root::new();
+    let server = Server::start(&root);
+    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let bytes = exchange(server.port(), request.as_bytes());
+    let all = parse_all(&bytes);
+    assert_eq!(all.len(), 1, "one response to {target}");
+    assert!(
+        all[0].status == 400 || all[0].status == 404,
+        "{target} got {}",
+        all[0].status
+    );
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("root:"), "{target} leaked /etc/passwd");
+}
+
+#[test]
+fn traversal_with_a_leading_dot_dot() {
+    check_traversal("/../etc/passwd");
+}
+
+#[test]
+fn traversal_climbing_out_of_a_subdirectory() {
+    check_traversal("/a/../../etc/passwd");
+}
+
+#[test]
+fn traversal_with_encoded_dots() {
+    check_traversal("/%2e%2e/%2e%2e/etc/passwd");
+}
+
+#[test]
+fn traversal_with_encoded_dots_and_slashes() {
+    check_traversal("/%2e%2e%2fetc%2fpasswd");
+}
+
+#[test]
+fn traversal_with_encoded_slashes() {
+    check_traversal("/..%2f..%2fetc/passwd");
+}
+
+#[test]
+fn an_encoded_nul_is_refused() {
+    check_traversal("/hello.txt%00.html");
+}
+
+#[test]
+fn a_symlink_to_etc_passwd_is_404() {
+    let root = Root::new();
+    std::os::unix::fs::symlink("/etc/passwd", root.path().join("passwd")).unwrap();
+    let server = Server::start(&root);
+    let resp = get(server.port(), "/passwd", "");
+    assert_eq!(resp.status, 404);
+    assert!(!String::from_utf8_lossy(&resp.body).contains("root:"));
+}
+
+#[test]
+fn a_symlink_to_a_directory_outside_the_root_is_404() {
+    let root = Root::new();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), b"outside secret").unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.path().join("out")).unwrap();
+    let server = Server::start(&root);
+    let resp = get(server.port(), "/out/secret.txt", "");
+    assert_eq!(resp.status, 404);
+    assert!(!String::from_utf8_lossy(&resp.body).contains("outside secret"));
+}
+
+#[test]
+fn a_symlink_to_a_file_inside_the_root_is_served() {
+    let root = Root::new();
+    std::os::unix::fs::symlink("hello.txt", root.path().join("alias.txt")).unwrap();
+    let server = Server::start(&root);
+    let resp = get(server.port(), "/alias.txt", "");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"hello, world\n");
+}
+
+fn dotfile_root() -> Root {
+    let root = Root::new();
+    root.write(".secret", b"dot secret");
+    root.write(".git/config", b"[core]\n");
+    root
+}
+
+#[test]
+fn dotfiles_are_404_by_default() {
+    let root = dotfile_root();
+    let server = Server::start(&root);
+    for path in ["/.secret", "/.git/config"] {
+        let resp = get(server.port(), path, "");
+        assert_eq!(resp.status, 404, "{path}");
+        assert!(!String::from_utf8_lossy(&resp.body).contains("secret"));
+    }
+}
+
+#[test]
+fn dotfiles_are_served_with_the_dotfiles_flag() {
+    let root = dotfile_root();
+    let server = Server::start_with(
+        &root,
+        Options {
+            extra: &["--dotfiles"],
+            ..Options::default()
+        },
+    );
+    let resp = get(server.port(), "/.secret", "");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"dot secret");
+    let resp = get(server.port(), "/.git/config", "");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"[core]\n");
+}
+
+#[test]
+fn a_directory_without_an_index_is_403() {
+    let root = Root::new();
+    root.write("plain/a.txt", b"a");
+    let server = Server::start(&root);
+    assert_eq!(get(server.port(), "/plain/", "").status, 403);
+}
+
+#[test]
+fn content_types_follow_the_extension() {
+    let root = Root::new();
+    let cases = [
+        ("style.css", "text/css; charset=utf-8"),
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("data.json", "application/json; charset=utf-8"),
+        ("logo.svg", "image/svg+xml; charset=utf-8"),
+        ("logo.png", "image/png"),
+        ("module.wasm", "application/wasm"),
+        ("archive.unknownext", "application/octet-stream"),
+    ];
+    for (name, _) in cases {
+        root.write(name, name.as_bytes());
+    }
+    let server = Server::start(&root);
+    for (name, mime) in cases {
+        let resp = get(server.port(), &format!("/{name}"), "");
+        assert_eq!(resp.status, 200, "{name}");
+        assert_eq!(resp.header("Content-Type"), Some(mime), "{name}");
+        assert_eq!(resp.body, name.as_bytes());
+    }
+}
+
+#[test]
+fn a_file_changed_on_disk_is_served_fresh_within_seconds() {
+    let root = Root::new();
+    root.write("changing.txt", b"first");
+    let server = Server::start(&root);
+    // Twice, so the second answer surely comes from the small-file cache.
+    for _ in 0..2 {
+        assert_eq!(get(server.port(), "/changing.txt", "").body, b"first");
+    }
+    root.write("changing.txt", b"second, longer version");
+    let changed = Instant::now();
+    // The cache revalidates once per second; allow a loaded machine plenty more.
+    let limit = Duration::from_secs(5);
+    loop {
+        let resp = get(server.port(), "/changing.txt", "");
+        assert_eq!(resp.status, 200);
+        if resp.body == b"second, longer version" {
+            assert_eq!(resp.header("Content-Length"), Some("22"));
+            return;
+        }
+        assert_eq!(resp.body, b"first", "neither version");
+        assert!(changed.elapsed() < limit, "stale after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
