@@ -15,6 +15,8 @@ pub mod http;
 #[macro_use]
 pub mod log;
 pub mod metrics;
+#[cfg(test)]
+mod mutation_tests;
 pub mod supervisor;
 pub mod sys;
 pub mod worker;

@@ -1,0 +1,174 @@
+//! Mutation tests: a deterministic stand-in for fuzzing (cargo-fuzz needs a nightly toolchain).
+//!
+//! Valid requests, bodies and paths are mutated at random (bytes flipped, inserted, deleted,
+//! spliced, truncated) and fed to everything that parses client bytes: the request parser, the
+//! body skipper, and the path resolver. Whatever comes in, they must not panic, must consume
+//! no more than they were given, and a resolved path must never leave the document root.
+
+use crate::files::{resolve_target, TargetOptions};
+use crate::http::*;
+
+/// xorshift64*: small, fast, and the same sequence on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const SEEDS: &[&[u8]] = &[
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"HEAD /x/y.txt?q=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"GET http://h:1/p HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1,5-\r\nIf-None-Match: W/\"a\", \"b\"\r\n\r\n",
+    b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n",
+    b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close, upgrade\r\nUpgrade: websocket\r\n\r\n",
+];
+
+const NOISE: &[u8] = b"\r\n :;,\t\0\x7f\xff%/.-0123456789aAzZ\"";
+
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    let mut bytes = input.to_vec();
+    for _ in 0..=rng.below(4) {
+        let at = rng.below(bytes.len() + 1);
+        match rng.below(6) {
+            0 if at < bytes.len() => bytes[at] ^= 1 << rng.below(8),
+            1 => bytes.insert(at, NOISE[rng.below(NOISE.len())]),
+            2 if at < bytes.len() => {
+                bytes.remove(at);
+            }
+            3 => {
+                let other = SEEDS[rng.below(SEEDS.len())];
+                let from = rng.below(other.len());
+                let chunk = &other[from..(from + rng.below(16)).min(other.len())];
+                bytes.splice(at..at, chunk.iter().copied());
+            }
+            4 => bytes.truncate(at),
+            _ => {
+                let repeat = vec![NOISE[rng.below(NOISE.len())]; rng.below(300)];
+                bytes.splice(at..at, repeat);
+            }
+        }
+    }
+    bytes
+}
+
+fn within(outer: &[u8], inner: &[u8]) -> bool {
+    let (o, i) = (outer.as_ptr() as usize, inner.as_ptr() as usize);
+    inner.is_empty() || (i >= o && i + inner.len() <= o + outer.len())
+}
+
+#[test]
+fn mutated_requests_never_panic_or_overrun() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let limits = Limits {
+        max_request_line: 256,
+        max_head: 512,
+        max_headers: 16,
+        max_body: 64,
+    };
+    for _ in 0..200_000 {
+        let seed = SEEDS[rng.below(SEEDS.len())];
+        let input = mutate(&mut rng, seed);
+        let Ok(Parse::Complete(req)) = parse_request(&input, &limits) else {
+            continue;
+        };
+        assert!(req.head_len <= input.len());
+        for field in [req.target, req.path, req.query] {
+            // An absolute-form target with an empty path gets the static "/".
+            assert!(
+                within(&input, field) || field == b"/",
+                "{field:?} not in {input:?}"
+            );
+        }
+        let _ = req.headers().count();
+        let _ = req.has_token("connection", "close");
+        if let Some(mut skipper) = BodySkipper::new(req.body, limits.max_body) {
+            let mut rest = &input[req.head_len..];
+            // Feed the body in random pieces; consumed never exceeds what was offered.
+            while !rest.is_empty() {
+                let piece = &rest[..1 + rng.below(rest.len())];
+                match skipper.skip(piece) {
+                    Ok(Skip::NeedMore { consumed }) | Ok(Skip::Done { consumed }) => {
+                        assert!(consumed <= piece.len());
+                        if consumed == 0 {
+                            break;
+                        }
+                        rest = &rest[consumed..];
+                    }
+                    Err(e) => {
+                        let _ = e.status();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = Rng(42);
+    let limits = Limits::default();
+    for _ in 0..100_000 {
+        let len = rng.below(200);
+        let input: Vec<u8> = (0..len).map(|_| NOISE[rng.below(NOISE.len())]).collect();
+        if let Ok(Parse::Complete(req)) = parse_request(&input, &limits) {
+            assert!(req.head_len <= input.len());
+        }
+    }
+}
+
+const PATHS: &[&[u8]] = &[
+    b"/",
+    b"/a/b/../c.txt",
+    b"/%2e%2e/%2E%2e%2fetc/passwd",
+    b"/./x//y/.hidden/%00/%zz/",
+    b"/.well-known/acme-challenge/t",
+];
+
+#[test]
+fn mutated_paths_never_leave_the_root() {
+    let mut rng = Rng(7);
+    for allow_dotfiles in [false, true] {
+        let opts = TargetOptions { allow_dotfiles };
+        for _ in 0..100_000 {
+            let seed = PATHS[rng.below(PATHS.len())];
+            let input = mutate(&mut rng, seed);
+            let Ok(path) = resolve_target(&input, &opts) else {
+                continue;
+            };
+            let bytes = path.as_bytes();
+            assert!(
+                !bytes.starts_with(b"/") && !bytes.contains(&0),
+                "{input:?} -> {bytes:?}"
+            );
+            let segments: Vec<&[u8]> = if bytes.is_empty() {
+                Vec::new()
+            } else {
+                bytes.split(|&b| b == b'/').collect()
+            };
+            for (i, segment) in segments.iter().enumerate() {
+                assert!(
+                    !matches!(*segment, b"" | b"." | b".."),
+                    "{input:?} -> {bytes:?}"
+                );
+                let hidden = segment.starts_with(b".") && !(i == 0 && *segment == b".well-known");
+                assert!(allow_dotfiles || !hidden, "{input:?} -> {bytes:?}");
+            }
+            let location = path.redirect_location(b"");
+            assert!(
+                location.starts_with(b"/") && !location.starts_with(b"//"),
+                "{location:?}"
+            );
+        }
+    }
+}
