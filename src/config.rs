@@ -60,6 +60,20 @@ pub struct Config {
     pub index: String,
     /// `--dotfiles`: serve names starting with a dot (otherwise they get 404).
     pub dotfiles: bool,
+    /// `--ws-paths`: request paths that accept a WebSocket upgrade (404 elsewhere).
+    pub ws_paths: Vec<String>,
+    /// `--ws-origins`: allowed `Origin` values; `None` (`any`) accepts every origin.
+    pub ws_origins: Option<Vec<String>>,
+    /// `--ws-max-message`: largest WebSocket message in bytes, after decompression (1009 beyond).
+    pub ws_max_message: usize,
+    /// `--ws-deflate`: negotiate permessage-deflate when the client offers it.
+    pub ws_deflate: bool,
+    /// `--ws-ping-interval`: idle time after which the server pings; never zero.
+    pub ws_ping_interval: Duration,
+    /// `--ws-ping-timeout`: time a pinged connection may stay silent before it is closed; never zero.
+    pub ws_ping_timeout: Duration,
+    /// `--ws-close-timeout`: time the server waits for the client's close frame; never zero.
+    pub ws_close_timeout: Duration,
 }
 
 /// What `main` should do after reading the command line.
@@ -101,6 +115,13 @@ impl Config {
             file_cache_entries: 1024,
             index: "index.html".to_owned(),
             dotfiles: false,
+            ws_paths: vec!["/ws".to_owned()],
+            ws_origins: None,
+            ws_max_message: 16 * MIB as usize,
+            ws_deflate: true,
+            ws_ping_interval: Duration::from_secs(30),
+            ws_ping_timeout: Duration::from_secs(30),
+            ws_close_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -236,6 +257,48 @@ const OPTIONS: &[Opt] = &[
         value_name: "",
         default: "false",
         help: "Serve names starting with a dot (otherwise they get 404)",
+    },
+    Opt {
+        flag: "ws-paths",
+        value_name: "LIST",
+        default: "/ws",
+        help: "Paths that accept a WebSocket upgrade (echo), comma-separated",
+    },
+    Opt {
+        flag: "ws-origins",
+        value_name: "LIST|any",
+        default: "any",
+        help: "Origin values allowed to open a WebSocket (403 otherwise), comma-separated, or any",
+    },
+    Opt {
+        flag: "ws-max-message",
+        value_name: "SIZE",
+        default: "16MiB",
+        help: "Largest WebSocket message, after decompression (close 1009 beyond)",
+    },
+    Opt {
+        flag: "ws-deflate",
+        value_name: "BOOL",
+        default: "true",
+        help: "Negotiate permessage-deflate when the client offers it",
+    },
+    Opt {
+        flag: "ws-ping-interval",
+        value_name: "DURATION",
+        default: "30s",
+        help: "Idle time after which the server pings a WebSocket client",
+    },
+    Opt {
+        flag: "ws-ping-timeout",
+        value_name: "DURATION",
+        default: "30s",
+        help: "Time a pinged WebSocket client may stay silent before it is closed",
+    },
+    Opt {
+        flag: "ws-close-timeout",
+        value_name: "DURATION",
+        default: "5s",
+        help: "Time the server waits for the client's close frame after sending its own",
     },
 ];
 
@@ -386,6 +449,13 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "file-cache-entries" => config.file_cache_entries = parse_count(raw)?,
         "index" => config.index = parse_index(raw)?,
         "dotfiles" => config.dotfiles = parse_bool(raw)?,
+        "ws-paths" => config.ws_paths = parse_paths(raw)?,
+        "ws-origins" => config.ws_origins = parse_origins(raw)?,
+        "ws-max-message" => config.ws_max_message = at_least_one(parse_size_usize(raw)?)?,
+        "ws-deflate" => config.ws_deflate = parse_bool(raw)?,
+        "ws-ping-interval" => config.ws_ping_interval = nonzero(parse_duration(raw)?)?,
+        "ws-ping-timeout" => config.ws_ping_timeout = nonzero(parse_duration(raw)?)?,
+        "ws-close-timeout" => config.ws_close_timeout = nonzero(parse_duration(raw)?)?,
         _ => return Err(format!("unknown option '{flag}'")),
     }
     Ok(())
@@ -532,6 +602,30 @@ fn parse_index(raw: &str) -> Result<String, String> {
         return Err("expected a plain file name such as index.html".to_owned());
     }
     Ok(raw.to_owned())
+}
+
+/// Comma-separated absolute paths, e.g. `/ws,/echo`.
+fn parse_paths(raw: &str) -> Result<Vec<String>, String> {
+    let paths: Vec<String> = raw.split(',').map(|p| p.trim().to_owned()).collect();
+    if let Some(bad) = paths
+        .iter()
+        .find(|p| !p.starts_with('/') || p.contains(char::is_whitespace))
+    {
+        return Err(format!("'{bad}' is not an absolute path"));
+    }
+    Ok(paths)
+}
+
+/// `any`, or comma-separated origins such as `https://example.com`.
+fn parse_origins(raw: &str) -> Result<Option<Vec<String>>, String> {
+    if raw.trim() == "any" {
+        return Ok(None);
+    }
+    let origins: Vec<String> = raw.split(',').map(|o| o.trim().to_owned()).collect();
+    if origins.iter().any(String::is_empty) {
+        return Err("an origin is empty".to_owned());
+    }
+    Ok(Some(origins))
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {

@@ -1,0 +1,395 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of percore and nginx serving the same static files on the same CPU(s).
+#
+# Usage: benches/compare.sh [WORKLOAD...]      (default: every workload)
+# Workloads: small-ka small-c500 4k 1m close pipeline16
+# Knobs (environment):
+#   DURATION=5      seconds per measured wrk run
+#   ROUNDS=5        rounds; each round runs every workload once on each server, order alternating
+#   WORKERS=1       percore --workers and nginx worker_processes
+#   SERVER_CPUS     CPUs for both servers (default 0..WORKERS-1), one server at a time runs
+#   CLIENT_CPUS     CPUs for wrk (default: the CPU after SERVER_CPUS)
+#   WRK_THREADS=1   wrk -t
+#   PERCORE_BIN     use this binary instead of running `cargo build --release`
+#
+# Servers run one at a time: while one is measured the other is idle. Server CPU time is read
+# from /proc/PID/stat (utime+stime of all threads; for nginx, master plus worker processes)
+# before and after each run and divided by the requests wrk completed.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$BENCH_DIR")
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-5}
+WORKERS=${WORKERS:-1}
+WRK_THREADS=${WRK_THREADS:-1}
+WARMUP_SECONDS=2
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16)
+COMMAND_LINE="$0 $*"
+
+die() {
+    echo "compare.sh: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+# Each workload is "connections|path"; run_wrk adds the close header and the pipelining script.
+workload_spec() {
+    case "$1" in
+    small-ka | close | pipeline16) echo "50|/small.html" ;;
+    small-c500) echo "500|/small.html" ;;
+    4k) echo "50|/4k.bin" ;;
+    1m) echo "50|/1m.bin" ;;
+    *) return 1 ;;
+    esac
+}
+
+workload_title() {
+    case "$1" in
+    small-ka) echo "small (150 B) keep-alive, 50 conns" ;;
+    small-c500) echo "small (150 B) keep-alive, 500 conns" ;;
+    4k) echo "4 KiB keep-alive, 50 conns" ;;
+    1m) echo "1 MiB keep-alive, 50 conns" ;;
+    close) echo "small, new connection per request, 50 conns" ;;
+    pipeline16) echo "small, pipelined x16, 50 conns" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- arguments and tools
+
+WORKLOADS=()
+for arg in "$@"; do
+    case "$arg" in
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        workload_spec "$arg" >/dev/null || die "unknown workload '$arg' (known: ${ALL_WORKLOADS[*]})"
+        WORKLOADS+=("$arg")
+        ;;
+    esac
+done
+[ ${#WORKLOADS[@]} -gt 0 ] || WORKLOADS=("${ALL_WORKLOADS[@]}")
+
+[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer of seconds"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer"
+
+missing=()
+for tool in wrk nginx curl taskset ss getconf; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "compare.sh: missing tools: ${missing[*]}" >&2
+    echo "Install them with: apt-get update && apt-get install -y wrk nginx curl util-linux iproute2" >&2
+    exit 1
+fi
+[ "$(id -u)" -eq 0 ] || echo "compare.sh: warning: not root; nginx's 'user root;' line will be ignored" >&2
+
+NCPU=$(nproc)
+SERVER_CPUS=${SERVER_CPUS:-0-$((WORKERS - 1))}
+if [ -z "${CLIENT_CPUS:-}" ]; then
+    if [ "$WORKERS" -lt "$NCPU" ]; then
+        CLIENT_CPUS=$WORKERS
+    else
+        CLIENT_CPUS=$((NCPU - 1))
+        echo "compare.sh: warning: WORKERS=$WORKERS leaves no CPU for wrk; it shares CPU $CLIENT_CPUS" >&2
+    fi
+fi
+CLK_TCK=$(getconf CLK_TCK)
+# wrk at 500 connections and nginx both need more descriptors than a default 1024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---------------------------------------------------------------- build and document root
+
+if [ -n "${PERCORE_BIN:-}" ]; then
+    [ -x "$PERCORE_BIN" ] || die "PERCORE_BIN=$PERCORE_BIN is not executable"
+else
+    echo "Building percore (cargo build --release)..."
+    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
+    PERCORE_BIN=$REPO_DIR/target/release/percore
+fi
+
+TMP=$(mktemp -d /tmp/percore-compare.XXXXXX)
+chmod 755 "$TMP"
+ROOT=$TMP/www
+mkdir -p "$ROOT"
+PERCORE_PID=""
+NGINX_PID=""
+
+stop_server() {
+    local pid=$1
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    stop_server "$PERCORE_PID"
+    stop_server "$NGINX_PID"
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# small.html is exactly 150 bytes so both servers send the same body.
+{
+    printf '<!doctype html>\n<html><head><title>small</title></head>\n'
+    printf '<body><p>percore vs nginx: a small static page.</p></body></html>\n'
+} >"$ROOT/small.html"
+pad=$((150 - $(stat -c %s "$ROOT/small.html")))
+if [ "$pad" -ge 1 ]; then printf '%*s\n' "$((pad - 1))" '' >>"$ROOT/small.html"; fi
+head -c 4096 /dev/urandom >"$ROOT/4k.bin"
+head -c 1048576 /dev/urandom >"$ROOT/1m.bin"
+printf '<!doctype html>\n<html><body><p>index</p></body></html>\n' >"$ROOT/index.html"
+
+# ---------------------------------------------------------------- servers
+
+port_is_free() {
+    ! ss -Htln "sport = :$1" | grep -q .
+}
+
+pick_free_port() {
+    local port
+    for port in $(seq "$1" $(($1 + 200))); do
+        if port_is_free "$port"; then
+            echo "$port"
+            return 0
+        fi
+    done
+    die "no free TCP port in $1..$(($1 + 200))"
+}
+
+# Waits until the server answers HTTP on its port; fails if the process exits first.
+wait_until_serving() {
+    local name=$1 pid=$2 port=$3 log=$4
+    for _ in $(seq 100); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "compare.sh: $name exited during startup; last lines of $log:" >&2
+            tail -n 20 "$log" >&2 || true
+            exit 1
+        fi
+        if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/small.html" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "compare.sh: $name did not answer on port $port within 10 s; last lines of $log:" >&2
+    tail -n 20 "$log" >&2 || true
+    exit 1
+}
+
+PERCORE_PORT=$(pick_free_port 18080)
+taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 --ports "$PERCORE_PORT" \
+    --workers "$WORKERS" --root "$ROOT" --admin off --log-level warn \
+    >"$TMP/percore.log" 2>&1 &
+PERCORE_PID=$!
+wait_until_serving percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
+
+NGINX_PORT=$(pick_free_port $((PERCORE_PORT + 1)))
+sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@TMP@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" \
+    -e "s|@ROOT@|$ROOT|g" "$BENCH_DIR/nginx.conf.in" >"$TMP/nginx.conf"
+nginx -t -q -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" -g 'daemon off;' ||
+    die "nginx rejected the generated config $TMP/nginx.conf"
+taskset -c "$SERVER_CPUS" nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" \
+    -g 'daemon off;' >"$TMP/nginx.log" 2>&1 &
+NGINX_PID=$!
+wait_until_serving nginx "$NGINX_PID" "$NGINX_PORT" "$TMP/nginx-error.log"
+
+# Both servers must send the same bytes, or the comparison is meaningless.
+for file in small.html 4k.bin 1m.bin; do
+    for port in "$PERCORE_PORT" "$NGINX_PORT"; do
+        curl -fsS "http://127.0.0.1:$port/$file" | cmp -s - "$ROOT/$file" ||
+            die "server on port $port returned a different body for /$file"
+    done
+done
+
+server_pid() { if [ "$1" = percore ]; then echo "$PERCORE_PID"; else echo "$NGINX_PID"; fi; }
+server_port() { if [ "$1" = percore ]; then echo "$PERCORE_PORT"; else echo "$NGINX_PORT"; fi; }
+
+# CPU clock ticks (utime+stime, fields 14 and 15 of /proc/PID/stat) of a process and its
+# child processes. The fields are counted after the ")" closing the command name.
+cpu_ticks() {
+    local pid total=0 ticks
+    for pid in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        ticks=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || ticks=0
+        total=$((total + ${ticks:-0}))
+    done
+    echo "$total"
+}
+
+assert_alive() {
+    kill -0 "$(server_pid "$1")" 2>/dev/null && return 0
+    echo "compare.sh: $1 died; last lines of its log:" >&2
+    if [ "$1" = percore ]; then tail -n 20 "$TMP/percore.log" >&2; else tail -n 20 "$TMP/nginx-error.log" >&2; fi
+    exit 1
+}
+
+# ---------------------------------------------------------------- measuring
+
+RESULTS=$TMP/results.tsv
+RAW_LOG=$BENCH_DIR/results/latest-raw.log
+mkdir -p "$BENCH_DIR/results"
+: >"$RESULTS"
+: >"$RAW_LOG"
+
+# Runs wrk against one server; prints the wrk output.
+run_wrk() {
+    local server=$1 workload=$2 seconds=$3 conns path
+    IFS='|' read -r conns path <<<"$(workload_spec "$workload")"
+    local args=(-t"$WRK_THREADS" -c"$conns" -d"${seconds}s" --latency)
+    case "$workload" in
+    close) args+=(-H 'Connection: close') ;;
+    pipeline16) args+=(-s "$BENCH_DIR/pipeline.lua") ;;
+    esac
+    args+=("http://127.0.0.1:$(server_port "$server")$path")
+    [ "$workload" = pipeline16 ] && args+=(-- 16)
+    taskset -c "$CLIENT_CPUS" wrk "${args[@]}" 2>&1
+}
+
+# Converts a wrk latency such as 812.00us, 1.20ms or 2.01s to milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+        printf "%.3f", n
+    }'
+}
+
+measure() {
+    local server=$1 workload=$2 round=$3 pid before after out requests rps p99 cpu_us errors
+    pid=$(server_pid "$server")
+    assert_alive "$server"
+    before=$(cpu_ticks "$pid")
+    out=$(run_wrk "$server" "$workload" "$DURATION") || {
+        printf '%s\n' "$out" >&2
+        die "wrk failed against $server ($workload)"
+    }
+    after=$(cpu_ticks "$pid")
+    assert_alive "$server"
+    printf '=== round %s %s %s\n%s\n\n' "$round" "$workload" "$server" "$out" >>"$RAW_LOG"
+    requests=$(awk '/ requests in / { print $1; exit }' <<<"$out")
+    rps=$(awk '/^Requests\/sec:/ { print $2; exit }' <<<"$out")
+    p99=$(awk '$1 == "99%" { print $2; exit }' <<<"$out")
+    [ -n "$requests" ] && [ -n "$rps" ] && [ -n "$p99" ] || {
+        printf '%s\n' "$out" >&2
+        die "could not parse wrk output for $server ($workload)"
+    }
+    p99=$(to_ms "$p99")
+    cpu_us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" \
+        'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
+    errors=$(grep -E 'Socket errors|Non-2xx' <<<"$out" | sed 's/^ *//' | paste -sd ';' -) || true
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$server" "$round" "$rps" "$p99" "$cpu_us" "${errors:-}" >>"$RESULTS"
+    printf '  round %s  %-10s %-8s %12s req/s  p99 %9s ms  %8s CPU us/req%s\n' \
+        "$round" "$workload" "$server" "$rps" "$p99" "$cpu_us" "${errors:+  ERRORS: $errors}"
+}
+
+echo
+echo "percore: $PERCORE_BIN on 127.0.0.1:$PERCORE_PORT (pid $PERCORE_PID), nginx on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
+echo "servers on CPU(s) $SERVER_CPUS, wrk on CPU(s) $CLIENT_CPUS; $WORKERS worker(s); ${DURATION}s x $ROUNDS rounds"
+echo "nginx: keepalive_requests 100000 (its default of 1000 would force wrk to reconnect), access_log off,"
+echo "       sendfile, tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
+echo
+echo "Warming up (${WARMUP_SECONDS}s each)..."
+for server in percore nginx; do
+    run_wrk "$server" small-ka "$WARMUP_SECONDS" >/dev/null
+    assert_alive "$server"
+done
+
+for round in $(seq "$ROUNDS"); do
+    echo "Round $round/$ROUNDS"
+    for workload in "${WORKLOADS[@]}"; do
+        # Alternate which server goes first so neither always runs on a warmer machine.
+        if [ $((round % 2)) -eq 1 ]; then order=(percore nginx); else order=(nginx percore); fi
+        for server in "${order[@]}"; do
+            measure "$server" "$workload" "$round"
+        done
+    done
+done
+
+# ---------------------------------------------------------------- report
+
+# Median of the numbers in column $3 for workload $1 and server $2.
+median() {
+    awk -F'\t' -v w="$1" -v s="$2" -v c="$3" '$1 == w && $2 == s { print $c }' "$RESULTS" |
+        sort -g | awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "nan"; exit }
+            if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+            print m
+        }'
+}
+
+nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+percore_rev=$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(cd "$REPO_DIR" && git status --porcelain -- src 2>/dev/null)" ]; then percore_rev="$percore_rev (src modified)"; fi
+
+table() {
+    echo "| workload | percore req/s | nginx req/s | percore/nginx | percore p99 ms | nginx p99 ms | percore CPU µs/req | nginx CPU µs/req |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    local w prps nrps
+    for w in "${WORKLOADS[@]}"; do
+        prps=$(median "$w" percore 4)
+        nrps=$(median "$w" nginx 4)
+        awk -v w="$(workload_title "$w")" -v id="$w" -v p="$prps" -v n="$nrps" \
+            -v pl="$(median "$w" percore 5)" -v nl="$(median "$w" nginx 5)" \
+            -v pc="$(median "$w" percore 6)" -v nc="$(median "$w" nginx 6)" 'BEGIN {
+            # wrk 4.1 cannot measure pipelined latency (see the note below the table).
+            if (id == "pipeline16") { pl = "n/a"; nl = "n/a" } else { pl = sprintf("%.2f", pl); nl = sprintf("%.2f", nl) }
+            printf "| %s (`%s`) | %.0f | %.0f | %.2f | %s | %s | %.2f | %.2f |\n",
+                w, id, p, n, (n > 0 ? p / n : 0), pl, nl, pc, nc
+        }'
+    done
+    case " ${WORKLOADS[*]} " in
+    *" pipeline16 "*)
+        echo
+        echo "p99 is n/a for pipeline16: wrk 4.1 records one latency per batch of 16 but corrects for coordinated"
+        echo "omission with an interval computed per response, so its percentiles are wrong (often 0)."
+        echo "nginx's pipeline16 rate is held down by tcp_nopush: it keeps TCP_CORK set between pipelined"
+        echo "responses, so each batch waits out a ~40 ms flush; with tcp_nopush off it does several times better."
+        ;;
+    esac
+}
+
+errors_section() {
+    local found
+    found=$(awk -F'\t' '$7 != "" { printf "- round %s, %s, %s: %s\n", $3, $1, $2, $7 }' "$RESULTS")
+    if [ -n "$found" ]; then
+        echo "wrk reported errors (full output in benches/results/latest-raw.log):"
+        echo
+        echo "$found"
+    else
+        echo "wrk reported no socket errors and no non-2xx/3xx responses."
+    fi
+}
+
+report=$(
+    echo "# percore vs nginx"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- machine: $NCPU CPUs, $cpu_model, kernel $(uname -r)"
+    echo "- percore: $percore_rev, --workers $WORKERS; nginx: $nginx_version, worker_processes $WORKERS"
+    echo "- servers pinned to CPU(s) $SERVER_CPUS, wrk (-t$WRK_THREADS) pinned to CPU(s) $CLIENT_CPUS"
+    echo "- command: \`DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS $COMMAND_LINE\`"
+    echo "- medians of $ROUNDS rounds of ${DURATION}s; CPU µs/req = server utime+stime (all threads/processes) / requests"
+    echo "- nginx: keepalive_requests 100000 (the default 1000 would force reconnects), access_log off, sendfile,"
+    echo "  tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
+    echo
+    table
+    echo
+    errors_section
+)
+echo
+echo "$report"
+echo "$report" >"$BENCH_DIR/results/latest.md"
+echo
+echo "Written to benches/results/latest.md (raw wrk output: benches/results/latest-raw.log)"
