@@ -76,6 +76,12 @@ pub fn sendfile(
     Ok(sent)
 }
 
+/// TCP_CORK on or off: while corked, the kernel sends only full segments, so a response head
+/// and the first bytes of a sendfile body share packets; uncorking pushes out the rest.
+pub fn set_cork(stream: &TcpStream, cork: bool) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_cork(cork)
+}
+
 /// /proc/sys/net/core/somaxconn, or 4096 if it cannot be read.
 pub fn somaxconn() -> i32 {
     fs::read_to_string("/proc/sys/net/core/somaxconn")

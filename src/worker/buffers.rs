@@ -158,6 +158,8 @@ pub struct Output {
     buf: Vec<u8>,
     pos: usize,
     file: Option<FileTail>,
+    /// TCP_CORK is set on the socket for the file region in flight.
+    corked: bool,
 }
 
 /// What one [`Output::flush`] call achieved.
@@ -200,6 +202,11 @@ impl Output {
     /// Writes buffered bytes, then the file region, until done or the socket is full.
     /// `sent` grows by the bytes handed to the kernel.
     pub fn flush(&mut self, stream: &TcpStream, sent: &mut u64) -> io::Result<Flushed> {
+        // A head followed by a sendfile body: cork so they leave in full segments (nginx's
+        // tcp_nopush); the client's stack then handles far fewer packets per byte.
+        if self.file.is_some() && !self.corked {
+            self.corked = crate::sys::set_cork(stream, true).is_ok();
+        }
         while self.pos < self.buf.len() {
             let pending = &self.buf[self.pos..];
             match (&*stream).write(pending) {
@@ -237,6 +244,10 @@ impl Output {
                 }
             }
             self.file = None;
+        }
+        if self.corked {
+            self.corked = false;
+            crate::sys::set_cork(stream, false)?;
         }
         Ok(Flushed::All)
     }
