@@ -2,7 +2,7 @@
 //!
 //! The layers, lowest first (a lower layer never imports a higher one):
 //! - [`sys`]: the only module that calls libc or holds `unsafe`.
-//! - [`http`], [`files`]: sans-IO protocol and static-file decisions; no sockets, files or clocks.
+//! - [`http`], [`ws`], [`files`]: sans-IO protocols and static-file decisions; no sockets, files or clocks.
 //! - [`worker`]: one reactor per core; moves bytes between sockets and the sans-IO layers.
 //! - [`metrics`], [`config`], [`log`]: shared read-only configuration and the worker → supervisor reports.
 //! - [`supervisor`], [`admin`]: process-wide concerns (threads, signals, readiness, exit code, /metrics).
@@ -20,3 +20,4 @@ mod mutation_tests;
 pub mod supervisor;
 pub mod sys;
 pub mod worker;
+pub mod ws;

@@ -105,6 +105,70 @@ pub struct Counters {
     pub bytes_sent: u64,
     /// Request latency as measured by the worker.
     pub latency: Histogram,
+    /// WebSocket traffic.
+    pub ws: WsCounters,
+}
+
+/// A metric family rendered per worker: name, type, help, and how to read its value.
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+/// Close codes 1000..=1015 are counted one by one; every other code in the last slot.
+pub const CLOSE_CODE_SLOTS: usize = 17;
+
+/// WebSocket counters of one worker (or a sum of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WsCounters {
+    /// Successful upgrades (101 sent).
+    pub upgrades: u64,
+    /// WebSocket connections closed; open = upgrades - closed.
+    pub closed: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    /// Payload bytes of messages received and sent.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Close frames sent and received, by code (see [`WsCounters::close_slot`]).
+    pub close_sent: [u64; CLOSE_CODE_SLOTS],
+    pub close_received: [u64; CLOSE_CODE_SLOTS],
+}
+
+impl WsCounters {
+    /// The slot counting close code `code`.
+    pub fn close_slot(code: u16) -> usize {
+        match code {
+            1000..=1015 => usize::from(code - 1000),
+            _ => CLOSE_CODE_SLOTS - 1,
+        }
+    }
+
+    /// The label of slot `i`: its code, or "other".
+    fn slot_label(i: usize) -> String {
+        if i + 1 == CLOSE_CODE_SLOTS {
+            "other".to_owned()
+        } else {
+            (1000 + i).to_string()
+        }
+    }
+
+    /// WebSocket connections open now.
+    pub fn open(&self) -> u64 {
+        self.upgrades.saturating_sub(self.closed)
+    }
+
+    fn add(&mut self, other: &WsCounters) {
+        self.upgrades = self.upgrades.saturating_add(other.upgrades);
+        self.closed = self.closed.saturating_add(other.closed);
+        self.messages_in = self.messages_in.saturating_add(other.messages_in);
+        self.messages_out = self.messages_out.saturating_add(other.messages_out);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        for (mine, theirs) in self.close_sent.iter_mut().zip(other.close_sent) {
+            *mine = mine.saturating_add(theirs);
+        }
+        for (mine, theirs) in self.close_received.iter_mut().zip(other.close_received) {
+            *mine = mine.saturating_add(theirs);
+        }
+    }
 }
 
 impl Counters {
@@ -127,6 +191,7 @@ impl Counters {
         }
         self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
         self.latency.merge(&other.latency);
+        self.ws.add(&other.ws);
     }
 
     /// Whether nothing was counted (a worker skips sending such a report).
@@ -153,6 +218,16 @@ impl Counters {
             requests,
             bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
             latency: self.latency.since(&earlier.latency),
+            ws: WsCounters {
+                upgrades: self.ws.upgrades.saturating_sub(earlier.ws.upgrades),
+                closed: self.ws.closed.saturating_sub(earlier.ws.closed),
+                messages_in: self.ws.messages_in.saturating_sub(earlier.ws.messages_in),
+                messages_out: self.ws.messages_out.saturating_sub(earlier.ws.messages_out),
+                bytes_in: self.ws.bytes_in.saturating_sub(earlier.ws.bytes_in),
+                bytes_out: self.ws.bytes_out.saturating_sub(earlier.ws.bytes_out),
+                // Close codes are not differenced: no summary reports them.
+                ..WsCounters::default()
+            },
         }
     }
 
@@ -256,7 +331,79 @@ impl Totals {
             |c| c.bytes_sent,
         );
         self.render_latency(&mut out);
+        self.render_ws(&mut out);
         out
+    }
+
+    fn render_ws(&self, out: &mut String) {
+        let families: [Family<WsCounters>; 7] = [
+            (
+                "percore_ws_upgrades_total",
+                "counter",
+                "WebSocket upgrades accepted.",
+                |w| w.upgrades,
+            ),
+            (
+                "percore_ws_connections_active",
+                "gauge",
+                "WebSocket connections open now.",
+                WsCounters::open,
+            ),
+            (
+                "percore_ws_messages_received_total",
+                "counter",
+                "WebSocket messages received.",
+                |w| w.messages_in,
+            ),
+            (
+                "percore_ws_messages_sent_total",
+                "counter",
+                "WebSocket messages sent.",
+                |w| w.messages_out,
+            ),
+            (
+                "percore_ws_received_bytes_total",
+                "counter",
+                "WebSocket message payload bytes received.",
+                |w| w.bytes_in,
+            ),
+            (
+                "percore_ws_sent_bytes_total",
+                "counter",
+                "WebSocket message payload bytes sent.",
+                |w| w.bytes_out,
+            ),
+            (
+                "percore_ws_closed_total",
+                "counter",
+                "WebSocket connections closed.",
+                |w| w.closed,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            self.per_worker(out, (name, kind), help, |c| value(&c.ws));
+        }
+        let name = "percore_ws_close_frames_total";
+        family(
+            out,
+            name,
+            "counter",
+            "WebSocket close frames by direction and status code.",
+        );
+        for (w, c) in self.workers.iter().enumerate() {
+            for (direction, slots) in [
+                ("sent", &c.ws.close_sent),
+                ("received", &c.ws.close_received),
+            ] {
+                for (i, &n) in slots.iter().enumerate().filter(|(_, &n)| n > 0) {
+                    let code = WsCounters::slot_label(i);
+                    let _ = writeln!(
+                        out,
+                        "{name}{{worker=\"{w}\",direction=\"{direction}\",code=\"{code}\"}} {n}"
+                    );
+                }
+            }
+        }
     }
 
     fn per_worker(
@@ -568,6 +715,14 @@ mod tests {
         delta.record_status(404);
         delta.latency.record(1);
         delta.latency.record(3);
+        delta.ws.upgrades = 2;
+        delta.ws.closed = 1;
+        delta.ws.messages_in = 5;
+        delta.ws.messages_out = 4;
+        delta.ws.bytes_in = 50;
+        delta.ws.bytes_out = 40;
+        delta.ws.close_sent[WsCounters::close_slot(1000)] = 1;
+        delta.ws.close_received[WsCounters::close_slot(4000)] = 1;
         totals.apply(&WorkerReport { worker: 0, delta });
         let mut expected = String::from(
             "# HELP percore_workers Worker threads.\n\
@@ -605,7 +760,32 @@ mod tests {
         }
         expected.push_str(
             "percore_request_duration_seconds_sum{worker=\"0\"} 0.000004\n\
-             percore_request_duration_seconds_count{worker=\"0\"} 2\n",
+             percore_request_duration_seconds_count{worker=\"0\"} 2\n\
+             # HELP percore_ws_upgrades_total WebSocket upgrades accepted.\n\
+             # TYPE percore_ws_upgrades_total counter\n\
+             percore_ws_upgrades_total{worker=\"0\"} 2\n\
+             # HELP percore_ws_connections_active WebSocket connections open now.\n\
+             # TYPE percore_ws_connections_active gauge\n\
+             percore_ws_connections_active{worker=\"0\"} 1\n\
+             # HELP percore_ws_messages_received_total WebSocket messages received.\n\
+             # TYPE percore_ws_messages_received_total counter\n\
+             percore_ws_messages_received_total{worker=\"0\"} 5\n\
+             # HELP percore_ws_messages_sent_total WebSocket messages sent.\n\
+             # TYPE percore_ws_messages_sent_total counter\n\
+             percore_ws_messages_sent_total{worker=\"0\"} 4\n\
+             # HELP percore_ws_received_bytes_total WebSocket message payload bytes received.\n\
+             # TYPE percore_ws_received_bytes_total counter\n\
+             percore_ws_received_bytes_total{worker=\"0\"} 50\n\
+             # HELP percore_ws_sent_bytes_total WebSocket message payload bytes sent.\n\
+             # TYPE percore_ws_sent_bytes_total counter\n\
+             percore_ws_sent_bytes_total{worker=\"0\"} 40\n\
+             # HELP percore_ws_closed_total WebSocket connections closed.\n\
+             # TYPE percore_ws_closed_total counter\n\
+             percore_ws_closed_total{worker=\"0\"} 1\n\
+             # HELP percore_ws_close_frames_total WebSocket close frames by direction and status code.\n\
+             # TYPE percore_ws_close_frames_total counter\n\
+             percore_ws_close_frames_total{worker=\"0\",direction=\"sent\",code=\"1000\"} 1\n\
+             percore_ws_close_frames_total{worker=\"0\",direction=\"received\",code=\"other\"} 1\n",
         );
         assert_eq!(totals.render_prometheus(), expected);
         assert!(expected.contains("le=\"0.000004\"} 2\n"));

@@ -73,6 +73,11 @@ impl InputBuffer {
         &self.data[self.start..self.end]
     }
 
+    /// The unconsumed bytes, writable (the WebSocket layer unmasks in place).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }

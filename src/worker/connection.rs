@@ -1,15 +1,18 @@
-//! One client connection and the HTTP exchange loop that drives it.
+//! One client connection and the loop that drives it: HTTP exchanges, then (after an upgrade)
+//! a WebSocket session on the same buffers.
 //!
 //! Owns the per-connection state machine: read what the socket has, turn every complete
-//! request in the buffer into a response (pipelining), flush once, and decide which deadline
-//! applies. Parsing and encoding are `http`'s; file decisions are `files`'; this module only
-//! sequences them and moves bytes. It never blocks and never calls epoll_ctl.
+//! request in the buffer into a response (pipelining) or hand the bytes to the WebSocket
+//! session, flush once, and decide which deadline applies. Parsing and encoding are `http`'s
+//! and `ws`'s; file decisions are `files`'; this module only sequences them and moves bytes.
+//! It never blocks and never calls epoll_ctl.
 
 use std::net::TcpStream;
 use std::time::Instant;
 
 use crate::http::{self, BodySkipper, Parse, Skip};
-use crate::metrics::Counters;
+use crate::metrics::{Counters, WsCounters};
+use crate::ws::{self, Session, WsConfig};
 
 use super::buffers::{Flushed, InputBuffer, Output, Pool};
 use super::static_files::{Exchange, StaticFiles};
@@ -34,6 +37,12 @@ pub enum Phase {
     /// Response sent and write side shut; discarding what the client still sends until it
     /// closes, so unread input does not turn our close into a reset that destroys the response.
     Lingering,
+    /// A WebSocket with nothing in flight: ping interval, restarted by every byte received.
+    WsIdle,
+    /// A WebSocket that was pinged after being idle: ping timeout.
+    WsPinged,
+    /// We sent a close frame and wait for the client's: close timeout.
+    WsClosing,
 }
 
 pub struct Connection {
@@ -62,6 +71,20 @@ pub struct Connection {
     request_started: Option<Instant>,
     /// Responses queued but not yet fully written.
     unflushed: u32,
+    /// The WebSocket session after a successful upgrade (boxed: most connections never upgrade).
+    ws: Option<Box<Session>>,
+    /// A liveness ping was sent and nothing has been received since.
+    pinged: bool,
+}
+
+/// What one [`Connection::drive`] call did.
+#[derive(Debug)]
+pub struct Driven {
+    /// Bytes were handed to the kernel (send-timeout progress).
+    pub wrote: bool,
+    /// Bytes were received (WebSocket activity).
+    pub read: bool,
+    pub verdict: Verdict,
 }
 
 /// Whether the connection stays open after being driven.
@@ -71,18 +94,24 @@ pub enum Verdict {
     Close,
 }
 
-/// Everything a connection borrows from its worker while being driven.
-pub struct Service<'w> {
-    pub files: &'w mut StaticFiles,
-    pub pool: &'w mut Pool,
-    pub counters: &'w mut Counters,
-    pub limits: &'w http::Limits,
-    pub date: &'w [u8],
+/// The worker's state that every connection uses while being driven (disjoint from the
+/// connection slab, so a connection and the service can be borrowed together).
+pub struct Service {
+    pub files: StaticFiles,
+    pub pool: Pool,
+    pub counters: Counters,
+    pub limits: http::Limits,
+    /// The current IMF-fixdate, refreshed once a second.
+    pub date: [u8; 29],
+    /// Whole seconds of wall-clock time that `date` shows.
     pub now_secs: u64,
     /// Keep-alive allowed at all (not draining, timeout not zero).
     pub keep_alive: bool,
     /// Largest read buffer a connection may hold.
     pub max_input: usize,
+    pub ws_config: WsConfig,
+    /// The worker's shared permessage-deflate codec (no context survives between messages).
+    pub codec: ws::Codec,
 }
 
 impl Connection {
@@ -103,24 +132,36 @@ impl Connection {
             armed: u64::MAX,
             request_started: None,
             unflushed: 0,
+            ws: None,
+            pinged: false,
         }
     }
 
+    pub fn is_websocket(&self) -> bool {
+        self.ws.is_some()
+    }
+
     /// Reads, answers and writes until nothing more can happen without a new event.
-    /// Returns whether any bytes were written (for send-timeout resets) and the verdict.
-    pub fn drive(&mut self, svc: &mut Service<'_>) -> (bool, Verdict) {
+    pub fn drive(&mut self, svc: &mut Service) -> Driven {
+        let mut done = Driven {
+            wrote: false,
+            read: false,
+            verdict: Verdict::Open,
+        };
         if self.lingering {
-            return (false, self.discard_input(svc));
+            done.verdict = self.discard_input(svc);
+            return done;
         }
-        let mut wrote = false;
         loop {
             let mut progress = false;
             if self.readable && !self.eof && !self.output_backlogged() {
                 let was_empty = self.input.is_empty();
-                match self.input.fill(&self.stream, svc.pool, svc.max_input) {
+                match self.input.fill(&self.stream, &mut svc.pool, svc.max_input) {
                     Ok(filled) => {
                         if filled.bytes > 0 {
                             progress = true;
+                            done.read = true;
+                            self.pinged = false;
                             if was_empty && self.request_started.is_none() {
                                 self.request_started = Some(Instant::now());
                             }
@@ -132,27 +173,38 @@ impl Connection {
                             self.eof = true;
                         }
                     }
-                    Err(_) => return (wrote, Verdict::Close),
+                    Err(_) => {
+                        done.verdict = Verdict::Close;
+                        return done;
+                    }
                 }
             }
-            progress |= self.answer(svc);
+            progress |= if self.ws.is_some() {
+                self.answer_ws(svc)
+            } else {
+                self.answer(svc)
+            };
             let before = svc.counters.bytes_sent;
             let flushed = self
                 .output
                 .flush(&self.stream, &mut svc.counters.bytes_sent);
             let wrote_now = svc.counters.bytes_sent != before;
-            wrote |= wrote_now;
+            done.wrote |= wrote_now;
             match flushed {
                 Ok(Flushed::All) => {
-                    self.record_latency(svc.counters);
+                    self.record_latency(&mut svc.counters);
                     if self.close_after_flush {
-                        return (true, self.finish(svc));
+                        done.verdict = self.finish(svc);
+                        return done;
                     }
                     // Output that drained may unblock requests held back by backpressure.
                     progress |= wrote_now;
                 }
                 Ok(Flushed::Blocked) => {}
-                Err(_) => return (wrote, Verdict::Close),
+                Err(_) => {
+                    done.verdict = Verdict::Close;
+                    return done;
+                }
             }
             if !progress {
                 break;
@@ -160,16 +212,17 @@ impl Connection {
         }
         // At EOF every complete request has been answered; what is left is a partial request.
         if self.eof && self.output.is_empty() {
-            return (wrote, Verdict::Close);
+            done.verdict = Verdict::Close;
+            return done;
         }
-        self.input.release_if_empty(svc.pool);
-        self.output.release_if_empty(svc.pool);
-        (wrote, Verdict::Open)
+        self.input.release_if_empty(&mut svc.pool);
+        self.output.release_if_empty(&mut svc.pool);
+        done
     }
 
     /// Closes after the last response: at once, or by lingering when the client may still be
     /// sending (then the write side is shut so the client sees the end of the response).
-    fn finish(&mut self, svc: &mut Service<'_>) -> Verdict {
+    fn finish(&mut self, svc: &mut Service) -> Verdict {
         let unread = self.linger || !self.input.is_empty() || (self.readable && !self.eof);
         if !unread || self.eof {
             return Verdict::Close;
@@ -185,9 +238,9 @@ impl Connection {
     }
 
     /// Reads and drops input until the client closes (or the socket has nothing more for now).
-    fn discard_input(&mut self, svc: &mut Service<'_>) -> Verdict {
+    fn discard_input(&mut self, svc: &mut Service) -> Verdict {
         while self.readable {
-            match self.input.fill(&self.stream, svc.pool, svc.max_input) {
+            match self.input.fill(&self.stream, &mut svc.pool, svc.max_input) {
                 Ok(filled) => {
                     self.input.clear();
                     if filled.eof {
@@ -200,7 +253,7 @@ impl Connection {
                 Err(_) => return Verdict::Close,
             }
         }
-        self.input.release_if_empty(svc.pool);
+        self.input.release_if_empty(&mut svc.pool);
         Verdict::Open
     }
 
@@ -208,6 +261,16 @@ impl Connection {
     pub fn current_phase(&self) -> Phase {
         if self.lingering {
             Phase::Lingering
+        } else if let Some(session) = &self.ws {
+            if session.state() != ws::State::Open {
+                Phase::WsClosing
+            } else if !self.output.is_empty() {
+                Phase::Sending
+            } else if self.pinged {
+                Phase::WsPinged
+            } else {
+                Phase::WsIdle
+            }
         } else if !self.output.is_empty() {
             Phase::Sending
         } else if self.body.is_some() {
@@ -219,17 +282,42 @@ impl Connection {
         }
     }
 
-    /// Whether shutdown may close this connection at once: nothing received or owed.
+    /// Whether shutdown may close this connection at once: nothing received or owed, and no
+    /// WebSocket (which gets a close frame first).
     pub fn is_idle(&self) -> bool {
-        self.input.is_empty() && self.output.is_empty() && self.body.is_none()
+        self.input.is_empty() && self.output.is_empty() && self.body.is_none() && self.ws.is_none()
+    }
+
+    /// After the ping interval with no traffic: ping the client and flush.
+    pub fn ping(&mut self, svc: &mut Service) {
+        if let Some(session) = &mut self.ws {
+            session.ping(b"", self.output.buf(&mut svc.pool));
+            self.pinged = true;
+            let _ = self
+                .output
+                .flush(&self.stream, &mut svc.counters.bytes_sent);
+        }
+    }
+
+    /// Starts a server-initiated close (1001 at shutdown) and flushes it.
+    pub fn close_websocket(&mut self, code: u16, svc: &mut Service) {
+        if let Some(session) = &mut self.ws {
+            if session.state() == ws::State::Open {
+                session.close(code, "", self.output.buf(&mut svc.pool));
+                record_ws_stats(session, &mut svc.counters.ws);
+                let _ = self
+                    .output
+                    .flush(&self.stream, &mut svc.counters.bytes_sent);
+            }
+        }
     }
 
     /// After a header timeout with a partial request: queue a 408 and close after it.
-    pub fn time_out_request(&mut self, svc: &mut Service<'_>) {
+    pub fn time_out_request(&mut self, svc: &mut Service) {
         http::write_error(
-            self.output.buf(svc.pool),
+            self.output.buf(&mut svc.pool),
             408,
-            svc.date,
+            &svc.date,
             http::Version::Http11,
             false,
             false,
@@ -250,7 +338,7 @@ impl Connection {
     }
 
     /// Turns complete requests in the input into responses; returns whether anything happened.
-    fn answer(&mut self, svc: &mut Service<'_>) -> bool {
+    fn answer(&mut self, svc: &mut Service) -> bool {
         let mut progress = false;
         while !self.close_after_flush && !self.output_backlogged() && !self.input.is_empty() {
             if let Some(skipper) = &mut self.body {
@@ -272,7 +360,7 @@ impl Connection {
                     }
                 }
             }
-            let req = match http::parse_request(self.input.bytes(), svc.limits) {
+            let req = match http::parse_request(self.input.bytes(), &svc.limits) {
                 Ok(Parse::Complete(req)) => req,
                 Ok(Parse::Partial) => break,
                 Err(e) => {
@@ -280,15 +368,22 @@ impl Connection {
                     return true;
                 }
             };
+            if ws::is_upgrade_request(&req) {
+                let upgrade = ws::evaluate(&req, &svc.ws_config);
+                let head_len = req.head_len;
+                self.input.consume(head_len);
+                self.upgrade(upgrade, svc);
+                return true;
+            }
             let keep_alive = req.keep_alive && svc.keep_alive && !self.eof;
             let exchange = Exchange {
-                date: svc.date,
+                date: &svc.date,
                 keep_alive,
                 now_secs: svc.now_secs,
             };
             let status = svc
                 .files
-                .respond(&req, &exchange, &mut self.output, svc.pool);
+                .respond(&req, &exchange, &mut self.output, &mut svc.pool);
             svc.counters.record_status(status);
             let (head_len, framing) = (req.head_len, req.body);
             self.input.consume(head_len);
@@ -306,12 +401,67 @@ impl Connection {
         progress
     }
 
+    /// Switches to the WebSocket protocol (101) or refuses the upgrade and closes.
+    fn upgrade(&mut self, upgrade: ws::Upgrade, svc: &mut Service) {
+        let out = self.output.buf(&mut svc.pool);
+        self.served = self.served.saturating_add(1);
+        self.unflushed += 1;
+        if self.request_started.is_none() {
+            self.request_started = Some(Instant::now());
+        }
+        match upgrade {
+            ws::Upgrade::Accept(accepted) => {
+                ws::write_accept(out, &accepted, &svc.date);
+                svc.counters.record_status(101);
+                svc.counters.ws.upgrades += 1;
+                self.ws = Some(Box::new(Session::new(&svc.ws_config, accepted.deflate)));
+            }
+            ws::Upgrade::Reject { status } => {
+                ws::write_reject(out, status, &svc.date);
+                svc.counters.record_status(status);
+                self.close_after_flush = true;
+                self.linger = true;
+            }
+        }
+    }
+
+    /// Hands received bytes to the WebSocket session; returns whether anything happened.
+    fn answer_ws(&mut self, svc: &mut Service) -> bool {
+        let Some(session) = &mut self.ws else {
+            return false;
+        };
+        let mut progress = false;
+        while !self.close_after_flush && !self.input.is_empty() {
+            if self.output.buffered() >= ws::OUT_SOFT_LIMIT {
+                break;
+            }
+            let received = session.receive(
+                self.input.bytes_mut(),
+                self.output.buf(&mut svc.pool),
+                &mut svc.codec,
+            );
+            self.input.consume(received.consumed);
+            record_ws_stats(session, &mut svc.counters.ws);
+            if received.state == ws::State::Closed {
+                // RFC 6455 §7.1.1: the server closes the TCP connection first, once its close is sent.
+                self.close_after_flush = true;
+                self.input.clear();
+                return true;
+            }
+            if received.consumed == 0 {
+                break;
+            }
+            progress = true;
+        }
+        progress
+    }
+
     /// Answers a request that cannot be served with `status` and closes after it.
-    fn fail(&mut self, svc: &mut Service<'_>, status: u16) {
+    fn fail(&mut self, svc: &mut Service, status: u16) {
         http::write_error(
-            self.output.buf(svc.pool),
+            self.output.buf(&mut svc.pool),
             status,
-            svc.date,
+            &svc.date,
             http::Version::Http11,
             false,
             false,
@@ -326,6 +476,7 @@ impl Connection {
     }
 
     fn record_latency(&mut self, counters: &mut Counters) {
+        // WebSocket frames are not requests; only the upgrade's own 101 is timed.
         if self.unflushed == 0 {
             return;
         }
@@ -340,5 +491,20 @@ impl Connection {
         if !self.input.is_empty() {
             self.request_started = Some(Instant::now());
         }
+    }
+}
+
+/// Moves a session's counters into the worker's.
+fn record_ws_stats(session: &mut Session, counters: &mut WsCounters) {
+    let stats = session.stats();
+    counters.messages_in += stats.messages_in;
+    counters.messages_out += stats.messages_out;
+    counters.bytes_in += stats.bytes_in;
+    counters.bytes_out += stats.bytes_out;
+    if let Some(code) = stats.close_sent {
+        counters.close_sent[WsCounters::close_slot(code)] += 1;
+    }
+    if let Some(code) = stats.close_received {
+        counters.close_received[WsCounters::close_slot(code)] += 1;
     }
 }

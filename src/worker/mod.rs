@@ -29,6 +29,7 @@ use crate::http;
 use crate::metrics::{Counters, WorkerReport};
 use crate::sys::{self, Epoll, EventFd, Events, Interest};
 
+use crate::ws::{self, WsConfig};
 use buffers::{Pool, BUFFER_SIZE};
 use connection::{Connection, Phase, Service, Verdict};
 use slab::{Key, Slab};
@@ -124,16 +125,10 @@ struct Worker {
     shutdown: Arc<EventFd>,
     listeners: Vec<TcpListener>,
     conns: Slab<Connection>,
-    files: StaticFiles,
-    pool: Pool,
-    limits: http::Limits,
-    max_input: usize,
+    svc: Service,
     wheel: TimerWheel,
     started: Instant,
     now: Instant,
-    date: [u8; 29],
-    date_secs: u64,
-    counters: Counters,
     accepts_since_report: u64,
     last_report: Instant,
     reports: Sender<WorkerReport>,
@@ -184,6 +179,32 @@ impl Worker {
         };
         // Room for the largest head the limits allow, so the parser can tell 414/431 from "partial".
         let max_input = (limits.max_head.max(limits.max_request_line) + 1).max(BUFFER_SIZE);
+        let ws_config = WsConfig {
+            max_message: config.ws_max_message,
+            max_frame: config.ws_max_message,
+            deflate: config.ws_deflate,
+            paths: config
+                .ws_paths
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect(),
+            origins: config
+                .ws_origins
+                .as_ref()
+                .map(|list| list.iter().map(|o| o.as_bytes().to_vec()).collect()),
+        };
+        let svc = Service {
+            files,
+            pool: Pool::default(),
+            counters: Counters::default(),
+            limits,
+            date: [0; 29],
+            now_secs: u64::MAX,
+            keep_alive: !config.keepalive_timeout.is_zero(),
+            max_input,
+            ws_config,
+            codec: ws::Codec::new(),
+        };
         let now = Instant::now();
         let mut worker = Worker {
             id: setup.id,
@@ -192,16 +213,10 @@ impl Worker {
             shutdown: Arc::clone(&setup.shutdown),
             listeners,
             conns: Slab::default(),
-            files,
-            pool: Pool::default(),
-            limits,
-            max_input,
+            svc,
             wheel: TimerWheel::new(0),
             started: now,
             now,
-            date: [0; 29],
-            date_secs: u64::MAX,
-            counters: Counters::default(),
             accepts_since_report: 0,
             last_report: now,
             reports: setup.reports.clone(),
@@ -266,9 +281,9 @@ impl Worker {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        if secs != self.date_secs {
-            self.date = http::http_date(wall);
-            self.date_secs = secs;
+        if secs != self.svc.now_secs {
+            self.svc.date = http::http_date(wall);
+            self.svc.now_secs = secs;
         }
     }
 
@@ -342,7 +357,7 @@ impl Worker {
             self.conns.remove(key);
             return;
         }
-        self.counters.accepted += 1;
+        self.svc.counters.accepted += 1;
         self.accepts_since_report += 1;
         let deadline = self.tick_now() + Self::ticks(self.config.header_timeout);
         self.set_deadline(key, Phase::Head, deadline);
@@ -355,18 +370,8 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut svc = Service {
-            files: &mut self.files,
-            pool: &mut self.pool,
-            counters: &mut self.counters,
-            limits: &self.limits,
-            date: &self.date,
-            now_secs: self.date_secs,
-            keep_alive: self.drain_deadline.is_none() && !self.config.keepalive_timeout.is_zero(),
-            max_input: self.max_input,
-        };
-        let (wrote, verdict) = conn.drive(&mut svc);
-        if verdict == Verdict::Close {
+        let done = conn.drive(&mut self.svc);
+        if done.verdict == Verdict::Close {
             self.close(key);
             return;
         }
@@ -375,19 +380,33 @@ impl Worker {
             self.close(key);
             return;
         }
-        // Head and Idle deadlines run from the phase's start; Body and Sending from the last progress.
-        let restart =
-            phase != conn.phase || (phase == Phase::Sending && wrote) || phase == Phase::Body;
-        if restart {
-            let timeout = match phase {
-                Phase::Head | Phase::Body => self.config.header_timeout,
-                Phase::Idle => self.config.keepalive_timeout,
-                Phase::Sending => self.config.send_timeout,
-                Phase::Lingering => connection::LINGER_TIMEOUT,
+        // Head, Idle and the closing phases run from their start; Body, Sending and a
+        // WebSocket's idle interval restart on progress.
+        let restart = phase != conn.phase
+            || match phase {
+                Phase::Sending => done.wrote,
+                Phase::Body => true,
+                Phase::WsIdle => done.read,
+                _ => false,
             };
-            let deadline = self.tick_now() + Self::ticks(timeout);
-            self.set_deadline(key, phase, deadline);
+        if restart {
+            self.start_phase(key, phase);
         }
+    }
+
+    /// Arms the deadline of `phase` from now.
+    fn start_phase(&mut self, key: Key, phase: Phase) {
+        let timeout = match phase {
+            Phase::Head | Phase::Body => self.config.header_timeout,
+            Phase::Idle => self.config.keepalive_timeout,
+            Phase::Sending => self.config.send_timeout,
+            Phase::Lingering => connection::LINGER_TIMEOUT,
+            Phase::WsIdle => self.config.ws_ping_interval,
+            Phase::WsPinged => self.config.ws_ping_timeout,
+            Phase::WsClosing => self.config.ws_close_timeout,
+        };
+        let deadline = self.tick_now() + Self::ticks(timeout);
+        self.set_deadline(key, phase, deadline);
     }
 
     fn set_deadline(&mut self, key: Key, phase: Phase, deadline: u64) {
@@ -418,18 +437,14 @@ impl Worker {
                 continue;
             }
             conn.armed = u64::MAX;
-            if conn.current_phase() == Phase::Head && !conn.input.is_empty() {
-                let mut svc = Service {
-                    files: &mut self.files,
-                    pool: &mut self.pool,
-                    counters: &mut self.counters,
-                    limits: &self.limits,
-                    date: &self.date,
-                    now_secs: self.date_secs,
-                    keep_alive: false,
-                    max_input: self.max_input,
-                };
-                conn.time_out_request(&mut svc);
+            match conn.current_phase() {
+                Phase::Head if !conn.input.is_empty() => conn.time_out_request(&mut self.svc),
+                Phase::WsIdle => {
+                    conn.ping(&mut self.svc);
+                    self.start_phase(key, Phase::WsPinged);
+                    continue;
+                }
+                _ => {}
             }
             self.close(key);
         }
@@ -438,9 +453,12 @@ impl Worker {
 
     fn close(&mut self, key: Key) {
         if let Some(conn) = self.conns.remove(key) {
+            if conn.is_websocket() {
+                self.svc.counters.ws.closed += 1;
+            }
             // Closing the fd removes it from the epoll set; no epoll_ctl needed.
             drop(conn);
-            self.counters.closed += 1;
+            self.svc.counters.closed += 1;
         }
     }
 
@@ -450,12 +468,20 @@ impl Worker {
             return;
         }
         self.drain_deadline = Some(self.now + self.config.drain_timeout);
+        self.svc.keep_alive = false;
         for listener in self.listeners.drain(..) {
             let _ = self.epoll.deregister(listener.as_fd());
         }
         for key in self.conns.keys() {
-            if self.conns.get_mut(key).is_some_and(|c| c.is_idle()) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.is_idle() {
                 self.close(key);
+            } else if conn.is_websocket() {
+                // RFC 6455 §7.4.1: 1001 "going away", such as a server going down.
+                conn.close_websocket(1001, &mut self.svc);
+                self.start_phase(key, Phase::WsClosing);
             }
         }
         info!(
@@ -472,16 +498,16 @@ impl Worker {
         }
         self.last_report = self.now;
         self.accepts_since_report = 0;
-        if self.counters.is_zero() {
+        if self.svc.counters.is_zero() {
             return;
         }
         let report = WorkerReport {
             worker: self.id,
-            delta: std::mem::take(&mut self.counters),
+            delta: std::mem::take(&mut self.svc.counters),
         };
         match self.reports.try_send(report) {
             Ok(()) => {}
-            Err(TrySendError::Full(report)) => self.counters.add(&report.delta),
+            Err(TrySendError::Full(report)) => self.svc.counters.add(&report.delta),
             Err(TrySendError::Disconnected(_)) => {}
         }
     }

@@ -11,3 +11,4 @@ mod http_basics;
 mod lifecycle;
 mod static_files;
 mod timeouts;
+mod websocket;
