@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Idle-connection memory: open K keep-alive connections to a running server and measure it.
 
-Usage: benches/idle_connections.py K [--pid PID] [--host 127.0.0.1] [--ports 8001-8030] [--ws]
+Usage: benches/idle_connections.py K --pid PID [--host 127.0.0.1] [--ports 8001-8030] [--ws]
 
 Each connection completes one GET / (so it went through the whole request path and holds
-whatever an idle keep-alive connection holds), then stays open and idle. Connections are
+whatever an idle keep-alive connection holds), then stays open and idle. With --ws, each
+completes a WebSocket upgrade on /ws instead (offering permessage-deflate, as browsers do)
+and stays open as an idle WebSocket. Connections are
 spread round-robin over the ports. The script reports the server's resident memory (VmRSS of
 PID) before and after, as bytes per idle connection, and the kernel's slab growth over the
 same interval (shared by both ends of each loopback connection, so per connection it counts
@@ -12,6 +14,7 @@ one client socket and one server socket). It closes every connection before exit
 """
 
 import argparse
+import base64
 import os
 import resource
 import socket
@@ -68,14 +71,33 @@ def read_response(sock):
     return int(head.split(b" ")[1])
 
 
+def upgrade(sock, host, path):
+    """Completes a WebSocket handshake; returns the status code."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+         "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise RuntimeError("server closed the connection during the handshake")
+        data += chunk
+    return int(data.split(b" ")[1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("count", type=int)
     ap.add_argument("--pid", type=int, required=True, help="server process to measure")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--ports", default="8001-8030")
-    ap.add_argument("--path", default="/")
+    ap.add_argument("--path", default=None, help="default: / (HTTP) or /ws (--ws)")
+    ap.add_argument("--ws", action="store_true", help="idle WebSockets instead of keep-alive")
     args = ap.parse_args()
+    path = args.path or ("/ws" if args.ws else "/")
+    expected = 101 if args.ws else 200
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -83,7 +105,7 @@ def main():
         sys.exit(f"need {args.count + 16} open files, the hard limit is {hard}")
 
     ports = parse_ports(args.ports)
-    request = f"GET {args.path} HTTP/1.1\r\nHost: {args.host}\r\n\r\n".encode()
+    request = f"GET {path} HTTP/1.1\r\nHost: {args.host}\r\n\r\n".encode()
     time.sleep(0.5)
     rss0, slab0 = rss_bytes(args.pid), slab_bytes()
     socks = []
@@ -91,23 +113,28 @@ def main():
     try:
         for i in range(args.count):
             s = socket.create_connection((args.host, ports[i % len(ports)]), timeout=10)
-            s.sendall(request)
-            status = read_response(s)
-            if status != 200:
+            if args.ws:
+                status = upgrade(s, args.host, path)
+            else:
+                s.sendall(request)
+                status = read_response(s)
+            if status != expected:
                 raise RuntimeError(f"connection {i}: status {status}")
             socks.append(s)
         opened = time.monotonic() - started
         time.sleep(1.0)  # let the server settle (pool trimming, metrics reports)
         rss1, slab1 = rss_bytes(args.pid), slab_bytes()
         n = len(socks)
-        print(f"idle connections: {n} (opened in {opened:.1f} s)")
+        kind = "WebSocket" if args.ws else "HTTP keep-alive"
+        print(f"idle {kind} connections: {n} (opened in {opened:.1f} s)")
         print(f"server RSS: {rss0 / 1048576:.1f} MiB -> {rss1 / 1048576:.1f} MiB, "
               f"{(rss1 - rss0) / n:.0f} bytes per idle connection")
         print(f"kernel slab: +{(slab1 - slab0) / 1048576:.1f} MiB, "
               f"{(slab1 - slab0) / n:.0f} bytes per connection (client + server socket)")
-        # Still alive and answering?
-        socks[0].sendall(request)
-        assert read_response(socks[0]) == 200
+        if not args.ws:
+            # Still alive and answering?
+            socks[0].sendall(request)
+            assert read_response(socks[0]) == 200
     finally:
         for s in socks:
             s.close()
