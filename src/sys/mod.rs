@@ -41,7 +41,9 @@ pub use epoll::{Epoll, Event, Events, Interest};
 pub use eventfd::EventFd;
 pub use file::RootDir;
 pub use limits::{raise_open_files_limit, OpenFilesLimit};
-pub use net::{accept_nonblocking, reuseport_listener, sendfile, set_cork, somaxconn};
+pub use net::{
+    accept_nonblocking, reuseport_listener, sendfile, set_cork, set_defer_accept, somaxconn,
+};
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
 
 /// Runs `op` again for as long as it fails with `EINTR`: an interrupted call did nothing.

@@ -31,6 +31,23 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListe
     Ok(socket.into())
 }
 
+/// TCP_DEFER_ACCEPT (nginx's `listen … deferred`): accept returns a connection only once its
+/// first bytes have arrived (or after about `secs` seconds of silence), so the caller can read
+/// the request at once instead of waiting for another epoll round.
+pub fn set_defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
+    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the listener's fd is open; the option value points at a live c_int of `len` bytes.
+    syscall!(setsockopt(
+        listener.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_DEFER_ACCEPT,
+        (&secs as *const libc::c_int).cast(),
+        len
+    ))?;
+    Ok(())
+}
+
 /// accept4(SOCK_NONBLOCK | SOCK_CLOEXEC): one system call, no extra fcntl. EINTR is retried;
 /// WouldBlock, ECONNABORTED, EMFILE, ENFILE etc. are returned for the caller to classify.
 pub fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream> {
@@ -137,6 +154,28 @@ mod tests {
             server.read(&mut buf).expect_err("no data").kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    #[test]
+    fn deferred_accept_waits_for_the_first_bytes() {
+        let listener = reuseport_listener("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        set_defer_accept(&listener, 5).unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let silent = accept_nonblocking(&listener).map(|_| ());
+        assert_eq!(silent.map_err(|e| e.kind()), Err(io::ErrorKind::WouldBlock));
+        std::io::Write::write_all(&mut client, b"GET").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match accept_nonblocking(&listener) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "never accepted");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
     }
 
     #[test]

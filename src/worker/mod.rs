@@ -43,6 +43,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A report goes out at least this often while anything changed, and after this many accepts.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const REPORT_EVERY_ACCEPTS: u64 = 1000;
+/// A connection that sends nothing is handed to accept after about this long anyway (and then
+/// meets the header timeout); one that sends its request is accepted with the request in hand.
+const DEFER_ACCEPT_SECS: u32 = 1;
 
 /// What a worker tells the supervisor about its lifecycle.
 #[derive(Debug)]
@@ -157,6 +160,8 @@ impl Worker {
             let addr = SocketAddr::new(config.bind, port);
             let listener = sys::reuseport_listener(addr, backlog)
                 .map_err(|e| format!("cannot listen on {addr} (port {port}): {e}"))?;
+            sys::set_defer_accept(&listener, DEFER_ACCEPT_SECS)
+                .map_err(|e| format!("TCP_DEFER_ACCEPT on {addr}: {e}"))?;
             epoll
                 .register(
                     listener.as_fd(),
@@ -361,6 +366,12 @@ impl Worker {
         self.accepts_since_report += 1;
         let deadline = self.tick_now() + Self::ticks(self.config.header_timeout);
         self.set_deadline(key, Phase::Head, deadline);
+        // Listeners defer accept until the first bytes arrive: read them now rather than after
+        // another trip through epoll_wait.
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.readable = true;
+        }
+        self.drive(key);
         if self.accepts_since_report >= REPORT_EVERY_ACCEPTS {
             self.maybe_report(true);
         }
