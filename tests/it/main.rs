@@ -12,3 +12,4 @@ mod lifecycle;
 mod static_files;
 mod timeouts;
 mod websocket;
+mod ws_client;
