@@ -112,48 +112,23 @@ impl StaticFiles {
         if req.path == b"*" {
             return error(out, pool, 400, req.version, ex, head_only, &[]);
         }
-        match self.lookup(req.path, req.query, ex.now_secs) {
-            Ok(Found::Cached) => {
-                let Some(entry) = self.cache.get(req.path) else {
-                    return error(out, pool, 500, req.version, ex, head_only, &[]);
-                };
-                let head = entry.head();
-                file_response(
-                    req,
-                    ex,
-                    out,
-                    pool,
-                    200,
-                    &head,
-                    Body::Memory(&entry.body),
-                    self.boundary_seed,
-                )
-            }
+        let prepared;
+        let (head, body) = match self.lookup(req.path, req.query, ex.now_secs) {
+            Ok(Found::Cached) => match self.cache.get(req.path) {
+                Some(entry) => (entry.head(), Body::Memory(&entry.body)),
+                None => return error(out, pool, 500, req.version, ex, head_only, &[]),
+            },
             Ok(Found::Large(file, head)) => {
-                let head = FileHead {
-                    stamp: head.stamp,
-                    etag: &head.etag,
-                    content_type: head.content_type,
-                    type_line: &head.type_line,
-                    validator_lines: &head.validator_lines,
-                };
-                file_response(
-                    req,
-                    ex,
-                    out,
-                    pool,
-                    200,
-                    &head,
-                    Body::File(file),
-                    self.boundary_seed,
-                )
+                prepared = head;
+                (prepared.head(), Body::File(file))
             }
             Ok(Found::Redirect(location)) => {
                 let extra: &[(&str, &[u8])] = &[("Location", &location)];
-                error(out, pool, 301, req.version, ex, head_only, extra)
+                return error(out, pool, 301, req.version, ex, head_only, extra);
             }
-            Err(status) => self.error_page(status, req, ex, out, pool),
-        }
+            Err(status) => return self.error_page(status, req, ex, out, pool),
+        };
+        file_response(req, ex, out, pool, 200, &head, body, self.boundary_seed)
     }
 
     /// An error response; a 404 uses `404.html` from the root when there is one.
@@ -300,6 +275,18 @@ impl PreparedHead {
             content_type,
             type_line,
             validator_lines,
+        }
+    }
+}
+
+impl PreparedHead {
+    fn head(&self) -> FileHead<'_> {
+        FileHead {
+            stamp: self.stamp,
+            etag: &self.etag,
+            content_type: self.content_type,
+            type_line: &self.type_line,
+            validator_lines: &self.validator_lines,
         }
     }
 }

@@ -254,25 +254,9 @@ pub fn read_response(stream: &mut TcpStream, head_request: bool) -> Response {
         );
         head.push(byte[0]);
     }
-    let text = String::from_utf8(head).expect("ASCII head");
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l.split_once(':').expect("header line");
-            (n.to_string(), v.trim().to_string())
-        })
-        .collect();
-    let mut resp = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let len: usize = resp
-        .header("Content-Length")
-        .map_or(0, |v| v.parse().unwrap());
+    let mut resp = parse_head(std::str::from_utf8(&head).expect("ASCII head"));
+    let len = body_len(&resp);
+    let status = resp.status;
     if !head_request && status != 204 && status != 304 {
         resp.body = vec![0; len];
         stream
@@ -280,6 +264,34 @@ pub fn read_response(stream: &mut TcpStream, head_request: bool) -> Response {
             .expect("reading a response body");
     }
     resp
+}
+
+/// A response's status line and headers (the body left empty).
+fn parse_head(text: &str) -> Response {
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().expect("a status line");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header line");
+            (n.to_string(), v.trim().to_string())
+        })
+        .collect();
+    Response {
+        status,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+fn body_len(resp: &Response) -> usize {
+    resp.header("Content-Length")
+        .map_or(0, |v| v.parse().expect("a numeric Content-Length"))
 }
 
 /// Parses every response in `bytes` (for pipelining and close-delimited exchanges).
@@ -292,35 +304,11 @@ pub fn parse_all(bytes: &[u8]) -> Vec<Response> {
             .position(|w| w == b"\r\n\r\n")
             .unwrap_or_else(|| panic!("incomplete head: {:?}", String::from_utf8_lossy(rest)))
             + 4;
-        let text = std::str::from_utf8(&rest[..end]).expect("ASCII head");
-        let mut lines = text.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(':').expect("header line");
-                (n.to_string(), v.trim().to_string())
-            })
-            .collect();
-        let mut resp = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        let len: usize = resp
-            .header("Content-Length")
-            .map_or(0, |v| v.parse().unwrap());
-        let len = if status == 304 || status == 204 {
+        let mut resp = parse_head(std::str::from_utf8(&rest[..end]).expect("ASCII head"));
+        let len = if resp.status == 304 || resp.status == 204 {
             0
         } else {
-            len
+            body_len(&resp)
         };
         resp.body = rest[end..end + len].to_vec();
         rest = &rest[end + len..];
