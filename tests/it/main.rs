@@ -5,6 +5,7 @@
 mod harness;
 
 mod bad_requests;
+mod browser;
 mod cli;
 mod curl;
 mod http_basics;

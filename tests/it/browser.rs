@@ -1,0 +1,625 @@
+//! The WebSocket echo page (`www/ws.html`) in a real browser: headless Chromium, driven over the
+//! Chrome DevTools Protocol (CDP) with the tungstenite client, against percore serving the real
+//! `www/` directory.
+//!
+//! Chromium is required, never skipped: without it the test fails and says how to install it
+//! (`.ci/run` does). Every wait is bounded, and Chromium's whole process group is killed when
+//! the test ends, however it ends.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use tungstenite::{Message, WebSocket};
+
+use crate::harness::{Root, Server};
+
+/// The longest any one step may take: Chromium starting, a CDP reply, a page condition.
+const LIMIT: Duration = Duration::from_secs(20);
+/// Where the screenshot of the page after the exchange goes, for people to look at.
+const SCREENSHOT: &str = "/tmp/ws-page.png";
+/// Typed into the page: non-ASCII, so the UTF-8 path is exercised both ways.
+const MESSAGE: &str = "héllo from Chromium ✓";
+
+#[test]
+fn echo_page_round_trips_text_and_binary_in_chromium() {
+    let root = www_root();
+    let server = Server::start(&root);
+    let chromium = Chromium::launch();
+    let mut page = chromium.open_page();
+    let port = server.port();
+
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        r#"{"width":900,"height":900,"deviceScaleFactor":1,"mobile":false}"#,
+    );
+    let url = format!("http://127.0.0.1:{port}/ws.html");
+    let navigation = page.call("Page.navigate", &format!(r#"{{"url":{}}}"#, json_str(&url)));
+    assert_eq!(
+        navigation.get("errorText"),
+        &Json::Null,
+        "navigating to {url}"
+    );
+    page.wait_for(
+        "the page to load",
+        "document.readyState === 'complete' && location.pathname === '/ws.html'",
+    );
+    assert_eq!(
+        page.eval("document.getElementById('url').value"),
+        Json::Str(format!("ws://127.0.0.1:{port}/ws")),
+        "the socket URL comes from the page's own location"
+    );
+    assert_eq!(page.state(), "closed");
+
+    page.eval("document.getElementById('connect').click()");
+    page.wait_for(
+        "the socket to open",
+        "document.getElementById('state').textContent === 'open'",
+    );
+
+    // Type into the message box and press Enter, as a user would.
+    page.eval("document.getElementById('message').focus()");
+    page.call(
+        "Input.insertText",
+        &format!(r#"{{"text":{}}}"#, json_str(MESSAGE)),
+    );
+    page.press_enter();
+    page.wait_for(
+        "the text echo",
+        "document.querySelector('#log .received') !== null",
+    );
+
+    // The same text as binary, with the Send button this time.
+    page.eval("document.getElementById('binary').click(); document.getElementById('send').click()");
+    page.wait_for(
+        "the binary echo",
+        "document.querySelectorAll('#log .received').length === 2",
+    );
+
+    page.eval("document.getElementById('disconnect').click()");
+    page.wait_for(
+        "the socket to close",
+        "document.getElementById('state').textContent === 'closed'",
+    );
+
+    let entries = page.log_entries();
+    let kinds: Vec<&str> = entries.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "connecting",
+            "open",
+            "sent",
+            "received",
+            "sent binary",
+            "received binary",
+            "closing",
+            "closed"
+        ],
+        "the page's log: {entries:?}"
+    );
+    assert_eq!(entries[2].1, MESSAGE, "what the page sent");
+    assert_eq!(entries[3].1, MESSAGE, "what came back");
+    assert!(
+        entries[4].1.ends_with(&format!("({MESSAGE})")) && entries[5].1 == entries[4].1,
+        "the binary message and its echo: {entries:?}"
+    );
+    assert!(
+        entries[7].1.starts_with("code 1000 (normal closure)"),
+        "the close: {entries:?}"
+    );
+
+    page.screenshot(Path::new(SCREENSHOT));
+    assert_eq!(
+        page.exceptions,
+        Vec::<String>::new(),
+        "script errors on the page"
+    );
+}
+
+/// A document root holding a copy of the repository's `www/`.
+fn www_root() -> Root {
+    let root = Root::new();
+    let www = Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+    copy_tree(&www, root.path());
+    root
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("reading www/") {
+        let entry = entry.expect("reading www/");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copying www/");
+        }
+    }
+}
+
+/// A headless Chromium with a fresh profile; dropping it kills its process group.
+struct Chromium {
+    child: Child,
+    devtools_url: String,
+    log: Arc<Mutex<String>>,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    fn launch() -> Chromium {
+        let profile = tempfile::tempdir().expect("temp dir for the Chromium profile");
+        let spawned = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            // Its own process group, so the guard can kill the renderers and helpers too.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "chromium is not installed, and the browser test needs it: \
+                 run `apt-get install -y chromium` (.ci/run does) ({e})"
+            ),
+            Err(e) => panic!("cannot start chromium: {e}"),
+        };
+        let stderr = child.stderr.take().expect("stderr pipe");
+        let mut chromium = Chromium {
+            child,
+            devtools_url: String::new(),
+            log: Arc::new(Mutex::new(String::new())),
+            _profile: profile,
+        };
+        // Read stderr to its end, or Chromium blocks on a full pipe; pass on the DevTools URL.
+        let (url_tx, url_rx) = mpsc::channel();
+        let sink = Arc::clone(&chromium.log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    let _ = url_tx.send(url.trim().to_string());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        match url_rx.recv_timeout(LIMIT) {
+            Ok(url) => chromium.devtools_url = url,
+            Err(_) => panic!(
+                "chromium printed no DevTools URL within {LIMIT:?}; its stderr:\n{}",
+                chromium.log()
+            ),
+        }
+        chromium
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A new tab, attached as a flat CDP session.
+    fn open_page(&self) -> Cdp {
+        let mut cdp = Cdp::connect(&self.devtools_url);
+        let target = cdp.call("Target.createTarget", r#"{"url":"about:blank"}"#);
+        let target_id = target.get("targetId").as_str().expect("targetId");
+        let attached = cdp.call(
+            "Target.attachToTarget",
+            &format!(r#"{{"targetId":{},"flatten":true}}"#, json_str(target_id)),
+        );
+        let session = attached.get("sessionId").as_str().expect("sessionId");
+        cdp.session = Some(session.to_string());
+        cdp.call("Runtime.enable", "{}");
+        cdp
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        // Negative PID: the whole process group, whose id is Chromium's own PID.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One CDP connection, optionally speaking to one page session.
+struct Cdp {
+    socket: WebSocket<TcpStream>,
+    next_id: u64,
+    session: Option<String>,
+    /// Uncaught script exceptions reported by the page (`Runtime.exceptionThrown`).
+    exceptions: Vec<String>,
+}
+
+impl Cdp {
+    fn connect(url: &str) -> Cdp {
+        let address = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("unexpected DevTools URL {url:?}"));
+        let stream = TcpStream::connect(address).expect("connecting to DevTools");
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        stream.set_write_timeout(Some(LIMIT)).unwrap();
+        let (socket, _) = tungstenite::client(url, stream).expect("DevTools handshake");
+        Cdp {
+            socket,
+            next_id: 0,
+            session: None,
+            exceptions: Vec::new(),
+        }
+    }
+
+    /// Sends one command and returns its `result`, collecting the events that arrive meanwhile.
+    fn call(&mut self, method: &str, params: &str) -> Json {
+        self.next_id += 1;
+        let id = self.next_id;
+        let session = self.session.as_deref().map_or(String::new(), |s| {
+            format!(r#","sessionId":{}"#, json_str(s))
+        });
+        let command = format!(r#"{{"id":{id},"method":"{method}","params":{params}{session}}}"#);
+        self.socket
+            .send(Message::text(command))
+            .unwrap_or_else(|e| panic!("sending {method}: {e}"));
+        loop {
+            let text = match self.socket.read() {
+                Ok(Message::Text(text)) => text,
+                Ok(_) => continue,
+                Err(e) => panic!("waiting for the reply to {method}: {e}"),
+            };
+            let reply = Json::parse(&text);
+            if reply.get("method") == &Json::Str("Runtime.exceptionThrown".into()) {
+                let details = reply.get("params").get("exceptionDetails");
+                self.exceptions.push(format!("{details:?}"));
+            }
+            if reply.get("id") == &Json::Num(id as f64) {
+                let error = reply.get("error");
+                assert_eq!(error, &Json::Null, "{method} failed");
+                return reply.get("result").clone();
+            }
+        }
+    }
+
+    /// Evaluates a JavaScript expression in the page and returns its value.
+    fn eval(&mut self, expression: &str) -> Json {
+        let params = format!(
+            r#"{{"expression":{},"returnByValue":true}}"#,
+            json_str(expression)
+        );
+        let result = self.call("Runtime.evaluate", &params);
+        let exception = result.get("exceptionDetails");
+        assert_eq!(exception, &Json::Null, "evaluating {expression}");
+        result.get("result").get("value").clone()
+    }
+
+    /// Polls `expression` until it is true, for at most `LIMIT`.
+    fn wait_for(&mut self, what: &str, expression: &str) {
+        let deadline = Instant::now() + LIMIT;
+        while self.eval(expression) != Json::Bool(true) {
+            if Instant::now() > deadline {
+                let log = self.eval("document.getElementById('log')?.innerText ?? ''");
+                panic!("timed out after {LIMIT:?} waiting for {what} ({expression}); the page's log: {log:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn state(&mut self) -> String {
+        let state = self.eval("document.getElementById('state').textContent");
+        state.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The page's log as (label, text) pairs, oldest first.
+    fn log_entries(&mut self) -> Vec<(String, String)> {
+        let entries = self.eval(
+            "[...document.querySelectorAll('#log .entry')]
+                .map(e => [e.querySelector('.kind').textContent, e.querySelector('.text').textContent])",
+        );
+        let Json::Arr(entries) = entries else {
+            panic!("the log is not a list: {entries:?}");
+        };
+        entries
+            .iter()
+            .map(|pair| {
+                let text = |i| pair.at(i).as_str().unwrap_or_default().to_string();
+                (text(0), text(1))
+            })
+            .collect()
+    }
+
+    /// A real key press, so the form's implicit submission is what sends.
+    fn press_enter(&mut self) {
+        for kind in ["keyDown", "keyUp"] {
+            let text = if kind == "keyDown" {
+                r#","text":"\r""#
+            } else {
+                ""
+            };
+            self.call(
+                "Input.dispatchKeyEvent",
+                &format!(
+                    r#"{{"type":"{kind}","key":"Enter","code":"Enter","windowsVirtualKeyCode":13{text}}}"#
+                ),
+            );
+        }
+    }
+
+    fn screenshot(&mut self, path: &Path) {
+        let shot = self.call("Page.captureScreenshot", r#"{"format":"png"}"#);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot.get("data").as_str().expect("screenshot data"))
+            .expect("base64 screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+}
+
+/// A JSON string literal (also a valid JavaScript string literal).
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c < ' ' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Just enough JSON to read CDP replies (the test crate has no JSON library).
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+static NULL: Json = Json::Null;
+
+impl Json {
+    fn parse(text: &str) -> Json {
+        let mut parser = JsonParser {
+            bytes: text.as_bytes(),
+            pos: 0,
+        };
+        let value = parser.value();
+        parser.skip_space();
+        assert_eq!(parser.pos, text.len(), "trailing bytes after JSON: {text}");
+        value
+    }
+
+    /// The member `key` of an object; `Null` when absent.
+    fn get(&self, key: &str) -> &Json {
+        match self {
+            Json::Obj(members) => members
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or(&NULL, |(_, v)| v),
+            _ => &NULL,
+        }
+    }
+
+    /// The element `i` of an array; `Null` when absent.
+    fn at(&self, i: usize) -> &Json {
+        match self {
+            Json::Arr(items) => items.get(i).unwrap_or(&NULL),
+            _ => &NULL,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl JsonParser<'_> {
+    fn value(&mut self) -> Json {
+        self.skip_space();
+        match self.peek() {
+            b'{' => self.object(),
+            b'[' => self.array(),
+            b'"' => Json::Str(self.string()),
+            b't' => self.literal("true", Json::Bool(true)),
+            b'f' => self.literal("false", Json::Bool(false)),
+            b'n' => self.literal("null", Json::Null),
+            _ => self.number(),
+        }
+    }
+
+    fn object(&mut self) -> Json {
+        let mut members = Vec::new();
+        self.expect(b'{');
+        self.skip_space();
+        if self.peek() == b'}' {
+            self.pos += 1;
+            return Json::Obj(members);
+        }
+        loop {
+            self.skip_space();
+            let key = self.string();
+            self.skip_space();
+            self.expect(b':');
+            members.push((key, self.value()));
+            self.skip_space();
+            match self.next() {
+                b',' => {}
+                b'}' => return Json::Obj(members),
+                other => panic!("expected ',' or '}}' in JSON, found {:?}", other as char),
+            }
+        }
+    }
+
+    fn array(&mut self) -> Json {
+        let mut items = Vec::new();
+        self.expect(b'[');
+        self.skip_space();
+        if self.peek() == b']' {
+            self.pos += 1;
+            return Json::Arr(items);
+        }
+        loop {
+            items.push(self.value());
+            self.skip_space();
+            match self.next() {
+                b',' => {}
+                b']' => return Json::Arr(items),
+                other => panic!("expected ',' or ']' in JSON, found {:?}", other as char),
+            }
+        }
+    }
+
+    fn string(&mut self) -> String {
+        self.expect(b'"');
+        let mut out = Vec::new();
+        loop {
+            match self.next() {
+                b'"' => return String::from_utf8(out).expect("UTF-8 in a JSON string"),
+                b'\\' => {
+                    let c = match self.next() {
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'u' => self.unicode_escape(),
+                        other => char::from(other),
+                    };
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                byte => out.push(byte),
+            }
+        }
+    }
+
+    /// The character of a `\uXXXX` escape, joining a surrogate pair.
+    fn unicode_escape(&mut self) -> char {
+        let high = self.hex4();
+        let code = if (0xD800..0xDC00).contains(&high) {
+            self.expect(b'\\');
+            self.expect(b'u');
+            let low = self.hex4();
+            0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+        } else {
+            high
+        };
+        char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
+    }
+
+    fn hex4(&mut self) -> u32 {
+        let digits = std::str::from_utf8(&self.bytes[self.pos..self.pos + 4]).expect("hex digits");
+        self.pos += 4;
+        u32::from_str_radix(digits, 16).expect("hex digits")
+    }
+
+    fn number(&mut self) -> Json {
+        let start = self.pos;
+        while self.pos < self.bytes.len() && b"+-0123456789.eE".contains(&self.bytes[self.pos]) {
+            self.pos += 1;
+        }
+        let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap();
+        Json::Num(
+            text.parse()
+                .unwrap_or_else(|_| panic!("bad JSON number at byte {start}")),
+        )
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> Json {
+        assert!(
+            self.bytes[self.pos..].starts_with(word.as_bytes()),
+            "bad JSON at byte {}",
+            self.pos
+        );
+        self.pos += word.len();
+        value
+    }
+
+    fn skip_space(&mut self) {
+        while self.pos < self.bytes.len() && self.bytes[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&self) -> u8 {
+        *self.bytes.get(self.pos).expect("JSON ended early")
+    }
+
+    fn next(&mut self) -> u8 {
+        let byte = self.peek();
+        self.pos += 1;
+        byte
+    }
+
+    fn expect(&mut self, byte: u8) {
+        let found = self.next();
+        assert_eq!(
+            found,
+            byte,
+            "expected {:?} at byte {} of JSON",
+            byte as char,
+            self.pos - 1
+        );
+    }
+}
+
+#[test]
+fn json_reads_what_cdp_sends() {
+    fn check(text: &str, expected: Json) {
+        assert_eq!(Json::parse(text), expected, "{text}");
+    }
+    let s = |v: &str| Json::Str(v.to_string());
+    check(" null ", Json::Null);
+    check(
+        "[true,false,-1.5e2]",
+        Json::Arr(vec![Json::Bool(true), Json::Bool(false), Json::Num(-150.0)]),
+    );
+    check(r#""a\"\\\n\u00e9\ud83d\ude00✓""#, s("a\"\\\né😀✓"));
+    check(
+        r#"{"id":3,"result":{"value":[]},"x":{}}"#,
+        Json::Obj(vec![
+            ("id".into(), Json::Num(3.0)),
+            (
+                "result".into(),
+                Json::Obj(vec![("value".into(), Json::Arr(vec![]))]),
+            ),
+            ("x".into(), Json::Obj(vec![])),
+        ]),
+    );
+    assert_eq!(Json::parse(r#"{"a":{"b":"c"}}"#).get("a").get("b"), &s("c"));
+    assert_eq!(Json::parse(r#"{"a":1}"#).get("missing"), &Json::Null);
+    assert_eq!(json_str("q\"\\\n✓"), r#""q\"\\\u000a✓""#);
+}
