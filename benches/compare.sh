@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of percore and nginx serving the same static files on the same CPU(s).
+# Side-by-side benchmark of percore and nginx serving the same static files on the same CPU(s),
+# and of percore's WebSocket echo (/ws) and a tokio-tungstenite echo server (benches/tokio-echo).
 #
 # Usage: benches/compare.sh [WORKLOAD...]      (default: every workload)
-# Workloads: small-ka small-c500 4k 1m close pipeline16
+# HTTP workloads (percore vs nginx, load from wrk): small-ka small-c500 4k 1m close pipeline16
+# WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k
+#   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
 # Knobs (environment):
-#   DURATION=5      seconds per measured wrk run
+#   DURATION=5      seconds per measured wrk/wsload run
 #   ROUNDS=5        rounds; each round runs every workload once on each server, order alternating
-#   WORKERS=1       percore --workers and nginx worker_processes
-#   SERVER_CPUS     CPUs for both servers (default 0..WORKERS-1), one server at a time runs
-#   CLIENT_CPUS     CPUs for wrk (default: the CPU after SERVER_CPUS)
+#   WORKERS=1       percore --workers, nginx worker_processes and tokio-echo --threads
+#   SERVER_CPUS     CPUs for the servers (default 0..WORKERS-1), one server at a time runs
+#   CLIENT_CPUS     CPUs for wrk and wsload (default: the CPU after SERVER_CPUS)
 #   WRK_THREADS=1   wrk -t
+#   WSLOAD_THREADS=1  wsload -t
+#   WS_PIPELINE=16  wsload --pipeline: WebSocket messages in flight per connection
 #   PERCORE_BIN     use this binary instead of running `cargo build --release`
+#   WSLOAD_BIN      default: wsload next to PERCORE_BIN
+#   TOKIO_ECHO_BIN  use this binary instead of building benches/tokio-echo
 #
-# Servers run one at a time: while one is measured the other is idle. Server CPU time is read
+# Servers run one at a time: while one is measured the others are idle. Server CPU time is read
 # from /proc/PID/stat (utime+stime of all threads; for nginx, master plus worker processes)
-# before and after each run and divided by the requests wrk completed.
+# before and after each run and divided by the requests wrk completed (or the messages wsload
+# got back). Results go to benches/results/latest.md, or latest-ws.md when only WebSocket
+# workloads run (so such a run keeps the HTTP results).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,7 +33,9 @@ ROUNDS=${ROUNDS:-5}
 WORKERS=${WORKERS:-1}
 WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16)
+WSLOAD_THREADS=${WSLOAD_THREADS:-1}
+WS_PIPELINE=${WS_PIPELINE:-16}
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 ws64 ws16k ws64-deflate ws16k-deflate)
 COMMAND_LINE="$0 $*"
 
 die() {
@@ -33,7 +44,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # Each workload is "connections|path"; run_wrk adds the close header and the pipelining script.
@@ -47,8 +58,34 @@ workload_spec() {
     esac
 }
 
+# Each WebSocket workload is "connections|message bytes|deflate or empty".
+ws_spec() {
+    case "$1" in
+    ws64) echo "50|64|" ;;
+    ws16k) echo "50|16384|" ;;
+    ws64-deflate) echo "50|64|deflate" ;;
+    ws16k-deflate) echo "50|16384|deflate" ;;
+    *) return 1 ;;
+    esac
+}
+
+is_ws() { [[ "$1" == ws* ]]; }
+
+# The servers a workload compares, in the order of odd rounds.
+servers_for() {
+    case "$1" in
+    ws*-deflate) echo percore ;;
+    ws*) echo percore tokio ;;
+    *) echo percore nginx ;;
+    esac
+}
+
 workload_title() {
     case "$1" in
+    ws64) echo "WebSocket echo, 64 B binary, 50 conns" ;;
+    ws16k) echo "WebSocket echo, 16 KiB binary, 50 conns" ;;
+    ws64-deflate) echo "WebSocket echo, 64 B, permessage-deflate, 50 conns" ;;
+    ws16k-deflate) echo "WebSocket echo, 16 KiB, permessage-deflate, 50 conns" ;;
     small-ka) echo "small (150 B) keep-alive, 50 conns" ;;
     small-c500) echo "small (150 B) keep-alive, 500 conns" ;;
     4k) echo "4 KiB keep-alive, 50 conns" ;;
@@ -68,7 +105,8 @@ for arg in "$@"; do
         exit 0
         ;;
     *)
-        workload_spec "$arg" >/dev/null || die "unknown workload '$arg' (known: ${ALL_WORKLOADS[*]})"
+        workload_spec "$arg" >/dev/null || ws_spec "$arg" >/dev/null ||
+            die "unknown workload '$arg' (known: ${ALL_WORKLOADS[*]})"
         WORKLOADS+=("$arg")
         ;;
     esac
@@ -78,9 +116,26 @@ done
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer of seconds"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer"
+[[ "$WS_PIPELINE" =~ ^[1-9][0-9]*$ ]] || die "WS_PIPELINE must be a positive integer"
+
+# Which servers and load generators the chosen workloads need.
+NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0
+HTTP_WORKLOADS=() WS_WORKLOADS=()
+for w in "${WORKLOADS[@]}"; do
+    if is_ws "$w"; then
+        NEED_WSLOAD=1
+        WS_WORKLOADS+=("$w")
+        case " $(servers_for "$w") " in *" tokio "*) NEED_TOKIO=1 ;; esac
+    else
+        NEED_NGINX=1
+        HTTP_WORKLOADS+=("$w")
+    fi
+done
 
 missing=()
-for tool in wrk nginx curl taskset ss getconf; do
+tools=(curl taskset ss getconf)
+[ "$NEED_NGINX" = 1 ] && tools+=(wrk nginx)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -88,7 +143,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "Install them with: apt-get update && apt-get install -y wrk nginx curl util-linux iproute2" >&2
     exit 1
 fi
-[ "$(id -u)" -eq 0 ] || echo "compare.sh: warning: not root; nginx's 'user root;' line will be ignored" >&2
+if [ "$NEED_NGINX" = 1 ] && [ "$(id -u)" -ne 0 ]; then
+    echo "compare.sh: warning: not root; nginx's 'user root;' line will be ignored" >&2
+fi
 
 NCPU=$(nproc)
 SERVER_CPUS=${SERVER_CPUS:-0-$((WORKERS - 1))}
@@ -97,7 +154,7 @@ if [ -z "${CLIENT_CPUS:-}" ]; then
         CLIENT_CPUS=$WORKERS
     else
         CLIENT_CPUS=$((NCPU - 1))
-        echo "compare.sh: warning: WORKERS=$WORKERS leaves no CPU for wrk; it shares CPU $CLIENT_CPUS" >&2
+        echo "compare.sh: warning: WORKERS=$WORKERS leaves no CPU for the load generator; it shares CPU $CLIENT_CPUS" >&2
     fi
 fi
 CLK_TCK=$(getconf CLK_TCK)
@@ -113,6 +170,19 @@ else
     (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
     PERCORE_BIN=$REPO_DIR/target/release/percore
 fi
+WSLOAD_BIN=${WSLOAD_BIN:-$(dirname "$PERCORE_BIN")/wsload}
+if [ "$NEED_WSLOAD" = 1 ]; then
+    [ -x "$WSLOAD_BIN" ] || die "no wsload at $WSLOAD_BIN (cargo build --release --bin wsload, or set WSLOAD_BIN)"
+fi
+if [ "$NEED_TOKIO" = 1 ] && [ -z "${TOKIO_ECHO_BIN:-}" ]; then
+    echo "Building tokio-echo (cargo build --release --manifest-path benches/tokio-echo/Cargo.toml)..."
+    cargo build --release --quiet --manifest-path "$BENCH_DIR/tokio-echo/Cargo.toml" ||
+        die "building benches/tokio-echo failed"
+    TOKIO_ECHO_BIN=$BENCH_DIR/tokio-echo/target/release/tokio-echo
+fi
+if [ "$NEED_TOKIO" = 1 ]; then
+    [ -x "$TOKIO_ECHO_BIN" ] || die "TOKIO_ECHO_BIN=$TOKIO_ECHO_BIN is not executable"
+fi
 
 TMP=$(mktemp -d /tmp/percore-compare.XXXXXX)
 chmod 755 "$TMP"
@@ -120,6 +190,7 @@ ROOT=$TMP/www
 mkdir -p "$ROOT"
 PERCORE_PID=""
 NGINX_PID=""
+TOKIO_PID=""
 
 stop_server() {
     local pid=$1
@@ -135,6 +206,7 @@ stop_server() {
 cleanup() {
     stop_server "$PERCORE_PID"
     stop_server "$NGINX_PID"
+    stop_server "$TOKIO_PID"
     wait 2>/dev/null || true
     rm -rf "$TMP"
 }
@@ -195,26 +267,88 @@ taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 --ports "$PERCORE_PORT
 PERCORE_PID=$!
 wait_until_serving percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
 
-NGINX_PORT=$(pick_free_port $((PERCORE_PORT + 1)))
-sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@TMP@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" \
-    -e "s|@ROOT@|$ROOT|g" "$BENCH_DIR/nginx.conf.in" >"$TMP/nginx.conf"
-nginx -t -q -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" -g 'daemon off;' ||
-    die "nginx rejected the generated config $TMP/nginx.conf"
-taskset -c "$SERVER_CPUS" nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" \
-    -g 'daemon off;' >"$TMP/nginx.log" 2>&1 &
-NGINX_PID=$!
-wait_until_serving nginx "$NGINX_PID" "$NGINX_PORT" "$TMP/nginx-error.log"
+NGINX_PORT=""
+if [ "$NEED_NGINX" = 1 ]; then
+    NGINX_PORT=$(pick_free_port $((PERCORE_PORT + 1)))
+    sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@TMP@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" \
+        -e "s|@ROOT@|$ROOT|g" "$BENCH_DIR/nginx.conf.in" >"$TMP/nginx.conf"
+    nginx -t -q -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" -g 'daemon off;' ||
+        die "nginx rejected the generated config $TMP/nginx.conf"
+    taskset -c "$SERVER_CPUS" nginx -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" \
+        -g 'daemon off;' >"$TMP/nginx.log" 2>&1 &
+    NGINX_PID=$!
+    wait_until_serving nginx "$NGINX_PID" "$NGINX_PORT" "$TMP/nginx-error.log"
 
-# Both servers must send the same bytes, or the comparison is meaningless.
-for file in small.html 4k.bin 1m.bin; do
-    for port in "$PERCORE_PORT" "$NGINX_PORT"; do
-        curl -fsS "http://127.0.0.1:$port/$file" | cmp -s - "$ROOT/$file" ||
-            die "server on port $port returned a different body for /$file"
+    # Both servers must send the same bytes, or the comparison is meaningless.
+    for file in small.html 4k.bin 1m.bin; do
+        for port in "$PERCORE_PORT" "$NGINX_PORT"; do
+            curl -fsS "http://127.0.0.1:$port/$file" | cmp -s - "$ROOT/$file" ||
+                die "server on port $port returned a different body for /$file"
+        done
     done
-done
+fi
 
-server_pid() { if [ "$1" = percore ]; then echo "$PERCORE_PID"; else echo "$NGINX_PID"; fi; }
-server_port() { if [ "$1" = percore ]; then echo "$PERCORE_PORT"; else echo "$NGINX_PORT"; fi; }
+# A few verified echoes through wsload; prints its report.
+ws_probe() {
+    "$WSLOAD_BIN" --ports "$1" -c 1 --messages 20 --size 1000 "${@:2}" 2>/dev/null
+}
+
+# Waits until a WebSocket echo server echoes; fails if the process exits first.
+wait_until_echoing() {
+    local name=$1 pid=$2 port=$3 log=$4
+    for _ in $(seq 100); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "compare.sh: $name exited during startup; last lines of $log:" >&2
+            tail -n 20 "$log" >&2 || true
+            exit 1
+        fi
+        ws_probe "$port" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "compare.sh: $name did not echo WebSocket messages on port $port within 10 s; last lines of $log:" >&2
+    tail -n 20 "$log" >&2 || true
+    exit 1
+}
+
+TOKIO_PORT=""
+if [ "$NEED_TOKIO" = 1 ]; then
+    TOKIO_PORT=$(pick_free_port $((PERCORE_PORT + 2)))
+    taskset -c "$SERVER_CPUS" "$TOKIO_ECHO_BIN" --bind 127.0.0.1 --port "$TOKIO_PORT" \
+        --threads "$WORKERS" >"$TMP/tokio.log" 2>&1 &
+    TOKIO_PID=$!
+    wait_until_echoing tokio-echo "$TOKIO_PID" "$TOKIO_PORT" "$TMP/tokio.log"
+fi
+if [ "$NEED_WSLOAD" = 1 ]; then
+    wait_until_echoing percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
+    case " ${WS_WORKLOADS[*]} " in
+    *-deflate" "*)
+        ws_probe "$PERCORE_PORT" --deflate | grep -q 'negotiated on 1 of 1' ||
+            die "percore did not negotiate permessage-deflate with wsload --deflate"
+        ;;
+    esac
+fi
+
+server_pid() {
+    case "$1" in
+    percore) echo "$PERCORE_PID" ;;
+    nginx) echo "$NGINX_PID" ;;
+    tokio) echo "$TOKIO_PID" ;;
+    esac
+}
+server_port() {
+    case "$1" in
+    percore) echo "$PERCORE_PORT" ;;
+    nginx) echo "$NGINX_PORT" ;;
+    tokio) echo "$TOKIO_PORT" ;;
+    esac
+}
+server_log() {
+    case "$1" in
+    percore) echo "$TMP/percore.log" ;;
+    nginx) echo "$TMP/nginx-error.log" ;;
+    tokio) echo "$TMP/tokio.log" ;;
+    esac
+}
 
 # CPU clock ticks (utime+stime, fields 14 and 15 of /proc/PID/stat) of a process and its
 # child processes. The fields are counted after the ")" closing the command name.
@@ -230,14 +364,15 @@ cpu_ticks() {
 assert_alive() {
     kill -0 "$(server_pid "$1")" 2>/dev/null && return 0
     echo "compare.sh: $1 died; last lines of its log:" >&2
-    if [ "$1" = percore ]; then tail -n 20 "$TMP/percore.log" >&2; else tail -n 20 "$TMP/nginx-error.log" >&2; fi
+    tail -n 20 "$(server_log "$1")" >&2
     exit 1
 }
 
 # ---------------------------------------------------------------- measuring
 
 RESULTS=$TMP/results.tsv
-RAW_LOG=$BENCH_DIR/results/latest-raw.log
+if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then RESULT_NAME=latest; else RESULT_NAME=latest-ws; fi
+RAW_LOG=$BENCH_DIR/results/$RESULT_NAME-raw.log
 mkdir -p "$BENCH_DIR/results"
 : >"$RESULTS"
 : >"$RAW_LOG"
@@ -265,7 +400,64 @@ to_ms() {
     }'
 }
 
+# Runs wsload against one server; prints its report and a line "wsload-time: real user sys".
+# wsload exits 1 when it counted errors: the report says which, so that is not fatal here.
+run_wsload() {
+    local server=$1 workload=$2 seconds=$3 conns size mode status=0
+    IFS='|' read -r conns size mode <<<"$(ws_spec "$workload")"
+    local args=(--host 127.0.0.1 --ports "$(server_port "$server")" -c "$conns" --size "$size"
+        --duration "$seconds" --pipeline "$WS_PIPELINE" -t "$WSLOAD_THREADS" --binary)
+    [ "$mode" = deflate ] && args+=(--deflate)
+    local TIMEFORMAT='wsload-time: %R %U %S'
+    { time taskset -c "$CLIENT_CPUS" "$WSLOAD_BIN" "${args[@]}" 2>"$TMP/wsload.err"; } 2>&1 || status=$?
+    [ "$status" -le 1 ] || {
+        cat "$TMP/wsload.err"
+        return 1
+    }
+}
+
+measure_ws() {
+    local server=$1 workload=$2 round=$3 pid before after out messages rate p99 cpu_us errors
+    local real user sys conns server_busy client_busy
+    pid=$(server_pid "$server")
+    assert_alive "$server"
+    before=$(cpu_ticks "$pid")
+    out=$(run_wsload "$server" "$workload" "$DURATION") || {
+        printf '%s\n' "$out" >&2
+        die "wsload failed against $server ($workload)"
+    }
+    after=$(cpu_ticks "$pid")
+    assert_alive "$server"
+    printf '=== round %s %s %s\n%s\n\n' "$round" "$workload" "$server" "$out" >>"$RAW_LOG"
+    messages=$(awk '$1 == "messages:" { print $2; exit }' <<<"$out")
+    rate=$(awk '$1 == "messages/s:" { print $2; exit }' <<<"$out")
+    p99=$(awk '$1 == "latency" { for (i = 1; i < NF; i++) if ($i == "p99") print $(i + 1); exit }' <<<"$out")
+    read -r real user sys < <(awk '$1 == "wsload-time:" { print $2, $3, $4; exit }' <<<"$out")
+    [ -n "$messages" ] && [ -n "$rate" ] && [ -n "$p99" ] && [ -n "${sys:-}" ] || {
+        printf '%s\n' "$out" >&2
+        die "could not parse wsload output for $server ($workload)"
+    }
+    cpu_us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$messages" \
+        'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
+    server_busy=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v r="$real" 'BEGIN { printf "%.0f", t / hz / r * 100 }')
+    client_busy=$(awk -v u="$user" -v s="$sys" -v r="$real" 'BEGIN { printf "%.0f", (u + s) / r * 100 }')
+    # Every echo verified and every connection closed with 1000, or the errors are shown.
+    errors=$(awk '$1 == "errors:" && $2 != "0"' <<<"$out")
+    conns=$(ws_spec "$workload" | cut -d'|' -f1)
+    grep -qx "close codes: 1000 x$conns" <<<"$out" ||
+        errors="${errors:+$errors; }$(grep '^close codes:' <<<"$out")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$server" "$round" "$rate" "$p99" "$cpu_us" \
+        "${errors:-}" "$server_busy" "$client_busy" >>"$RESULTS"
+    printf '  round %s  %-13s %-8s %12s msg/s  p99 %9s ms  %8s CPU us/msg  busy: server %s%% wsload %s%%%s\n' \
+        "$round" "$workload" "$server" "$rate" "$p99" "$cpu_us" "$server_busy" "$client_busy" \
+        "${errors:+  ERRORS: $errors}"
+}
+
 measure() {
+    if is_ws "$2"; then
+        measure_ws "$@"
+        return
+    fi
     local server=$1 workload=$2 round=$3 pid before after out requests rps p99 cpu_us errors
     pid=$(server_pid "$server")
     assert_alive "$server"
@@ -294,22 +486,41 @@ measure() {
 }
 
 echo
-echo "percore: $PERCORE_BIN on 127.0.0.1:$PERCORE_PORT (pid $PERCORE_PID), nginx on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
-echo "servers on CPU(s) $SERVER_CPUS, wrk on CPU(s) $CLIENT_CPUS; $WORKERS worker(s); ${DURATION}s x $ROUNDS rounds"
-echo "nginx: keepalive_requests 100000 (its default of 1000 would force wrk to reconnect), access_log off,"
-echo "       sendfile, tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
+echo "percore: $PERCORE_BIN on 127.0.0.1:$PERCORE_PORT (pid $PERCORE_PID)"
+[ "$NEED_NGINX" = 1 ] && echo "nginx on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
+[ "$NEED_TOKIO" = 1 ] && echo "tokio-echo: $TOKIO_ECHO_BIN on 127.0.0.1:$TOKIO_PORT (pid $TOKIO_PID)"
+echo "servers on CPU(s) $SERVER_CPUS, load generator on CPU(s) $CLIENT_CPUS; $WORKERS worker(s); ${DURATION}s x $ROUNDS rounds"
+if [ "$NEED_NGINX" = 1 ]; then
+    echo "nginx: keepalive_requests 100000 (its default of 1000 would force wrk to reconnect), access_log off,"
+    echo "       sendfile, tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
+fi
+if [ "$NEED_WSLOAD" = 1 ]; then
+    echo "wsload: -t$WSLOAD_THREADS --pipeline $WS_PIPELINE, binary messages, every echo verified"
+    case " ${WS_WORKLOADS[*]} " in
+    *-deflate" "*) echo "ws*-deflate rows run on percore only: tokio-tungstenite has no permessage-deflate" ;;
+    esac
+fi
 echo
 echo "Warming up (${WARMUP_SECONDS}s each)..."
-for server in percore nginx; do
-    run_wrk "$server" small-ka "$WARMUP_SECONDS" >/dev/null
-    assert_alive "$server"
-done
+if [ "$NEED_NGINX" = 1 ]; then
+    for server in percore nginx; do
+        run_wrk "$server" small-ka "$WARMUP_SECONDS" >/dev/null
+        assert_alive "$server"
+    done
+fi
+if [ "$NEED_WSLOAD" = 1 ]; then
+    for server in percore $([ "$NEED_TOKIO" = 1 ] && echo tokio); do
+        run_wsload "$server" "${WS_WORKLOADS[0]}" "$WARMUP_SECONDS" >/dev/null
+        assert_alive "$server"
+    done
+fi
 
 for round in $(seq "$ROUNDS"); do
     echo "Round $round/$ROUNDS"
     for workload in "${WORKLOADS[@]}"; do
         # Alternate which server goes first so neither always runs on a warmer machine.
-        if [ $((round % 2)) -eq 1 ]; then order=(percore nginx); else order=(nginx percore); fi
+        read -r -a order <<<"$(servers_for "$workload")"
+        if [ $((round % 2)) -eq 0 ]; then order=("${order[@]:1}" "${order[0]}"); fi
         for server in "${order[@]}"; do
             measure "$server" "$workload" "$round"
         done
@@ -328,7 +539,9 @@ median() {
         }'
 }
 
-nginx_version=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+nginx_version=$( ([ "$NEED_NGINX" = 1 ] && nginx -v 2>&1 | sed 's/^nginx version: //') || true)
+tokio_versions=$(awk '/^name = "(tokio|tokio-tungstenite|tungstenite)"$/ { n = $3; getline; gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' \
+    "$BENCH_DIR/tokio-echo/Cargo.lock" 2>/dev/null || true)
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 percore_rev=$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(cd "$REPO_DIR" && git status --porcelain -- src 2>/dev/null)" ]; then percore_rev="$percore_rev (src modified)"; fi
@@ -337,7 +550,7 @@ table() {
     echo "| workload | percore req/s | nginx req/s | percore/nginx | percore p99 ms | nginx p99 ms | percore CPU µs/req | nginx CPU µs/req |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     local w prps nrps
-    for w in "${WORKLOADS[@]}"; do
+    for w in "${HTTP_WORKLOADS[@]}"; do
         prps=$(median "$w" percore 4)
         nrps=$(median "$w" nginx 4)
         awk -v w="$(workload_title "$w")" -v id="$w" -v p="$prps" -v n="$nrps" \
@@ -349,7 +562,7 @@ table() {
                 w, id, p, n, (n > 0 ? p / n : 0), pl, nl, pc, nc
         }'
     done
-    case " ${WORKLOADS[*]} " in
+    case " ${HTTP_WORKLOADS[*]} " in
     *" pipeline16 "*)
         echo
         echo "p99 is n/a for pipeline16: wrk 4.1 records one latency per batch of 16 but corrects for coordinated"
@@ -360,36 +573,83 @@ table() {
     esac
 }
 
+ws_table() {
+    echo "| workload | percore msg/s | tokio msg/s | percore/tokio | percore p99 ms | tokio p99 ms | percore CPU µs/msg | tokio CPU µs/msg | busy % percore / tokio / wsload |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    local w
+    for w in "${WS_WORKLOADS[@]}"; do
+        awk -v w="$(workload_title "$w")" -v id="$w" \
+            -v p="$(median "$w" percore 4)" -v t="$(median "$w" tokio 4)" \
+            -v pl="$(median "$w" percore 5)" -v tl="$(median "$w" tokio 5)" \
+            -v pc="$(median "$w" percore 6)" -v tc="$(median "$w" tokio 6)" \
+            -v pb="$(median "$w" percore 8)" -v tb="$(median "$w" tokio 8)" \
+            -v cb="$(awk -F'\t' -v w="$w" '$1 == w { print $9 }' "$RESULTS" | sort -n | sed -n '1p;$p' | paste -sd '-' -)" 'BEGIN {
+            if (t == "nan") {
+                printf "| %s (`%s`) | %.0f | n/a | n/a | %.2f | n/a | %.2f | n/a | %.0f / n/a / %s |\n", w, id, p, pl, pc, pb, cb
+            } else {
+                printf "| %s (`%s`) | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f / %.0f / %s |\n",
+                    w, id, p, t, (t > 0 ? p / t : 0), pl, tl, pc, tc, pb, tb, cb
+            }
+        }'
+    done
+    echo
+    echo "wsload --pipeline $WS_PIPELINE: $WS_PIPELINE messages in flight per connection, so the server always has"
+    echo "input queued and runs at ~100 % of its CPU (busy % = server or wsload CPU time / wall time of the"
+    echo "run, medians for the servers, min-max for wsload). wsload does the mirror image of percore's work"
+    echo "per batch (one epoll event, one read, one write per connection), so against percore it is nearly"
+    echo "as busy as the server; one core cannot drive percore much harder. CPU µs/msg is the robust column."
+    case " ${WS_WORKLOADS[*]} " in
+    *-deflate" "*)
+        echo "The -deflate rows are percore only: tokio-tungstenite does not implement permessage-deflate."
+        echo "Messages are text-like (words and numbers), so they compress about as chat or JSON does."
+        ;;
+    esac
+}
+
 errors_section() {
     local found
     found=$(awk -F'\t' '$7 != "" { printf "- round %s, %s, %s: %s\n", $3, $1, $2, $7 }' "$RESULTS")
     if [ -n "$found" ]; then
-        echo "wrk reported errors (full output in benches/results/latest-raw.log):"
+        echo "The load generators reported errors (full output in benches/results/$RESULT_NAME-raw.log):"
         echo
         echo "$found"
     else
-        echo "wrk reported no socket errors and no non-2xx/3xx responses."
+        [ ${#HTTP_WORKLOADS[@]} -eq 0 ] || echo "wrk reported no socket errors and no non-2xx/3xx responses."
+        [ ${#WS_WORKLOADS[@]} -eq 0 ] ||
+            echo "wsload verified every echo (zero errors) and every connection closed with code 1000."
     fi
 }
 
 report=$(
-    echo "# percore vs nginx"
+    if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then echo "# percore vs nginx"; else echo "# percore vs tokio-tungstenite (WebSocket echo)"; fi
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- machine: $NCPU CPUs, $cpu_model, kernel $(uname -r)"
-    echo "- percore: $percore_rev, --workers $WORKERS; nginx: $nginx_version, worker_processes $WORKERS"
-    echo "- servers pinned to CPU(s) $SERVER_CPUS, wrk (-t$WRK_THREADS) pinned to CPU(s) $CLIENT_CPUS"
+    echo "- percore: $percore_rev, --workers $WORKERS"
+    [ "$NEED_NGINX" = 1 ] && echo "- nginx: $nginx_version, worker_processes $WORKERS; wrk -t$WRK_THREADS"
+    [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
+    [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
+    echo "- servers pinned to CPU(s) $SERVER_CPUS, load generator pinned to CPU(s) $CLIENT_CPUS"
     echo "- command: \`DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS $COMMAND_LINE\`"
-    echo "- medians of $ROUNDS rounds of ${DURATION}s; CPU µs/req = server utime+stime (all threads/processes) / requests"
-    echo "- nginx: keepalive_requests 100000 (the default 1000 would force reconnects), access_log off, sendfile,"
-    echo "  tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
-    echo
-    table
+    echo "- medians of $ROUNDS rounds of ${DURATION}s; CPU µs/req (or /msg) = server utime+stime (all threads/processes)"
+    echo "  / requests (or echoed messages)"
+    if [ "$NEED_NGINX" = 1 ]; then
+        echo "- nginx: keepalive_requests 100000 (the default 1000 would force reconnects), access_log off, sendfile,"
+        echo "  tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
+    fi
+    if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
+        echo
+        table
+    fi
+    if [ ${#WS_WORKLOADS[@]} -gt 0 ]; then
+        echo
+        ws_table
+    fi
     echo
     errors_section
 )
 echo
 echo "$report"
-echo "$report" >"$BENCH_DIR/results/latest.md"
+echo "$report" >"$BENCH_DIR/results/$RESULT_NAME.md"
 echo
-echo "Written to benches/results/latest.md (raw wrk output: benches/results/latest-raw.log)"
+echo "Written to benches/results/$RESULT_NAME.md (raw load generator output: benches/results/$RESULT_NAME-raw.log)"
