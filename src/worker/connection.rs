@@ -19,6 +19,11 @@ use super::static_files::{Exchange, StaticFiles};
 
 /// Above this many buffered output bytes, stop parsing and reading until the client catches up.
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+/// Most bytes one connection reads per turn; then the worker serves others and comes back
+/// (edge-triggered epoll will not remind it), so a fast sender cannot starve its neighbours.
+const READ_BUDGET: usize = 256 * 1024;
+/// While the socket still has input, answers accumulate up to this much before one write.
+const FLUSH_AT: usize = 64 * 1024;
 /// Longest a lingering close waits for the client to stop sending (nginx's lingering_time is 30 s;
 /// ours only has to outlast a client still writing a rejected request).
 pub const LINGER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -84,6 +89,8 @@ pub struct Driven {
     pub wrote: bool,
     /// Bytes were received (WebSocket activity).
     pub read: bool,
+    /// The read budget ran out with input still waiting: drive again after the others.
+    pub more: bool,
     pub verdict: Verdict,
 }
 
@@ -146,18 +153,21 @@ impl Connection {
         let mut done = Driven {
             wrote: false,
             read: false,
+            more: false,
             verdict: Verdict::Open,
         };
+        let mut budget = READ_BUDGET;
         if self.lingering {
             done.verdict = self.discard_input(svc);
             return done;
         }
         loop {
             let mut progress = false;
-            if self.readable && !self.eof && !self.output_backlogged() {
+            if self.readable && !self.eof && !self.output_backlogged() && budget > 0 {
                 let was_empty = self.input.is_empty();
                 match self.input.fill(&self.stream, &mut svc.pool, svc.max_input) {
                     Ok(filled) => {
+                        budget = budget.saturating_sub(filled.bytes);
                         if filled.bytes > 0 {
                             progress = true;
                             done.read = true;
@@ -184,6 +194,17 @@ impl Connection {
             } else {
                 self.answer(svc)
             };
+            // More input is waiting and little is queued: read on, then write it all at once.
+            let defer_flush = progress
+                && self.readable
+                && !self.eof
+                && budget > 0
+                && self.output.buffered() < FLUSH_AT
+                && !self.output.has_file()
+                && !self.close_after_flush;
+            if defer_flush {
+                continue;
+            }
             let before = svc.counters.bytes_sent;
             let flushed = self
                 .output
@@ -217,6 +238,7 @@ impl Connection {
         }
         self.input.release_if_empty(&mut svc.pool);
         self.output.release_if_empty(&mut svc.pool);
+        done.more = budget == 0 && self.readable && !self.eof && !self.output_backlogged();
         done
     }
 

@@ -138,6 +138,8 @@ struct Worker {
     accept_paused_until: Option<Instant>,
     drain_deadline: Option<Instant>,
     due: Vec<(Key, u64)>,
+    /// Connections whose read budget ran out with input waiting; driven again each round.
+    ready: Vec<Key>,
 }
 
 impl Worker {
@@ -228,6 +230,7 @@ impl Worker {
             accept_paused_until: None,
             drain_deadline: None,
             due: Vec::new(),
+            ready: Vec::new(),
         };
         worker.refresh_date();
         Ok(worker)
@@ -236,8 +239,13 @@ impl Worker {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            self.epoll
-                .wait(&mut events, Some(Duration::from_millis(TICK_MS)))?;
+            // Connections with input still waiting must not wait for an edge that will not come.
+            let timeout = if self.ready.is_empty() {
+                Duration::from_millis(TICK_MS)
+            } else {
+                Duration::ZERO
+            };
+            self.epoll.wait(&mut events, Some(timeout))?;
             self.now = Instant::now();
             self.refresh_date();
             for event in events.iter() {
@@ -264,6 +272,9 @@ impl Worker {
                         self.drive(key);
                     }
                 }
+            }
+            for key in std::mem::take(&mut self.ready) {
+                self.drive(key);
             }
             self.expire_timers();
             self.resume_accepting();
@@ -385,6 +396,9 @@ impl Worker {
         if done.verdict == Verdict::Close {
             self.close(key);
             return;
+        }
+        if done.more {
+            self.ready.push(key);
         }
         let phase = conn.current_phase();
         if self.drain_deadline.is_some() && conn.is_idle() {
