@@ -135,7 +135,7 @@ pub fn run(config: Config) -> i32 {
     notify_systemd("READY=1");
 
     let signals = spawn_signal_thread();
-    let code = serve(&config, &report_rx, &event_rx, &signals, &totals, &workers);
+    let code = serve(&config, &report_rx, &event_rx, &signals, &totals);
 
     notify_systemd("STOPPING=1");
     for w in &workers {
@@ -154,12 +154,10 @@ fn serve(
     events: &Receiver<WorkerEvent>,
     signals: &Receiver<i32>,
     totals: &Mutex<Totals>,
-    workers: &[WorkerHandle],
 ) -> i32 {
     let now = Instant::now();
     let mut progress = ProgressLog::new(1000, now);
     let mut summary = Summary::new(SUMMARY_EVERY, now);
-    let _ = config;
     loop {
         select! {
             recv(reports) -> report => {
@@ -176,7 +174,7 @@ fn serve(
             recv(events) -> event => match event {
                 Ok(WorkerEvent::Exited { worker, panicked }) => {
                     let how = if panicked { "panicked" } else { "exited" };
-                    error!("worker {worker} {how}; shutting down ({} workers)", workers.len());
+                    error!("worker {worker} {how}; shutting down the other workers");
                     return EXIT_FAILURE;
                 }
                 Ok(other) => debug!("unexpected worker event {other:?}"),
@@ -342,7 +340,46 @@ fn notify_systemd(state: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::describe_ports;
+    use super::*;
+
+    /// Runs `serve` with one event already queued and returns its exit code.
+    fn serve_after(event: Option<WorkerEvent>, signal: Option<i32>) -> i32 {
+        let config = Config::defaults();
+        let (_report_tx, reports) = bounded::<WorkerReport>(1);
+        let (event_tx, events) = unbounded();
+        let (signal_tx, signals) = bounded(1);
+        if let Some(event) = event {
+            event_tx.send(event).unwrap();
+        }
+        if let Some(signo) = signal {
+            signal_tx.send(signo).unwrap();
+        }
+        let totals = Mutex::new(Totals::new(1));
+        serve(&config, &reports, &events, &signals, &totals)
+    }
+
+    #[test]
+    fn a_worker_that_panics_stops_the_process_with_failure() {
+        let died = WorkerEvent::Exited {
+            worker: 0,
+            panicked: true,
+        };
+        assert_eq!(serve_after(Some(died), None), EXIT_FAILURE);
+    }
+
+    #[test]
+    fn a_worker_that_exits_unasked_also_means_failure() {
+        let exited = WorkerEvent::Exited {
+            worker: 0,
+            panicked: false,
+        };
+        assert_eq!(serve_after(Some(exited), None), EXIT_FAILURE);
+    }
+
+    #[test]
+    fn a_termination_signal_ends_serving_with_success() {
+        assert_eq!(serve_after(None, Some(libc::SIGTERM)), 0);
+    }
 
     #[test]
     fn ports_are_described_as_a_range_when_contiguous() {

@@ -537,3 +537,22 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_worker_thread_reports_it() {
+        let (events, received) = crossbeam_channel::unbounded();
+        let thread = std::thread::spawn(move || {
+            let _notice = ExitNotice { worker: 3, events };
+            panic!("a worker bug (expected by this test)");
+        });
+        assert!(thread.join().is_err());
+        match received.recv_timeout(Duration::from_secs(5)) {
+            Ok(WorkerEvent::Exited { worker, panicked }) => assert!(worker == 3 && panicked),
+            other => panic!("expected Exited, got {other:?}"),
+        }
+    }
+}
