@@ -153,3 +153,55 @@ fn a_port_in_use_fails_start_up_naming_the_port() {
         "{err}"
     );
 }
+
+#[test]
+fn binds_ipv6_loopback_when_asked() {
+    let root = Root::new();
+    let port = crate::harness::free_port();
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "--bind",
+            "[::1]",
+            "--admin",
+            "off",
+            "--workers",
+            "1",
+            "--ports",
+        ])
+        .arg(port.to_string())
+        .arg("--root")
+        .arg(root.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("::1", port)) {
+            Ok(stream) => break stream,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no IPv6 listener: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let resp = read_response(&mut stream, false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"hello, world\n");
+}
+
+/// Kills a server started by hand when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
