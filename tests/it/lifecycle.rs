@@ -158,7 +158,7 @@ fn a_port_in_use_fails_start_up_naming_the_port() {
 fn binds_ipv6_loopback_when_asked() {
     let root = Root::new();
     let port = crate::harness::free_port();
-    let mut child = std::process::Command::new(crate::harness::BIN)
+    let child = std::process::Command::new(crate::harness::BIN)
         .args([
             "--bind",
             "[::1]",
