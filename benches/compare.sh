@@ -23,7 +23,8 @@
 # from /proc/PID/stat (utime+stime of all threads; for nginx, master plus worker processes)
 # before and after each run and divided by the requests wrk completed (or the messages wsload
 # got back). Results go to benches/results/latest.md, or latest-ws.md when only WebSocket
-# workloads run (so such a run keeps the HTTP results).
+# workloads run (so such a run keeps the HTTP results), with the medians also in latest.csv
+# (workload,server,rate,p99_ms,cpu_us) and drawn by benches/chart.py as latest.svg.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,7 +45,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # Each workload is "connections|path"; run_wrk adds the close header and the pipelining script.
@@ -651,5 +652,22 @@ report=$(
 echo
 echo "$report"
 echo "$report" >"$BENCH_DIR/results/$RESULT_NAME.md"
+
+# The same medians, machine-readable: one line per workload and server. p99 is empty where wrk
+# cannot measure it (pipeline16).
+{
+    echo "workload,server,rate,p99_ms,cpu_us"
+    for w in "${WORKLOADS[@]}"; do
+        for server in $(servers_for "$w"); do
+            awk -v w="$w" -v s="$server" -v r="$(median "$w" "$server" 4)" -v l="$(median "$w" "$server" 5)" \
+                -v c="$(median "$w" "$server" 6)" \
+                'BEGIN { if (w == "pipeline16") l = ""; else l = sprintf("%.3f", l); printf "%s,%s,%.0f,%s,%.2f\n", w, s, r, l, c }'
+        done
+    done
+} >"$BENCH_DIR/results/$RESULT_NAME.csv"
+chart="$RESULT_NAME.svg"
+python3 "$BENCH_DIR/chart.py" --csv "$BENCH_DIR/results/$RESULT_NAME.csv" --out "$BENCH_DIR/results/$RESULT_NAME.svg" \
+    >/dev/null || chart="no chart (benches/chart.py failed)"
 echo
-echo "Written to benches/results/$RESULT_NAME.md (raw load generator output: benches/results/$RESULT_NAME-raw.log)"
+echo "Written to benches/results/$RESULT_NAME.md, $RESULT_NAME.csv and $chart"
+echo "(raw load generator output: benches/results/$RESULT_NAME-raw.log)"
