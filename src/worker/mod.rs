@@ -5,9 +5,9 @@
 //! reads `Arc<Config>`, reports counter deltas on the metrics channel with `try_send` (never
 //! blocking), and learns of shutdown through its own eventfd.
 //!
-//! Invariants: every connection is registered with epoll exactly once (read and write, edge
-//! triggered) and never modified afterwards; an event or timer entry for a closed connection is
-//! recognised by its slab generation and dropped.
+//! Invariants: every connection that outlives its first turn is registered with epoll exactly
+//! once (read and write, edge triggered) and never modified afterwards; an event or timer entry
+//! for a closed connection is recognised by its slab generation and dropped.
 
 mod buffers;
 mod connection;
@@ -355,34 +355,34 @@ impl Worker {
     }
 
     fn add_connection(&mut self, stream: TcpStream) {
-        // Head and body leave in one write; Nagle would only delay the last segment.
-        let _ = stream.set_nodelay(true);
-        let key = self.conns.insert(Connection::new(stream));
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let interest = Interest {
-            readable: true,
-            writable: true,
-        };
-        if let Err(e) = self
-            .epoll
-            .register(conn.stream.as_fd(), key.to_token(), interest)
-        {
-            warn!("worker {}: epoll register: {e}", self.id);
-            self.conns.remove(key);
-            return;
-        }
+        let mut conn = Connection::new(stream);
+        // Listeners defer accept until the first bytes arrive: read them now rather than after
+        // another trip through epoll_wait.
+        conn.readable = true;
+        let key = self.conns.insert(conn);
         self.svc.counters.accepted += 1;
         self.accepts_since_report += 1;
         let deadline = self.tick_now() + Self::ticks(self.config.header_timeout);
         self.set_deadline(key, Phase::Head, deadline);
-        // Listeners defer accept until the first bytes arrive: read them now rather than after
-        // another trip through epoll_wait.
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.readable = true;
-        }
         self.drive(key);
+        // A one-request connection (Connection: close) is often finished by now; only one that
+        // stays open needs epoll, and Nagle matters only for its later responses (nginx also
+        // sets TCP_NODELAY only on keep-alive connections). Registering after reading loses
+        // nothing: EPOLL_CTL_ADD reports readiness that already exists.
+        if let Some(conn) = self.conns.get_mut(key) {
+            let _ = conn.stream.set_nodelay(true);
+            let interest = Interest {
+                readable: true,
+                writable: true,
+            };
+            if let Err(e) = self
+                .epoll
+                .register(conn.stream.as_fd(), key.to_token(), interest)
+            {
+                warn!("worker {}: epoll register: {e}", self.id);
+                self.close(key);
+            }
+        }
         if self.accepts_since_report >= REPORT_EVERY_ACCEPTS {
             self.maybe_report(true);
         }
