@@ -34,13 +34,7 @@ pub struct Exchange<'a> {
 struct Cached {
     /// Path relative to the root, as opened (an index file's own path for a directory URL).
     open_path: CString,
-    stamp: FileStamp,
-    etag: String,
-    content_type: &'static str,
-    /// "Content-Type: …\r\n".
-    type_line: Vec<u8>,
-    /// "Last-Modified: …\r\nETag: …\r\n".
-    validator_lines: Vec<u8>,
+    head: PreparedHead,
     body: Vec<u8>,
     checked_at: u64,
 }
@@ -49,15 +43,6 @@ struct Cached {
 enum Body<'c> {
     Memory(&'c [u8]),
     File(File),
-}
-
-/// A file's metadata prepared for the response head.
-struct FileHead<'c> {
-    stamp: FileStamp,
-    etag: &'c str,
-    content_type: &'static str,
-    type_line: &'c [u8],
-    validator_lines: &'c [u8],
 }
 
 /// The document root and its cache, one per worker.
@@ -115,12 +100,12 @@ impl StaticFiles {
         let prepared;
         let (head, body) = match self.lookup(req.path, req.query, ex.now_secs) {
             Ok(Found::Cached) => match self.cache.get(req.path) {
-                Some(entry) => (entry.head(), Body::Memory(&entry.body)),
+                Some(entry) => (&entry.head, Body::Memory(&entry.body)),
                 None => return error(out, pool, 500, req.version, ex, head_only, &[]),
             },
             Ok(Found::Large(file, head)) => {
                 prepared = head;
-                (prepared.head(), Body::File(file))
+                (&prepared, Body::File(file))
             }
             Ok(Found::Redirect(location)) => {
                 let extra: &[(&str, &[u8])] = &[("Location", &location)];
@@ -128,7 +113,7 @@ impl StaticFiles {
             }
             Err(status) => return self.error_page(status, req, ex, out, pool),
         };
-        file_response(req, ex, out, pool, 200, &head, body, self.boundary_seed)
+        file_response(req, ex, out, pool, 200, head, body, self.boundary_seed)
     }
 
     /// An error response; a 404 uses `404.html` from the root when there is one.
@@ -147,7 +132,7 @@ impl StaticFiles {
                 if let Some(entry) = self.cache.get(NOT_FOUND_PAGE) {
                     let buf = out.buf(pool);
                     let mut head = HeadWriter::new(buf, 404, ex.date);
-                    head.raw(&entry.type_line)
+                    head.raw(&entry.head.type_line)
                         .content_length(entry.body.len() as u64);
                     head.finish(req.version, ex.keep_alive);
                     if !head_only {
@@ -171,7 +156,7 @@ impl StaticFiles {
             // Revalidate at most once a second: same size and mtime means the body is still right.
             if let Ok(file) = self.root.open_file(&entry.open_path) {
                 if let Ok(meta) = file.metadata() {
-                    if meta.is_file() && stamp_of(&meta) == entry.stamp {
+                    if meta.is_file() && stamp_of(&meta) == entry.head.stamp {
                         entry.checked_at = now_secs;
                         return Ok(Found::Cached);
                     }
@@ -211,9 +196,8 @@ impl StaticFiles {
         }
         let stamp = stamp_of(&meta);
         let content_type = files::content_type(open_path.as_bytes());
-        let head = PreparedHead::new(stamp, content_type);
         if stamp.len > self.small_file_max {
-            return Ok(Found::Large(file, head));
+            return Ok(Found::Large(file, PreparedHead::new(stamp, content_type)));
         }
         let body = read_small(file, stamp.len).map_err(|e| open_error_status(&e))?;
         // The file may have changed between fstat and read; describe what was read.
@@ -232,11 +216,7 @@ impl StaticFiles {
             raw.to_vec(),
             Cached {
                 open_path,
-                stamp,
-                etag: head.etag,
-                content_type,
-                type_line: head.type_line,
-                validator_lines: head.validator_lines,
+                head,
                 body,
                 checked_at: now_secs,
             },
@@ -251,12 +231,14 @@ enum Found {
     Redirect(Vec<u8>),
 }
 
-/// Owned header material for a file that is not cached.
+/// A file's validators and header lines, prepared once (kept with a cached body).
 struct PreparedHead {
     stamp: FileStamp,
     etag: String,
     content_type: &'static str,
+    /// "Content-Type: …\r\n".
     type_line: Vec<u8>,
+    /// "Last-Modified: …\r\nETag: …\r\n".
     validator_lines: Vec<u8>,
 }
 
@@ -279,30 +261,6 @@ impl PreparedHead {
     }
 }
 
-impl PreparedHead {
-    fn head(&self) -> FileHead<'_> {
-        FileHead {
-            stamp: self.stamp,
-            etag: &self.etag,
-            content_type: self.content_type,
-            type_line: &self.type_line,
-            validator_lines: &self.validator_lines,
-        }
-    }
-}
-
-impl Cached {
-    fn head(&self) -> FileHead<'_> {
-        FileHead {
-            stamp: self.stamp,
-            etag: &self.etag,
-            content_type: self.content_type,
-            type_line: &self.type_line,
-            validator_lines: &self.validator_lines,
-        }
-    }
-}
-
 /// Writes the response for a file body after evaluating preconditions and ranges.
 #[allow(clippy::too_many_arguments)]
 fn file_response(
@@ -311,7 +269,7 @@ fn file_response(
     out: &mut Output,
     pool: &mut Pool,
     status: u16,
-    head: &FileHead<'_>,
+    head: &PreparedHead,
     body: Body<'_>,
     seed: u64,
 ) -> u16 {
@@ -331,12 +289,12 @@ fn file_response(
         Body::File(_) => 1,
     };
     let len = head.stamp.len;
-    let outcome = files::evaluate(&pre, &head.stamp, head.etag, max_ranges);
+    let outcome = files::evaluate(&pre, &head.stamp, &head.etag, max_ranges);
     let buf = out.buf(pool);
     let (status, range) = match outcome {
         Outcome::NotModified => {
             let mut w = HeadWriter::new(buf, 304, ex.date);
-            w.raw(head.validator_lines);
+            w.raw(&head.validator_lines);
             w.finish(req.version, ex.keep_alive);
             return 304;
         }
@@ -357,7 +315,7 @@ fn file_response(
             let total = files::multipart_len(&boundary, head.content_type, &ranges, len);
             let mut w = HeadWriter::new(buf, 206, ex.date);
             w.header("Content-Type", content_type.as_bytes())
-                .raw(head.validator_lines)
+                .raw(&head.validator_lines)
                 .content_length(total);
             w.finish(req.version, ex.keep_alive);
             if !head_only {
@@ -382,7 +340,7 @@ fn file_response(
         None => (0, len),
     };
     let mut w = HeadWriter::new(buf, status, ex.date);
-    w.raw(head.type_line).raw(head.validator_lines);
+    w.raw(&head.type_line).raw(&head.validator_lines);
     w.header("Accept-Ranges", b"bytes");
     if let Some(r) = range {
         w.header("Content-Range", files::content_range(r, len).as_bytes());

@@ -385,19 +385,7 @@ fn inflate_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Incompressible bytes from xorshift64.
-    fn noise(len: usize) -> Vec<u8> {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect()
-    }
+    use crate::ws::testing::noise;
 
     fn offer(values: &[&str]) -> Option<Negotiated> {
         negotiate(values.iter().map(|v| v.as_bytes()))

@@ -39,6 +39,23 @@ pub use mask::{apply_mask, apply_mask_naive};
 pub use session::{Received, Session, State, WsStats, MIN_INPUT_BUFFER, OUT_SOFT_LIMIT};
 pub use utf8::{InvalidUtf8, Utf8Validator};
 
+/// Helpers shared by the unit tests of this module's files.
+#[cfg(test)]
+mod testing {
+    /// Incompressible bytes from xorshift64.
+    pub fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+}
+
 /// WebSocket settings, shared read-only by every connection of a worker.
 #[derive(Clone, Debug)]
 pub struct WsConfig {

@@ -525,19 +525,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Incompressible bytes from xorshift64.
-    fn noise(len: usize) -> Vec<u8> {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect()
-    }
+    use crate::ws::testing::noise;
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
     const TEXT: u8 = 0x1;
