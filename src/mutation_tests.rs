@@ -172,3 +172,40 @@ fn mutated_paths_never_leave_the_root() {
         }
     }
 }
+
+/// Bytes that form, break and split multi-byte UTF-8 sequences.
+const UTF8_NOISE: &[&[u8]] = &[
+    b"a",
+    b"\xc3\xa9",
+    b"\xe2\x82\xac",
+    b"\xf0\x9f\x98\x80",
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"\xf4\x90\x80\x80",
+    b"\xff",
+    b"\x80",
+    b"\xe2\x82",
+    b"\xf0\x9f",
+];
+
+#[test]
+fn utf8_validator_agrees_with_std_whatever_the_split() {
+    let mut rng = Rng(99);
+    for _ in 0..20_000 {
+        let mut text = Vec::new();
+        for _ in 0..rng.below(40) {
+            text.extend_from_slice(UTF8_NOISE[rng.below(UTF8_NOISE.len())]);
+        }
+        let expected = std::str::from_utf8(&text).is_ok();
+        let mut validator = crate::ws::Utf8Validator::new();
+        let mut rest = &text[..];
+        let mut ok = true;
+        while !rest.is_empty() && ok {
+            let piece = 1 + rng.below(rest.len());
+            ok = validator.feed(&rest[..piece]).is_ok();
+            rest = &rest[piece..];
+        }
+        let ok = ok && validator.finish().is_ok();
+        assert_eq!(ok, expected, "{text:?}");
+    }
+}

@@ -363,7 +363,7 @@ impl Session {
         codec: &mut Codec,
     ) {
         if !message.compressed {
-            if check_utf8 && std::str::from_utf8(payload).is_err() {
+            if check_utf8 && simdutf8::basic::from_utf8(payload).is_err() {
                 self.fail(CloseCode::INVALID_DATA, out);
                 return;
             }
@@ -380,7 +380,7 @@ impl Session {
             Err(InflateError::Invalid) => {
                 self.fail(CloseCode::INVALID_DATA, out);
             }
-            Ok(()) if message.text && std::str::from_utf8(&inflated).is_err() => {
+            Ok(()) if message.text && simdutf8::basic::from_utf8(&inflated).is_err() => {
                 self.fail(CloseCode::INVALID_DATA, out);
             }
             Ok(()) => {

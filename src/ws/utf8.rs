@@ -30,7 +30,9 @@ impl Utf8Validator {
                 return Ok(());
             }
         }
-        match std::str::from_utf8(bytes) {
+        // simdutf8's compat errors mean what std's do: error_len() is Some for an invalid
+        // sequence, None for a code point cut off at the end.
+        match simdutf8::compat::from_utf8(bytes) {
             Ok(_) => Ok(()),
             Err(error) if error.error_len().is_some() => Err(InvalidUtf8),
             Err(error) => {
