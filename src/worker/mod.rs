@@ -392,6 +392,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        let served_before = conn.served;
         let done = conn.drive(&mut self.svc);
         if done.verdict == Verdict::Close {
             self.close(key);
@@ -405,14 +406,17 @@ impl Worker {
             self.close(key);
             return;
         }
-        // Head, Idle and the closing phases run from their start; Body, Sending and a
-        // WebSocket's idle interval restart on progress.
+        // Head and Idle run from the latest request (a connection that keeps sending requests
+        // is never idle); Body, Sending and a WebSocket's idle interval restart on progress;
+        // the closing phases run from their start.
+        let answered = conn.served != served_before;
         let restart = phase != conn.phase
             || match phase {
+                Phase::Head | Phase::Idle => answered,
                 Phase::Sending => done.wrote,
                 Phase::Body => true,
                 Phase::WsIdle => done.read,
-                _ => false,
+                Phase::WsPinged | Phase::WsClosing | Phase::Lingering => false,
             };
         if restart {
             self.start_phase(key, phase);

@@ -93,3 +93,18 @@ fn a_stalled_reader_does_not_hold_up_other_clients() {
     stalled.read_exact(&mut received).unwrap();
     assert!(received == body, "10 MiB body differs");
 }
+
+#[test]
+fn an_active_keep_alive_connection_outlives_the_keepalive_timeout() {
+    let root = Root::new();
+    let server = server_with(&root, &["--keepalive-timeout", "1s"]);
+    let mut stream = server.connect();
+    // A request every 300 ms for 3 s: never idle for 1 s, so never closed.
+    for _ in 0..10 {
+        stream
+            .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut stream, false).status, 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
