@@ -97,6 +97,22 @@ impl StaticFiles {
         if req.path == b"*" {
             return error(out, pool, 400, req.version, ex, head_only, &[]);
         }
+        // The hot path: a cache entry already checked this second, found with one lookup.
+        if let Some(entry) = self.cache.get(req.path) {
+            if entry.checked_at == ex.now_secs {
+                let body = Body::Memory(&entry.body);
+                return file_response(
+                    req,
+                    ex,
+                    out,
+                    pool,
+                    200,
+                    &entry.head,
+                    body,
+                    self.boundary_seed,
+                );
+            }
+        }
         let prepared;
         let (head, body) = match self.lookup(req.path, req.query, ex.now_secs) {
             Ok(Found::Cached) => match self.cache.get(req.path) {
