@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(report) => {
             print!("{report}");
-            if report.errors.total() == 0 {
+            if report.total.errors.total() == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -299,10 +299,10 @@ fn run(args: &Args) -> Result<Report, String> {
             .map_err(|_| "a load thread panicked".to_string())?;
         report.merge(result);
     }
-    if report.opened == 0 {
+    if report.total.opened == 0 {
         return Err(format!(
             "no connection could be opened ({} handshake/connect errors)",
-            report.errors.handshake
+            report.total.errors.handshake
         ));
     }
     Ok(report)
@@ -1138,15 +1138,8 @@ struct Report {
     size: usize,
     pipeline: usize,
     deflate_offered: bool,
-    opened: u64,
-    deflated: u64,
-    in_window: u64,
-    received: u64,
-    window: Duration,
-    errors: Errors,
-    latency: Histogram,
-    close_codes: BTreeMap<String, u64>,
-    per_conn: Option<(u64, u64)>,
+    /// Every thread's outcome, merged.
+    total: Outcome,
 }
 
 impl Report {
@@ -1156,65 +1149,59 @@ impl Report {
             size: plan.size,
             pipeline: plan.pipeline,
             deflate_offered: plan.deflate,
-            opened: 0,
-            deflated: 0,
-            in_window: 0,
-            received: 0,
-            window: Duration::ZERO,
-            errors: Errors::default(),
-            latency: Histogram::default(),
-            close_codes: BTreeMap::new(),
-            per_conn: None,
+            total: Outcome::default(),
         }
     }
 
     fn merge(&mut self, outcome: Outcome) {
-        self.opened += outcome.opened;
-        self.deflated += outcome.deflated;
-        self.in_window += outcome.in_window;
-        self.received += outcome.received;
-        self.window = self.window.max(outcome.window);
-        self.errors.add(&outcome.errors);
-        self.latency.add(&outcome.latency);
-        self.per_conn = match (self.per_conn, outcome.per_conn) {
+        let t = &mut self.total;
+        t.opened += outcome.opened;
+        t.deflated += outcome.deflated;
+        t.in_window += outcome.in_window;
+        t.received += outcome.received;
+        t.window = t.window.max(outcome.window);
+        t.errors.add(&outcome.errors);
+        t.latency.add(&outcome.latency);
+        t.per_conn = match (t.per_conn, outcome.per_conn) {
             (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
             (a, b) => a.or(b),
         };
         for (code, n) in outcome.close_codes {
-            *self.close_codes.entry(code).or_default() += n;
+            *t.close_codes.entry(code).or_default() += n;
         }
     }
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = self.window.as_secs_f64();
+        let t = &self.total;
+        let secs = t.window.as_secs_f64();
         let rate = if secs > 0.0 {
-            self.in_window as f64 / secs
+            t.in_window as f64 / secs
         } else {
             0.0
         };
-        let ms = |q: f64| self.latency.quantile(q) as f64 / 1e6;
-        let e = &self.errors;
+        let ms = |q: f64| t.latency.quantile(q) as f64 / 1e6;
+        let e = &t.errors;
         writeln!(
             f,
             "connections: {} opened of {}, pipeline {}, {} B messages",
-            self.opened, self.connections, self.pipeline, self.size
+            t.opened, self.connections, self.pipeline, self.size
         )?;
         if self.deflate_offered {
             writeln!(
                 f,
                 "permessage-deflate: negotiated on {} of {} connections",
-                self.deflated, self.opened
+                t.deflated, t.opened
             )?;
         }
         writeln!(
             f,
             "messages: {} ({} in the {secs:.2}s window)",
-            self.received, self.in_window
+            t.received, t.in_window
         )?;
         writeln!(f, "messages/s: {rate:.0}")?;
-        if let Some((low, high)) = self.per_conn {
+        if let Some((low, high)) = t.per_conn {
             writeln!(f, "echoes per connection: min {low} max {high}")?;
         }
         writeln!(
@@ -1228,7 +1215,7 @@ impl std::fmt::Display for Report {
             ms(0.5),
             ms(0.99),
             ms(0.999),
-            self.latency.max as f64 / 1e6
+            t.latency.max as f64 / 1e6
         )?;
         writeln!(
             f,
@@ -1241,7 +1228,7 @@ impl std::fmt::Display for Report {
             e.server_closed,
             e.close_timeout
         )?;
-        let codes: Vec<String> = self
+        let codes: Vec<String> = t
             .close_codes
             .iter()
             .map(|(code, n)| format!("{code} x{n}"))
