@@ -26,6 +26,8 @@
 # workloads run (so such a run keeps the HTTP results), with the medians also in latest.csv
 # (workload,server,rate,p99_ms,cpu_us) and drawn by benches/chart.py as latest.svg.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
@@ -38,11 +40,6 @@ WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
 ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 ws64 ws16k ws64-deflate ws16k-deflate)
 COMMAND_LINE="$0 $*"
-
-die() {
-    echo "compare.sh: $*" >&2
-    exit 1
-}
 
 usage() {
     sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -193,17 +190,6 @@ PERCORE_PID=""
 NGINX_PID=""
 TOKIO_PID=""
 
-stop_server() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     stop_server "$PERCORE_PID"
     stop_server "$NGINX_PID"
@@ -226,10 +212,6 @@ head -c 1048576 /dev/urandom >"$ROOT/1m.bin"
 printf '<!doctype html>\n<html><body><p>index</p></body></html>\n' >"$ROOT/index.html"
 
 # ---------------------------------------------------------------- servers
-
-port_is_free() {
-    ! ss -Htln "sport = :$1" | grep -q .
-}
 
 pick_free_port() {
     local port

@@ -18,6 +18,8 @@
 #   SETTLE=65     at most this many seconds to wait before each run for the previous run's
 #                 TIME_WAIT sockets to expire (they are slab memory too)
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
@@ -28,11 +30,6 @@ PORT_COUNT=30
 COUNTS=("$@")
 [ ${#COUNTS[@]} -gt 0 ] || COUNTS=(1000 5000 15000)
 COMMAND_LINE="$0${*:+ $*}"
-
-die() {
-    echo "scale.sh: $*" >&2
-    exit 1
-}
 
 case "${1:-}" in -h | --help)
     sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -69,17 +66,6 @@ mkdir -p "$ROOT"
 printf '<!doctype html>\n<html><body><p>index</p></body></html>\n' >"$ROOT/index.html"
 SERVER_PID=""
 
-stop_server() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null || return 0
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
-}
-
 cleanup() {
     stop_server "$SERVER_PID"
     wait 2>/dev/null || true
@@ -89,10 +75,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- ports and servers
-
-port_is_free() {
-    ! ss -Htln "sport = :$1" | grep -q .
-}
 
 # The first port of 30 consecutive free ports at or above $1.
 pick_port_range() {
