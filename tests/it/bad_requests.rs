@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::harness::{
-    connect, exchange, get, parse_all, read_until_closed, Options, Response, Root, Server,
+    connect, exchange, get, parse_all, read_until_closed, Response, Root, Server,
 };
 
 /// How long a connection may stay open after a refusal before the test calls it left open.
@@ -85,13 +85,7 @@ fn a_header_section_above_8_kib_is_431() {
 #[test]
 fn a_12_kib_header_is_accepted_with_a_16k_limit() {
     let root = Root::new();
-    let server = Server::start_with(
-        &root,
-        Options {
-            extra: &["--max-header-size", "16k"],
-            ..Options::default()
-        },
-    );
+    let server = Server::start_with_flags(&root, &["--max-header-size", "16k"]);
     let headers = format!("X-Big: {}\r\n", "a".repeat(12 * 1024));
     let resp = get(server.port(), "/hello.txt", &headers);
     assert_eq!(resp.status, 200);
@@ -129,13 +123,7 @@ fn http_2_0_is_505() {
 #[test]
 fn a_content_length_above_the_body_limit_is_413() {
     let root = Root::new();
-    let server = Server::start_with(
-        &root,
-        Options {
-            extra: &["--max-body-size", "1k"],
-            ..Options::default()
-        },
-    );
+    let server = Server::start_with_flags(&root, &["--max-body-size", "1k"]);
     let resp = refused(
         &server,
         b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n",

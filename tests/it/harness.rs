@@ -85,6 +85,17 @@ impl Server {
         Server::start_with(root, Options::default())
     }
 
+    /// One worker, one port, no admin endpoint, and these extra flags.
+    pub fn start_with_flags(root: &Root, extra: &[&str]) -> Server {
+        Server::start_with(
+            root,
+            Options {
+                extra,
+                ..Options::default()
+            },
+        )
+    }
+
     pub fn start_with(root: &Root, opts: Options<'_>) -> Server {
         let mut last_log = String::new();
         for _attempt in 0..8 {

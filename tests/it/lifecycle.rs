@@ -87,13 +87,7 @@ fn sigterm_lets_a_slow_download_finish_then_exits_0() {
     let root = Root::new();
     let body = big_body();
     root.write("big.bin", &body);
-    let mut server = Server::start_with(
-        &root,
-        Options {
-            extra: &["--drain-timeout", "20s"],
-            ..Options::default()
-        },
-    );
+    let mut server = Server::start_with_flags(&root, &["--drain-timeout", "20s"]);
     let mut s = connect(server.port());
     s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{exchange, get, parse_all, patterned, Options, Response, Root, Server};
+use crate::harness::{exchange, get, parse_all, patterned, Response, Root, Server};
 
 /// Sixteen bytes whose every slice is easy to read in a failure message.
 const DIGITS: &[u8] = b"0123456789abcdef";
@@ -350,13 +350,7 @@ fn dotfiles_are_404_by_default() {
 #[test]
 fn dotfiles_are_served_with_the_dotfiles_flag() {
     let root = dotfile_root();
-    let server = Server::start_with(
-        &root,
-        Options {
-            extra: &["--dotfiles"],
-            ..Options::default()
-        },
-    );
+    let server = Server::start_with_flags(&root, &["--dotfiles"]);
     let resp = get(server.port(), "/.secret", "");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body, b"dot secret");

@@ -4,26 +4,16 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use crate::harness::{
-    connect, parse_all, patterned, read_response, read_until_closed, Options, Root, Server,
+    connect, parse_all, patterned, read_response, read_until_closed, Root, Server,
 };
 
 /// Generous: the timeouts under test are 1 s, and the machine may be busy.
 const CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
-fn server_with(root: &Root, extra: &'static [&'static str]) -> Server {
-    Server::start_with(
-        root,
-        Options {
-            extra,
-            ..Options::default()
-        },
-    )
-}
-
 #[test]
 fn a_partial_head_gets_408_and_is_closed() {
     let root = Root::new();
-    let server = server_with(&root, &["--header-timeout", "1s"]);
+    let server = Server::start_with_flags(&root, &["--header-timeout", "1s"]);
     let mut stream = server.connect();
     stream
         .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n")
@@ -37,7 +27,7 @@ fn a_partial_head_gets_408_and_is_closed() {
 #[test]
 fn a_silent_connection_is_closed_without_a_response() {
     let root = Root::new();
-    let server = server_with(&root, &["--header-timeout", "1s"]);
+    let server = Server::start_with_flags(&root, &["--header-timeout", "1s"]);
     let mut stream = server.connect();
     let bytes = read_until_closed(&mut stream, CLOSE_LIMIT);
     assert_eq!(String::from_utf8_lossy(&bytes), "");
@@ -46,7 +36,7 @@ fn a_silent_connection_is_closed_without_a_response() {
 #[test]
 fn an_idle_keep_alive_connection_is_closed() {
     let root = Root::new();
-    let server = server_with(&root, &["--keepalive-timeout", "1s"]);
+    let server = Server::start_with_flags(&root, &["--keepalive-timeout", "1s"]);
     let mut stream = server.connect();
     stream
         .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -97,7 +87,7 @@ fn a_stalled_reader_does_not_hold_up_other_clients() {
 #[test]
 fn an_active_keep_alive_connection_outlives_the_keepalive_timeout() {
     let root = Root::new();
-    let server = server_with(&root, &["--keepalive-timeout", "1s"]);
+    let server = Server::start_with_flags(&root, &["--keepalive-timeout", "1s"]);
     let mut stream = server.connect();
     // A request every 300 ms for 3 s: never idle for 1 s, so never closed.
     for _ in 0..10 {

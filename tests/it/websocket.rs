@@ -51,17 +51,6 @@ fn echoes_text_and_binary_at_boundary_sizes() {
     ws.close(None).unwrap();
 }
 
-/// Starts a server with one worker and extra flags.
-fn server_with(root: &Root, extra: &'static [&'static str]) -> Server {
-    Server::start_with(
-        root,
-        Options {
-            extra,
-            ..Options::default()
-        },
-    )
-}
-
 /// Asserts plain HTTP still works on the server after WebSocket traffic.
 fn assert_http_serves(server: &Server) {
     let resp = get(server.port(), "/hello.txt", "");
@@ -306,7 +295,7 @@ fn a_new_data_frame_inside_a_fragmented_message_closes_1002() {
 #[test]
 fn a_message_above_ws_max_message_closes_1009() {
     let root = Root::new();
-    let server = server_with(&root, &["--ws-max-message", "1k"]);
+    let server = Server::start_with_flags(&root, &["--ws-max-message", "1k"]);
     // Exactly the limit is echoed.
     let mut ws = RawWs::open(server.port());
     let fits = patterned(1024);
@@ -328,7 +317,7 @@ fn a_message_above_ws_max_message_closes_1009() {
 #[test]
 fn a_declared_length_above_ws_max_message_closes_1009_before_the_payload() {
     let root = Root::new();
-    let server = server_with(&root, &["--ws-max-message", "1k"]);
+    let server = Server::start_with_flags(&root, &["--ws-max-message", "1k"]);
     // Only the headers are sent: 2000 bytes (16-bit length) and 2^62 bytes (64-bit length).
     for len in [2000u64, 1 << 62] {
         check_failed(&server, &[header(FIN | BINARY, len, Some(MASK))], 1009);
@@ -496,7 +485,7 @@ fn a_connection_token_list_with_upgrade_is_accepted() {
 #[test]
 fn ws_origins_refuses_other_origins_with_403() {
     let root = Root::new();
-    let server = server_with(&root, &["--ws-origins", "https://good.example"]);
+    let server = Server::start_with_flags(&root, &["--ws-origins", "https://good.example"]);
     let fields = format!("{}Origin: https://evil.example\r\n", upgrade_fields());
     let (resp, _) = send_upgrade(server.port(), &upgrade_request("/ws", &fields));
     assert_eq!(resp.status, 403);
@@ -570,7 +559,7 @@ fn a_large_compressed_text_round_trips() {
 #[test]
 fn a_compressed_bomb_above_ws_max_message_closes_1009() {
     let root = Root::new();
-    let server = server_with(&root, &["--ws-max-message", "64k"]);
+    let server = Server::start_with_flags(&root, &["--ws-max-message", "64k"]);
     let bomb = deflate(&vec![0u8; 4 << 20]);
     assert!(bomb.len() < 8 * 1024, "bomb is {} bytes", bomb.len());
     let (mut ws, _) = RawWs::open_with(server.port(), "/ws", DEFLATE_OFFER);
@@ -581,7 +570,7 @@ fn a_compressed_bomb_above_ws_max_message_closes_1009() {
 #[test]
 fn with_deflate_off_the_offer_is_declined_and_rsv1_closes_1002() {
     let root = Root::new();
-    let server = server_with(&root, &["--ws-deflate", "false"]);
+    let server = Server::start_with_flags(&root, &["--ws-deflate", "false"]);
     let (mut ws, resp) = RawWs::open_with(server.port(), "/ws", DEFLATE_OFFER);
     assert_eq!(resp.header("Sec-WebSocket-Extensions"), None);
     ws.send(FIN | RSV1 | TEXT, &deflate(b"Hello"));
@@ -595,7 +584,7 @@ const PING_FLAGS: &[&str] = &["--ws-ping-interval", "1s", "--ws-ping-timeout", "
 #[test]
 fn a_silent_client_is_pinged_then_closed() {
     let root = Root::new();
-    let server = server_with(&root, PING_FLAGS);
+    let server = Server::start_with_flags(&root, PING_FLAGS);
     let mut ws = RawWs::open(server.port());
     let started = Instant::now();
     let ping = ws
@@ -614,7 +603,7 @@ fn a_silent_client_is_pinged_then_closed() {
 #[test]
 fn a_client_answering_pings_stays_open() {
     let root = Root::new();
-    let server = server_with(&root, PING_FLAGS);
+    let server = Server::start_with_flags(&root, PING_FLAGS);
     let mut ws = open(&server, "/ws");
     ws.get_mut()
         .set_read_timeout(Some(Duration::from_millis(200)))
@@ -646,7 +635,7 @@ fn a_client_answering_pings_stays_open() {
 #[test]
 fn sigterm_sends_close_1001_and_exits_0_once_the_client_answers() {
     let root = Root::new();
-    let mut server = server_with(&root, &["--drain-timeout", "60s"]);
+    let mut server = Server::start_with_flags(&root, &["--drain-timeout", "60s"]);
     let mut ws = RawWs::open(server.port());
     ws.assert_echo("before shutdown");
     server.terminate();
