@@ -49,15 +49,20 @@ def parse_ports(spec):
     return ports
 
 
-def read_response(sock):
-    """Reads one Content-Length framed response; returns the status code."""
+def read_head(sock):
+    """Reads until the end of a response head; returns everything read so far."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
             raise RuntimeError("server closed the connection")
         data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    return data
+
+
+def read_response(sock):
+    """Reads one Content-Length framed response; returns the status code."""
+    head, _, body = read_head(sock).partition(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -78,13 +83,7 @@ def upgrade(sock, host, path):
         (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
          "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise RuntimeError("server closed the connection during the handshake")
-        data += chunk
-    return int(data.split(b" ")[1])
+    return int(read_head(sock).split(b" ")[1])
 
 
 def main():
