@@ -302,6 +302,7 @@ impl Codec {
     /// An estimate of the heap this codec holds: zlib's deflate state for memLevel 8 is about
     /// 2^(w+2) (window and chain) + 128 KiB (hash heads and pending buffer) per compressor,
     /// inflate about 32 KiB of window plus 10 KiB of tables, plus the scratch buffers.
+    #[cfg(test)]
     pub fn heap_estimate(&self) -> usize {
         let compressors: usize = (9..=15usize)
             .zip(&self.compressors)

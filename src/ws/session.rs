@@ -184,6 +184,7 @@ impl Session {
     }
 
     /// Whether a message is being assembled (its buffer is held).
+    #[cfg(test)]
     pub fn is_assembling(&self) -> bool {
         self.message.is_some() || self.frame.is_some()
     }
