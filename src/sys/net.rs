@@ -99,6 +99,13 @@ pub fn set_cork(stream: &TcpStream, cork: bool) -> io::Result<()> {
     socket2::SockRef::from(stream).set_cork(cork)
 }
 
+/// send(2) with MSG_MORE for the last bytes before the caller closes or shuts down `stream`:
+/// the kernel queues them without pushing, and the FIN that close adds is tacked onto the same
+/// segment. Must be followed by close or shutdown (or a plain write), or the bytes wait.
+pub fn send_before_close(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    socket2::SockRef::from(stream).send_with_flags(bytes, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+}
+
 /// /proc/sys/net/core/somaxconn, or 4096 if it cannot be read.
 pub fn somaxconn() -> i32 {
     fs::read_to_string("/proc/sys/net/core/somaxconn")
@@ -176,6 +183,33 @@ mod tests {
                 Err(e) => panic!("accept: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn bytes_sent_before_close_wait_for_the_fin_and_all_arrive() {
+        let (mut client, server) = accepted_pair();
+        let response = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".repeat(10);
+        let sent = send_before_close(&server, &response).expect("send");
+        assert_eq!(sent, response.len());
+        // MSG_MORE: less than a segment is held back while the socket stays open...
+        client
+            .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .expect("timeout");
+        let mut buf = [0u8; 1];
+        let held = client.read(&mut buf).map_err(|e| e.kind());
+        assert!(
+            matches!(
+                held,
+                Err(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+            ),
+            "{held:?}"
+        );
+        // ...and leaves with the FIN when it closes.
+        drop(server);
+        client.set_read_timeout(None).expect("timeout");
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).expect("read to EOF");
+        assert_eq!(received, response);
     }
 
     #[test]

@@ -209,7 +209,12 @@ impl Output {
 
     /// Writes buffered bytes, then the file region, until done or the socket is full.
     /// `sent` grows by the bytes handed to the kernel.
-    pub fn flush(&mut self, stream: &TcpStream, sent: &mut u64) -> io::Result<Flushed> {
+    ///
+    /// `last` promises that the caller closes or shuts down the socket as soon as this returns
+    /// [`Flushed::All`]: the final write then carries MSG_MORE, so the kernel holds the bytes
+    /// back for the instant until the FIN is added and both leave in one segment (one packet
+    /// less per closed connection for both TCP stacks; `compare.sh close`).
+    pub fn flush(&mut self, stream: &TcpStream, sent: &mut u64, last: bool) -> io::Result<Flushed> {
         // A head followed by a sendfile body: cork so they leave in full segments (nginx's
         // tcp_nopush); the client's stack then handles far fewer packets per byte.
         if self.file.is_some() && !self.corked {
@@ -217,7 +222,12 @@ impl Output {
         }
         while self.pos < self.buf.len() {
             let pending = &self.buf[self.pos..];
-            match (&*stream).write(pending) {
+            let written = if last && self.file.is_none() {
+                crate::sys::send_before_close(stream, pending)
+            } else {
+                (&*stream).write(pending)
+            };
+            match written {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.pos += n;

@@ -206,9 +206,11 @@ impl Connection {
                 continue;
             }
             let before = svc.counters.bytes_sent;
-            let flushed = self
-                .output
-                .flush(&self.stream, &mut svc.counters.bytes_sent);
+            let flushed = self.output.flush(
+                &self.stream,
+                &mut svc.counters.bytes_sent,
+                self.close_after_flush,
+            );
             let wrote_now = svc.counters.bytes_sent != before;
             done.wrote |= wrote_now;
             match flushed {
@@ -317,7 +319,7 @@ impl Connection {
             self.pinged = true;
             let _ = self
                 .output
-                .flush(&self.stream, &mut svc.counters.bytes_sent);
+                .flush(&self.stream, &mut svc.counters.bytes_sent, false);
         }
     }
 
@@ -329,7 +331,7 @@ impl Connection {
                 record_ws_stats(session, &mut svc.counters.ws);
                 let _ = self
                     .output
-                    .flush(&self.stream, &mut svc.counters.bytes_sent);
+                    .flush(&self.stream, &mut svc.counters.bytes_sent, false);
             }
         }
     }
@@ -351,7 +353,7 @@ impl Connection {
         // One attempt: a client that stalled its request gets no further time for the answer.
         let _ = self
             .output
-            .flush(&self.stream, &mut svc.counters.bytes_sent);
+            .flush(&self.stream, &mut svc.counters.bytes_sent, true);
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
