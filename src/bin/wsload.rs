@@ -11,8 +11,11 @@
 //! Message payloads are built once: a pool of [`VARIANTS`] payloads per run (and their
 //! compressed forms with `--deflate`); connection message `n` carries variant `n % VARIANTS`,
 //! whose first byte is unique, so a lost, duplicated or reordered echo is a mismatch. Sending
-//! a message copies the variant behind a precomputed header and masks it; verifying an echo is
-//! one comparison (a compressed echo is inflated once per variant, then compared as bytes).
+//! a message masks the variant into the thread's scratch buffer behind a precomputed header
+//! (one pass) and writes from there; verifying an echo is one comparison (a compressed echo is
+//! inflated once per variant, then compared as bytes). All of a thread's connections read into
+//! one buffer and keep only a partial frame of their own, so the load generator's working set
+//! stays in cache and one core of it can keep a core of the server busy.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -29,7 +32,7 @@ use base64::Engine as _;
 use clap::Parser;
 use percore::sys::{Epoll, Events, Interest};
 use percore::ws::{
-    accept_key, apply_mask, parse_header, write_frame_header, Codec, Control, Data, FrameHeader,
+    accept_key, copy_masked, parse_header, write_frame_header, Codec, Control, Data, FrameHeader,
     OpCode,
 };
 
@@ -441,8 +444,7 @@ fn handshake(addr: SocketAddr, host: &str, plan: &Plan, rng: &mut Rng) -> Result
     let mut conn = Conn::new(stream, deflate, plan);
     // Frames the server sent right behind its 101, if any, are the start of the input.
     let early = &buf[head_len..filled];
-    conn.inbuf[..early.len()].copy_from_slice(early);
-    conn.end = early.len();
+    conn.carry.extend_from_slice(early);
     Ok(conn)
 }
 
@@ -515,10 +517,8 @@ struct Conn {
     stream: TcpStream,
     deflate: bool,
     state: ConnState,
-    /// Received bytes `inbuf[start..end]` not yet parsed.
-    inbuf: Vec<u8>,
-    start: usize,
-    end: usize,
+    /// Received bytes not yet parsed: the start of a frame whose end has not arrived.
+    carry: Vec<u8>,
     /// Bytes `out[out_pos..]` not yet written.
     out: Vec<u8>,
     out_pos: usize,
@@ -538,9 +538,7 @@ impl Conn {
             stream,
             deflate,
             state: ConnState::Open,
-            inbuf: vec![0u8; (2 * frame).max(64 << 10)],
-            start: 0,
-            end: 0,
+            carry: Vec::new(),
             out: Vec::with_capacity(plan.pipeline.min(64) * frame),
             out_pos: 0,
             in_flight: VecDeque::with_capacity(plan.pipeline),
@@ -550,6 +548,18 @@ impl Conn {
             fragments: Vec::new(),
         }
     }
+}
+
+/// How much one read asks for: room for every echo in flight (at least 64 KiB and two frames,
+/// at most 1 MiB), so one read can take all the server has sent. With a fixed 64 KiB read the
+/// kernel's receive-buffer autotuning could stay stuck at 128 KiB against a server that writes
+/// 64 KiB at a time (measured: ws16k bimodal, 85k or 200k msg/s per run, the slow runs with
+/// 50k zero-window advertisements).
+fn read_buffer_size(plan: &Plan) -> usize {
+    let frame = plan.size + 16;
+    (plan.pipeline.saturating_mul(frame))
+        .clamp(64 << 10, 1 << 20)
+        .max(2 * frame)
 }
 
 /// Why a connection or message failed.
@@ -624,6 +634,10 @@ struct Looper<'a> {
     inflated: Vec<u8>,
     /// Per variant: the server's compressed echo, once verified by inflating it.
     echo_cache: Vec<Option<Vec<u8>>>,
+    /// Where outgoing data frames are built (see [`Looper::fill`]).
+    scratch: Vec<u8>,
+    /// Where every connection of the thread reads into (see [`Looper::read`]).
+    read_buf: Vec<u8>,
     outcome: Outcome,
     phase: Phase,
     start: Instant,
@@ -654,6 +668,8 @@ impl<'a> Looper<'a> {
             codec: Codec::new(),
             inflated: Vec::new(),
             echo_cache: vec![None; VARIANTS],
+            scratch: Vec::new(),
+            read_buf: Vec::new(),
             outcome,
             phase: Phase::Sending,
             start: now,
@@ -782,7 +798,9 @@ impl<'a> Looper<'a> {
         self.flush(i);
     }
 
-    /// Queues messages on connection `i` until its pipeline is full or the budget is spent.
+    /// Sends messages on connection `i` until its pipeline is full or the budget is spent.
+    /// The frames are built in the thread's scratch buffer, which stays in cache, and written
+    /// from there; only what the socket does not take is copied to the connection's queue.
     fn fill(&mut self, i: usize, now: Instant) {
         if self.phase != Phase::Sending {
             return;
@@ -791,6 +809,7 @@ impl<'a> Looper<'a> {
         if conn.state != ConnState::Open {
             return;
         }
+        let mut len = 0;
         while conn.in_flight.len() < self.plan.pipeline && self.budget > 0 {
             let variant = &self.plan.variants[conn.sent as usize % VARIANTS];
             let (header, payload) = if conn.deflate {
@@ -798,7 +817,11 @@ impl<'a> Looper<'a> {
             } else {
                 (&variant.plain_header, &variant.plain)
             };
-            push_masked(&mut conn.out, header, payload, self.rng.mask());
+            let end = len + header.len() + 4 + payload.len();
+            if self.scratch.len() < end {
+                self.scratch.resize(end, 0);
+            }
+            len += put_masked(&mut self.scratch[len..], header, payload, self.rng.mask());
             conn.in_flight.push_back(now);
             conn.sent += 1;
             self.sent_total += 1;
@@ -807,6 +830,26 @@ impl<'a> Looper<'a> {
                 *quota -= 1;
             }
         }
+        self.send_scratch(i, len);
+    }
+
+    /// Writes `scratch[..len]` on connection `i` behind anything it still has queued; what the
+    /// socket does not take now is queued.
+    fn send_scratch(&mut self, i: usize, len: usize) {
+        let conn = &mut self.conns[i];
+        let mut written = 0;
+        if conn.out_pos == conn.out.len() {
+            while written < len {
+                match conn.stream.write(&self.scratch[written..len]) {
+                    Ok(0) => return self.fail(i, FailKind::Io),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return self.fail(i, FailKind::Io),
+                }
+            }
+        }
+        conn.out.extend_from_slice(&self.scratch[written..len]);
     }
 
     /// Writes what connection `i` has queued until the kernel takes no more.
@@ -826,24 +869,27 @@ impl<'a> Looper<'a> {
     }
 
     /// Reads until `WouldBlock` or a short read (the edge-triggered contract, as percore's
-    /// worker reads), handling every complete frame.
+    /// worker reads), handling every complete frame. All connections read into the thread's one
+    /// buffer, which stays in cache; a connection keeps only its partial frame between reads.
     fn read(&mut self, i: usize) {
+        let mut buf = std::mem::take(&mut self.read_buf);
+        self.read_into(i, &mut buf);
+        self.read_buf = buf;
+    }
+
+    fn read_into(&mut self, i: usize, buf: &mut Vec<u8>) {
         loop {
             let conn = &mut self.conns[i];
             if conn.state == ConnState::Done {
                 return;
             }
-            if conn.end == conn.inbuf.len() {
-                conn.inbuf.copy_within(conn.start..conn.end, 0);
-                conn.end -= conn.start;
-                conn.start = 0;
-                if conn.end == conn.inbuf.len() {
-                    let grown = (conn.inbuf.len() * 2).min(MAX_FRAME + 16);
-                    conn.inbuf.resize(grown, 0);
-                }
+            let carried = conn.carry.len();
+            let wanted = carried + read_buffer_size(self.plan);
+            if buf.len() < wanted {
+                buf.resize(wanted, 0);
             }
-            let space = conn.inbuf.len() - conn.end;
-            match conn.stream.read(&mut conn.inbuf[conn.end..]) {
+            let space = buf.len() - carried;
+            match conn.stream.read(&mut buf[carried..]) {
                 Ok(0) => {
                     let kind = match conn.state {
                         ConnState::Closing => FailKind::EofWhileClosing,
@@ -852,8 +898,11 @@ impl<'a> Looper<'a> {
                     return self.fail(i, kind);
                 }
                 Ok(n) => {
-                    conn.end += n;
-                    self.parse_frames(i);
+                    buf[..carried].copy_from_slice(&conn.carry);
+                    conn.carry.clear();
+                    let end = carried + n;
+                    let used = self.handle_frames(i, &buf[..end]);
+                    self.conns[i].carry.extend_from_slice(&buf[used..end]);
                     // A short read drained the socket; bytes arriving later raise a new edge.
                     if n < space {
                         return;
@@ -866,17 +915,12 @@ impl<'a> Looper<'a> {
         }
     }
 
-    fn parse_frames(&mut self, i: usize) {
+    /// Handles every complete frame at the start of `input`; returns the bytes they took.
+    fn handle_frames(&mut self, i: usize, input: &[u8]) -> usize {
         let now = Instant::now();
-        // The input is lent out so frames can be handled while the connection is borrowed.
-        let inbuf = std::mem::take(&mut self.conns[i].inbuf);
-        loop {
-            let conn = &mut self.conns[i];
-            if conn.state == ConnState::Done {
-                break;
-            }
-            let (start, end) = (conn.start, conn.end);
-            let (header, header_len) = match parse_header(&inbuf[start..end]) {
+        let mut pos = 0;
+        while self.conns[i].state != ConnState::Done {
+            let (header, header_len) = match parse_header(&input[pos..]) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => break,
                 Err(_) => {
@@ -890,19 +934,14 @@ impl<'a> Looper<'a> {
                 self.fail(i, FailKind::Protocol);
                 break;
             }
-            if end - start < header_len + len {
+            if input.len() - pos < header_len + len {
                 break;
             }
-            let payload = &inbuf[start + header_len..start + header_len + len];
-            self.conns[i].start += header_len + len;
+            let payload = &input[pos + header_len..pos + header_len + len];
+            pos += header_len + len;
             self.on_frame(i, &header, payload, now);
         }
-        let conn = &mut self.conns[i];
-        if conn.start == conn.end {
-            conn.start = 0;
-            conn.end = 0;
-        }
-        conn.inbuf = inbuf;
+        pos
     }
 
     fn on_frame(&mut self, i: usize, header: &FrameHeader, payload: &[u8], now: Instant) {
@@ -1051,11 +1090,20 @@ enum FailKind {
 
 /// Appends a header (MASK bit set), a fresh key and the payload masked with it.
 fn push_masked(out: &mut Vec<u8>, header: &[u8], payload: &[u8], key: [u8; 4]) {
-    out.extend_from_slice(header);
-    out.extend_from_slice(&key);
     let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], key, 0);
+    out.resize(start + header.len() + 4 + payload.len(), 0);
+    put_masked(&mut out[start..], header, payload, key);
+}
+
+/// Writes a header (MASK bit set), a fresh key and the payload masked with it at the start of
+/// `dst`, which must hold them; returns the frame's length.
+fn put_masked(dst: &mut [u8], header: &[u8], payload: &[u8], key: [u8; 4]) -> usize {
+    let (head, rest) = dst.split_at_mut(header.len());
+    head.copy_from_slice(header);
+    let (mask, rest) = rest.split_at_mut(4);
+    mask.copy_from_slice(&key);
+    copy_masked(&mut rest[..payload.len()], payload, key);
+    header.len() + 4 + payload.len()
 }
 
 // ---------------------------------------------------------------- measuring and reporting
@@ -1323,7 +1371,7 @@ mod tests {
         assert_eq!(parsed.mask, Some([1, 2, 3, 4]));
         assert_eq!((parsed.payload_len, len), (300, 8));
         let mut payload = out[len..].to_vec();
-        apply_mask(&mut payload, [1, 2, 3, 4], 0);
+        percore::ws::apply_mask(&mut payload, [1, 2, 3, 4], 0);
         assert_eq!(payload, vec![7u8; 300]);
     }
 

@@ -11,9 +11,7 @@
 /// masking key ("masking-key-octet-j")".
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let word = key_word(key);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut bytes = [0u8; 8];
@@ -24,6 +22,31 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (byte, k) in chunks.into_remainder().iter_mut().zip(key.iter().cycle()) {
         *byte ^= k;
     }
+}
+
+/// Writes `src` masked with `key` into `dst` in one pass (a client building a frame), so the
+/// payload is not copied and then masked over again. Both must have the same length.
+pub fn copy_masked(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
+    assert_eq!(dst.len(), src.len(), "copy_masked needs equal lengths");
+    let word = key_word(key);
+    let mut dst_chunks = dst.chunks_exact_mut(8);
+    let mut src_chunks = src.chunks_exact(8);
+    for (d, s) in (&mut dst_chunks).zip(&mut src_chunks) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(s);
+        d.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+    }
+    let tail = src_chunks.remainder().iter().zip(key.iter().cycle());
+    for (d, (s, k)) in dst_chunks.into_remainder().iter_mut().zip(tail) {
+        *d = s ^ k;
+    }
+}
+
+/// The key repeated over a 64-bit word, for XOR-ing 8 bytes at a time.
+fn key_word(key: [u8; 4]) -> u64 {
+    u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ])
 }
 
 /// The key as seen from byte `offset` of the key stream.
@@ -84,6 +107,19 @@ mod tests {
             apply_mask(a, key, 0);
             apply_mask(b, key, split);
             assert_eq!(pieces, whole, "split {split}");
+        }
+    }
+
+    #[test]
+    fn copy_masked_matches_the_naive_twin_for_every_length() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..64 {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut expected = payload.clone();
+            apply_mask_naive(&mut expected, key, 0);
+            let mut out = vec![0xAA; len];
+            copy_masked(&mut out, &payload, key);
+            assert_eq!(out, expected, "len {len}");
         }
     }
 

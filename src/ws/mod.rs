@@ -35,7 +35,7 @@ pub use frame::{
 pub use handshake::{
     accept_key, evaluate, is_upgrade_request, write_accept, write_reject, Accepted, Upgrade,
 };
-pub use mask::{apply_mask, apply_mask_naive};
+pub use mask::{apply_mask, apply_mask_naive, copy_masked};
 pub use session::{Received, Session, State, WsStats, MIN_INPUT_BUFFER, OUT_SOFT_LIMIT};
 pub use utf8::{InvalidUtf8, Utf8Validator};
 

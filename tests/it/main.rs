@@ -14,3 +14,4 @@ mod static_files;
 mod timeouts;
 mod websocket;
 mod ws_client;
+mod wsload;
