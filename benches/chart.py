@@ -36,6 +36,7 @@ TITLES = {
     "pipeline16": "150 B, pipelined ×16, 50 conns",
     "ws64": "64 B messages, 50 conns",
     "ws16k": "16 KiB messages, 50 conns",
+    "ws64-deep": "64 B messages, 64 in flight",
     "ws64-deflate": "64 B, deflate (percore only)",
     "ws16k-deflate": "16 KiB, deflate (percore only)",
 }

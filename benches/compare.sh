@@ -4,7 +4,8 @@
 #
 # Usage: benches/compare.sh [WORKLOAD...]      (default: every workload)
 # HTTP workloads (percore vs nginx, load from wrk): small-ka small-c500 4k 1m close pipeline16
-# WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k
+# WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
+#   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE)
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
 # Knobs (environment):
 #   DURATION=5      seconds per measured wrk/wsload run
@@ -38,7 +39,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
 WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 ws64 ws16k ws64-deflate ws16k-deflate)
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
 COMMAND_LINE="$0 $*"
 
 usage() {
@@ -56,13 +57,15 @@ workload_spec() {
     esac
 }
 
-# Each WebSocket workload is "connections|message bytes|deflate or empty".
+# Each WebSocket workload is "connections|message bytes|deflate or empty|messages in flight per
+# connection (empty: WS_PIPELINE)".
 ws_spec() {
     case "$1" in
-    ws64) echo "50|64|" ;;
-    ws16k) echo "50|16384|" ;;
-    ws64-deflate) echo "50|64|deflate" ;;
-    ws16k-deflate) echo "50|16384|deflate" ;;
+    ws64) echo "50|64||" ;;
+    ws16k) echo "50|16384||" ;;
+    ws64-deep) echo "50|64||64" ;;
+    ws64-deflate) echo "50|64|deflate|" ;;
+    ws16k-deflate) echo "50|16384|deflate|" ;;
     *) return 1 ;;
     esac
 }
@@ -82,6 +85,7 @@ workload_title() {
     case "$1" in
     ws64) echo "WebSocket echo, 64 B binary, 50 conns" ;;
     ws16k) echo "WebSocket echo, 16 KiB binary, 50 conns" ;;
+    ws64-deep) echo "WebSocket echo, 64 B binary, 50 conns, 64 in flight each" ;;
     ws64-deflate) echo "WebSocket echo, 64 B, permessage-deflate, 50 conns" ;;
     ws16k-deflate) echo "WebSocket echo, 16 KiB, permessage-deflate, 50 conns" ;;
     small-ka) echo "small (150 B) keep-alive, 50 conns" ;;
@@ -386,10 +390,10 @@ to_ms() {
 # Runs wsload against one server; prints its report and a line "wsload-time: real user sys".
 # wsload exits 1 when it counted errors: the report says which, so that is not fatal here.
 run_wsload() {
-    local server=$1 workload=$2 seconds=$3 conns size mode status=0
-    IFS='|' read -r conns size mode <<<"$(ws_spec "$workload")"
+    local server=$1 workload=$2 seconds=$3 conns size mode pipeline status=0
+    IFS='|' read -r conns size mode pipeline <<<"$(ws_spec "$workload")"
     local args=(--host 127.0.0.1 --ports "$(server_port "$server")" -c "$conns" --size "$size"
-        --duration "$seconds" --pipeline "$WS_PIPELINE" -t "$WSLOAD_THREADS" --binary)
+        --duration "$seconds" --pipeline "${pipeline:-$WS_PIPELINE}" -t "$WSLOAD_THREADS" --binary)
     [ "$mode" = deflate ] && args+=(--deflate)
     local TIMEFORMAT='wsload-time: %R %U %S'
     { time taskset -c "$CLIENT_CPUS" "$WSLOAD_BIN" "${args[@]}" 2>"$TMP/wsload.err"; } 2>&1 || status=$?
@@ -581,6 +585,13 @@ ws_table() {
     echo "run, medians for the servers, min-max for wsload). wsload does the mirror image of percore's work"
     echo "per batch (one epoll event, one read, one write per connection), so against percore it is nearly"
     echo "as busy as the server; one core cannot drive percore much harder. CPU µs/msg is the robust column."
+    case " ${WS_WORKLOADS[*]} " in
+    *" ws64-deep "*)
+        echo "ws64-deep keeps 64 messages in flight per connection: each read and write then carries four times"
+        echo "as many messages, so the kernel's fixed cost per system call weighs less and the servers' own"
+        echo "per-message work (framing, unmasking, buffering) decides the ratio."
+        ;;
+    esac
     case " ${WS_WORKLOADS[*]} " in
     *-deflate" "*)
         echo "The -deflate rows are percore only: tokio-tungstenite does not implement permessage-deflate."
