@@ -191,22 +191,15 @@ mod tests {
         let response = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".repeat(10);
         let sent = send_before_close(&server, &response).expect("send");
         assert_eq!(sent, response.len());
-        // MSG_MORE: less than a segment is held back while the socket stays open...
-        client
-            .set_read_timeout(Some(std::time::Duration::from_millis(100)))
-            .expect("timeout");
+        // MSG_MORE: less than a segment is held back while the socket stays open (on loopback
+        // a plain send has delivered its bytes to the peer's queue by the time it returns)...
+        client.set_nonblocking(true).expect("nonblocking");
         let mut buf = [0u8; 1];
         let held = client.read(&mut buf).map_err(|e| e.kind());
-        assert!(
-            matches!(
-                held,
-                Err(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-            ),
-            "{held:?}"
-        );
+        assert_eq!(held, Err(io::ErrorKind::WouldBlock));
         // ...and leaves with the FIN when it closes.
         drop(server);
-        client.set_read_timeout(None).expect("timeout");
+        client.set_nonblocking(false).expect("blocking");
         let mut received = Vec::new();
         client.read_to_end(&mut received).expect("read to EOF");
         assert_eq!(received, response);
