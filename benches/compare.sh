@@ -403,19 +403,32 @@ run_wsload() {
     }
 }
 
-measure_ws() {
-    local server=$1 workload=$2 round=$3 pid before after out messages rate p99 cpu_us errors
-    local real user sys conns server_busy client_busy
+# Runs `$4 server workload DURATION` (run_wrk or run_wsload) against one server and logs its
+# output; sets the caller's `out` to that output and `ticks` to the server's CPU clock ticks
+# (utime+stime) spent meanwhile.
+run_measured() {
+    local server=$1 workload=$2 round=$3 runner=$4 pid before
     pid=$(server_pid "$server")
     assert_alive "$server"
     before=$(cpu_ticks "$pid")
-    out=$(run_wsload "$server" "$workload" "$DURATION") || {
+    out=$("$runner" "$server" "$workload" "$DURATION") || {
         printf '%s\n' "$out" >&2
-        die "wsload failed against $server ($workload)"
+        die "${runner#run_} failed against $server ($workload)"
     }
-    after=$(cpu_ticks "$pid")
+    ticks=$(($(cpu_ticks "$pid") - before))
     assert_alive "$server"
     printf '=== round %s %s %s\n%s\n\n' "$round" "$workload" "$server" "$out" >>"$RAW_LOG"
+}
+
+# Server CPU µs per item: ticks / CLK_TCK / n, or nan when nothing completed.
+cpu_us_per() {
+    awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }'
+}
+
+measure_ws() {
+    local server=$1 workload=$2 round=$3 out ticks messages rate p99 cpu_us errors
+    local real user sys conns server_busy client_busy
+    run_measured "$server" "$workload" "$round" run_wsload
     messages=$(awk '$1 == "messages:" { print $2; exit }' <<<"$out")
     rate=$(awk '$1 == "messages/s:" { print $2; exit }' <<<"$out")
     p99=$(awk '$1 == "latency" { for (i = 1; i < NF; i++) if ($i == "p99") print $(i + 1); exit }' <<<"$out")
@@ -424,9 +437,8 @@ measure_ws() {
         printf '%s\n' "$out" >&2
         die "could not parse wsload output for $server ($workload)"
     }
-    cpu_us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$messages" \
-        'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
-    server_busy=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v r="$real" 'BEGIN { printf "%.0f", t / hz / r * 100 }')
+    cpu_us=$(cpu_us_per "$ticks" "$messages")
+    server_busy=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v r="$real" 'BEGIN { printf "%.0f", t / hz / r * 100 }')
     client_busy=$(awk -v u="$user" -v s="$sys" -v r="$real" 'BEGIN { printf "%.0f", (u + s) / r * 100 }')
     # Every echo verified and every connection closed with 1000, or the errors are shown.
     errors=$(awk '$1 == "errors:" && $2 != "0"' <<<"$out")
@@ -445,17 +457,8 @@ measure() {
         measure_ws "$@"
         return
     fi
-    local server=$1 workload=$2 round=$3 pid before after out requests rps p99 cpu_us errors
-    pid=$(server_pid "$server")
-    assert_alive "$server"
-    before=$(cpu_ticks "$pid")
-    out=$(run_wrk "$server" "$workload" "$DURATION") || {
-        printf '%s\n' "$out" >&2
-        die "wrk failed against $server ($workload)"
-    }
-    after=$(cpu_ticks "$pid")
-    assert_alive "$server"
-    printf '=== round %s %s %s\n%s\n\n' "$round" "$workload" "$server" "$out" >>"$RAW_LOG"
+    local server=$1 workload=$2 round=$3 out ticks requests rps p99 cpu_us errors
+    run_measured "$server" "$workload" "$round" run_wrk
     requests=$(awk '/ requests in / { print $1; exit }' <<<"$out")
     rps=$(awk '/^Requests\/sec:/ { print $2; exit }' <<<"$out")
     p99=$(awk '$1 == "99%" { print $2; exit }' <<<"$out")
@@ -464,8 +467,7 @@ measure() {
         die "could not parse wrk output for $server ($workload)"
     }
     p99=$(to_ms "$p99")
-    cpu_us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }')
+    cpu_us=$(cpu_us_per "$ticks" "$requests")
     errors=$(grep -E 'Socket errors|Non-2xx' <<<"$out" | sed 's/^ *//' | paste -sd ';' -) || true
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$server" "$round" "$rps" "$p99" "$cpu_us" "${errors:-}" >>"$RESULTS"
     printf '  round %s  %-10s %-8s %12s req/s  p99 %9s ms  %8s CPU us/req%s\n' \

@@ -519,7 +519,8 @@ struct Conn {
     state: ConnState,
     /// Received bytes not yet parsed: the start of a frame whose end has not arrived.
     carry: Vec<u8>,
-    /// Bytes `out[out_pos..]` not yet written.
+    /// Bytes `out[out_pos..]` not yet written (data frames are written from the thread's
+    /// scratch buffer; see [`Looper::fill`]).
     out: Vec<u8>,
     out_pos: usize,
     /// Send times of the messages in flight, oldest first.
@@ -533,13 +534,13 @@ struct Conn {
 
 impl Conn {
     fn new(stream: TcpStream, deflate: bool, plan: &Plan) -> Conn {
-        let frame = plan.size + 16;
         Conn {
             stream,
             deflate,
             state: ConnState::Open,
             carry: Vec::new(),
-            out: Vec::with_capacity(plan.pipeline.min(64) * frame),
+            // Only what a socket did not take at once, and control frames, queue here.
+            out: Vec::new(),
             out_pos: 0,
             in_flight: VecDeque::with_capacity(plan.pipeline),
             sent: 0,
