@@ -54,7 +54,7 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// `--small-file-max`: files up to this size come from the per-worker cache.
     pub small_file_max: u64,
-    /// `--file-cache-entries`: entries in each worker's small-file cache.
+    /// `--file-cache-entries`: entries in each worker's file cache (0: none).
     pub file_cache_entries: usize,
     /// `--index`: the file served for a directory; a plain file name.
     pub index: String,
@@ -238,13 +238,13 @@ const OPTIONS: &[Opt] = &[
         flag: "small-file-max",
         value_name: "SIZE",
         default: "64KiB",
-        help: "Files up to this size are served from the per-worker cache",
+        help: "Files up to this size are cached in memory; larger ones are sent with sendfile",
     },
     Opt {
         flag: "file-cache-entries",
         value_name: "N",
         default: "1024",
-        help: "Entries in each worker's small-file cache",
+        help: "Entries in each worker's file cache (a large file's holds its descriptor); 0 = off",
     },
     Opt {
         flag: "index",

@@ -155,7 +155,8 @@ impl InputBuffer {
 
 /// A region of an open file still to be sent with sendfile after the buffered bytes.
 pub struct FileTail {
-    pub file: std::fs::File,
+    /// Shared with the file cache: sendfile is given its own offset, never the file position.
+    pub file: std::rc::Rc<std::fs::File>,
     pub offset: u64,
     pub end: u64,
 }

@@ -1,8 +1,8 @@
 //! Serving a parsed request from the document root: the worker's side of `files`.
 //!
-//! Owns the open root directory and the per-worker small-file cache (body plus prebuilt header
-//! lines, revalidated against size and mtime at most once a second). It opens files and reads
-//! small ones; `files` makes every decision (safe path, MIME type, validators, 304/412/206/416),
+//! Owns the open root directory and the per-worker file cache (nginx's open_file_cache): prebuilt
+//! header lines plus, for a small file, its body and, for a large one, an open descriptor, each
+//! revalidated against size and mtime at most once a second. It opens files and reads small ones; `files` makes every decision (safe path, MIME type, validators, 304/412/206/416),
 //! `http` encodes every head. It never writes to a socket: it appends bytes to an [`Output`] and
 //! describes a large body as a file region for the connection to sendfile.
 
@@ -11,6 +11,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
+use std::rc::Rc;
 
 use crate::config::Config;
 use crate::files::{self, FileStamp, Outcome, Preconditions, TargetOptions};
@@ -30,19 +31,39 @@ pub struct Exchange<'a> {
     pub now_secs: u64,
 }
 
-/// A small file held in memory with its prebuilt header lines.
+/// A file found under the root, with its prebuilt header lines: kept in the cache or, when the
+/// cache holds no entries, used for one response.
 struct Cached {
     /// Path relative to the root, as opened (an index file's own path for a directory URL).
     open_path: CString,
+    /// Device and inode: what the path named when the entry was made.
+    identity: (u64, u64),
     head: PreparedHead,
-    body: Vec<u8>,
+    content: Content,
     checked_at: u64,
+}
+
+enum Content {
+    /// A small file's bytes.
+    Memory(Vec<u8>),
+    /// A large file, open; every response sends its region with its own offset, so one
+    /// descriptor serves any number of them at once.
+    Open(Rc<File>),
+}
+
+impl Cached {
+    fn body(&self) -> Body<'_> {
+        match &self.content {
+            Content::Memory(bytes) => Body::Memory(bytes),
+            Content::Open(file) => Body::File(Rc::clone(file)),
+        }
+    }
 }
 
 /// Either a cached body or an open file to send a region of.
 enum Body<'c> {
     Memory(&'c [u8]),
-    File(File),
+    File(Rc<File>),
 }
 
 /// The document root and its cache, one per worker.
@@ -100,28 +121,18 @@ impl StaticFiles {
         // The hot path: a cache entry already checked this second, found with one lookup.
         if let Some(entry) = self.cache.get(req.path) {
             if entry.checked_at == ex.now_secs {
-                let body = Body::Memory(&entry.body);
-                return file_response(
-                    req,
-                    ex,
-                    out,
-                    pool,
-                    200,
-                    &entry.head,
-                    body,
-                    self.boundary_seed,
-                );
+                return file_response(req, ex, out, pool, entry, self.boundary_seed);
             }
         }
-        let prepared;
-        let (head, body) = match self.lookup(req.path, req.query, ex.now_secs) {
+        let fresh;
+        let entry = match self.lookup(req.path, req.query, ex.now_secs) {
             Ok(Found::Cached) => match self.cache.get(req.path) {
-                Some(entry) => (&entry.head, Body::Memory(&entry.body)),
+                Some(entry) => entry,
                 None => return error(out, pool, 500, req.version, ex, head_only, &[]),
             },
-            Ok(Found::Large(file, head)) => {
-                prepared = head;
-                (&prepared, Body::File(file))
+            Ok(Found::Uncached(entry)) => {
+                fresh = entry;
+                &fresh
             }
             Ok(Found::Redirect(location)) => {
                 let extra: &[(&str, &[u8])] = &[("Location", &location)];
@@ -129,7 +140,7 @@ impl StaticFiles {
             }
             Err(status) => return self.error_page(status, req, ex, out, pool),
         };
-        file_response(req, ex, out, pool, 200, head, body, self.boundary_seed)
+        file_response(req, ex, out, pool, entry, self.boundary_seed)
     }
 
     /// An error response; a 404 uses `404.html` from the root when there is one.
@@ -144,35 +155,54 @@ impl StaticFiles {
         let head_only = req.method == Method::Head;
         const NOT_FOUND_PAGE: &[u8] = b"/404.html";
         if status == 404 {
-            if let Ok(Found::Cached) = self.lookup(NOT_FOUND_PAGE, b"", ex.now_secs) {
-                if let Some(entry) = self.cache.get(NOT_FOUND_PAGE) {
-                    let buf = out.buf(pool);
-                    let mut head = HeadWriter::new(buf, 404, ex.date);
-                    head.raw(&entry.head.type_line)
-                        .content_length(entry.body.len() as u64);
-                    head.finish(req.version, ex.keep_alive);
-                    if !head_only {
-                        buf.extend_from_slice(&entry.body);
-                    }
-                    return 404;
+            let fresh;
+            let page = match self.lookup(NOT_FOUND_PAGE, b"", ex.now_secs) {
+                Ok(Found::Cached) => self.cache.get(NOT_FOUND_PAGE),
+                Ok(Found::Uncached(entry)) => {
+                    fresh = entry;
+                    Some(&fresh)
                 }
+                _ => None,
+            };
+            // Only a small page is used: an error answer is written in one piece.
+            if let Some(Cached {
+                head: page_head,
+                content: Content::Memory(body),
+                ..
+            }) = page
+            {
+                let buf = out.buf(pool);
+                let mut head = HeadWriter::new(buf, 404, ex.date);
+                head.raw(&page_head.type_line)
+                    .content_length(body.len() as u64);
+                head.finish(req.version, ex.keep_alive);
+                if !head_only {
+                    buf.extend_from_slice(body);
+                }
+                return 404;
             }
         }
         error(out, pool, status, req.version, ex, head_only, &[])
     }
 
-    /// Finds what the request path `raw` names: a fresh cache entry (under the key `raw`), a
-    /// large file to send, or a redirect. The cache is keyed by the raw path because the same
-    /// raw path always resolves to the same file, so a hit needs neither decoding nor allocation.
+    /// Finds what the request path `raw` names: a fresh cache entry (under the key `raw`), an
+    /// entry the cache has no room for, or a redirect. The cache is keyed by the raw path
+    /// because the same raw path always resolves to the same file, so a hit needs neither
+    /// decoding nor allocation.
     fn lookup(&mut self, raw: &[u8], query: &[u8], now_secs: u64) -> Result<Found, u16> {
         if let Some(entry) = self.cache.get_mut(raw) {
             if entry.checked_at == now_secs {
                 return Ok(Found::Cached);
             }
-            // Revalidate at most once a second: same size and mtime means the body is still right.
+            // Revalidate at most once a second: the same inode, size and mtime (as nginx checks)
+            // means the entry is still right. A file replaced by rename is a new inode even
+            // when a copy kept the size and mtime.
             if let Ok(file) = self.root.open_file(&entry.open_path) {
                 if let Ok(meta) = file.metadata() {
-                    if meta.is_file() && stamp_of(&meta) == entry.head.stamp {
+                    if meta.is_file()
+                        && identity_of(&meta) == entry.identity
+                        && stamp_of(&meta) == entry.head.stamp
+                    {
                         entry.checked_at = now_secs;
                         return Ok(Found::Cached);
                     }
@@ -212,42 +242,45 @@ impl StaticFiles {
         }
         let stamp = stamp_of(&meta);
         let content_type = files::content_type(open_path.as_bytes());
-        if stamp.len > self.small_file_max {
-            return Ok(Found::Large(file, PreparedHead::new(stamp, content_type)));
-        }
-        let body = read_small(file, stamp.len).map_err(|e| open_error_status(&e))?;
-        // The file may have changed between fstat and read; describe what was read.
-        let stamp = FileStamp {
-            len: body.len() as u64,
-            ..stamp
+        let (stamp, content) = if stamp.len > self.small_file_max {
+            (stamp, Content::Open(Rc::new(file)))
+        } else {
+            let body = read_small(file, stamp.len).map_err(|e| open_error_status(&e))?;
+            // The file may have changed between fstat and read; describe what was read.
+            let read = FileStamp {
+                len: body.len() as u64,
+                ..stamp
+            };
+            (read, Content::Memory(body))
         };
-        let head = PreparedHead::new(stamp, content_type);
+        let entry = Cached {
+            open_path,
+            identity: identity_of(&meta),
+            head: PreparedHead::new(stamp, content_type),
+            content,
+            checked_at: now_secs,
+        };
+        if self.cache_entries == 0 {
+            return Ok(Found::Uncached(entry));
+        }
         if self.cache.len() >= self.cache_entries {
-            // Evict an arbitrary entry: the cache is a bound on memory, not an LRU.
+            // Evict an arbitrary entry: the cache is a bound on memory and descriptors, not an LRU.
             if let Some(victim) = self.cache.keys().next().cloned() {
                 self.cache.remove(&victim);
             }
         }
-        self.cache.insert(
-            raw.to_vec(),
-            Cached {
-                open_path,
-                head,
-                body,
-                checked_at: now_secs,
-            },
-        );
+        self.cache.insert(raw.to_vec(), entry);
         Ok(Found::Cached)
     }
 }
 
 enum Found {
     Cached,
-    Large(File, PreparedHead),
+    Uncached(Cached),
     Redirect(Vec<u8>),
 }
 
-/// A file's validators and header lines, prepared once (kept with a cached body).
+/// A file's validators and header lines, prepared once per cache entry.
 struct PreparedHead {
     stamp: FileStamp,
     etag: String,
@@ -277,18 +310,16 @@ impl PreparedHead {
     }
 }
 
-/// Writes the response for a file body after evaluating preconditions and ranges.
-#[allow(clippy::too_many_arguments)]
+/// Writes the response for a file after evaluating preconditions and ranges.
 fn file_response(
     req: &Request<'_>,
     ex: &Exchange<'_>,
     out: &mut Output,
     pool: &mut Pool,
-    status: u16,
-    head: &PreparedHead,
-    body: Body<'_>,
+    entry: &Cached,
     seed: u64,
 ) -> u16 {
+    let (head, body) = (&entry.head, entry.body());
     let head_only = req.method == Method::Head;
     let pre = Preconditions {
         head_or_get: true,
@@ -348,7 +379,7 @@ fn file_response(
             }
             return 206;
         }
-        Outcome::Full => (status, None),
+        Outcome::Full => (200, None),
         Outcome::Partial(range) => (206, Some(range)),
     };
     let (start, end) = match range {
@@ -403,6 +434,10 @@ fn slice(bytes: &[u8], start: u64, end: u64) -> &[u8] {
     let end = (end as usize).min(bytes.len());
     let start = (start as usize).min(end);
     &bytes[start..end]
+}
+
+fn identity_of(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
 }
 
 fn stamp_of(meta: &std::fs::Metadata) -> FileStamp {

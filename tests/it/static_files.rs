@@ -416,3 +416,102 @@ fn a_file_changed_on_disk_is_served_fresh_within_seconds() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The server's open descriptors whose target path ends with `name` (deleted ones included).
+fn open_files_named(server: &Server, name: &str) -> usize {
+    let dir = format!("/proc/{}/fd", server.pid());
+    std::fs::read_dir(&dir)
+        .expect("server fd directory")
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| {
+            let target = target.to_string_lossy();
+            target.trim_end_matches(" (deleted)").ends_with(name)
+        })
+        .count()
+}
+
+/// Polls `path` until its body is `want` (or it answers `want_status`), for at most 5 s.
+fn wait_for(server: &Server, path: &str, want_status: u16, want: &[u8]) {
+    let start = Instant::now();
+    loop {
+        let resp = get(server.port(), path, "");
+        if resp.status == want_status && (want_status != 200 || resp.body == want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{path} still answers {} with a stale body after 5 s",
+            resp.status
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_large_file_stays_open_between_requests_and_is_closed_once_deleted() {
+    let root = Root::new();
+    let big = patterned(200 * 1024);
+    let path = root.write("big.bin", &big);
+    let server = Server::start(&root);
+    for _ in 0..3 {
+        assert_eq!(get(server.port(), "/big.bin", "").body, big);
+    }
+    // One descriptor however many requests were served (nginx's open_file_cache).
+    assert_eq!(open_files_named(&server, "/big.bin"), 1);
+    std::fs::remove_file(&path).expect("remove");
+    wait_for(&server, "/big.bin", 404, b"");
+    assert_eq!(
+        open_files_named(&server, "/big.bin"),
+        0,
+        "descriptor leaked"
+    );
+}
+
+/// Replaces `name` by rename with a file of the same size and mtime but other bytes: only the
+/// inode tells them apart, so the cache must compare it, not just size and mtime.
+fn check_replaced_by_an_identical_looking_file(len: usize) {
+    let root = Root::new();
+    let old = vec![b'o'; len];
+    let new = vec![b'n'; len];
+    let path = root.write("swap.bin", &old);
+    let server = Server::start(&root);
+    for _ in 0..2 {
+        assert_eq!(get(server.port(), "/swap.bin", "").body, old);
+    }
+    let mtime = std::fs::metadata(&path)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    let staged = root.write("staged.tmp", &new);
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("set mtime");
+    std::fs::rename(&staged, &path).expect("rename");
+    wait_for(&server, "/swap.bin", 200, &new);
+}
+
+#[test]
+fn a_small_file_replaced_with_the_same_size_and_mtime_is_served_fresh_within_seconds() {
+    check_replaced_by_an_identical_looking_file(100);
+}
+
+#[test]
+fn a_large_file_replaced_with_the_same_size_and_mtime_is_served_fresh_within_seconds() {
+    check_replaced_by_an_identical_looking_file(100 * 1024);
+}
+
+#[test]
+fn with_no_cache_entries_files_are_served_and_none_stays_open() {
+    let root = Root::new();
+    let big = patterned(100 * 1024);
+    root.write("big.bin", &big);
+    root.write("small.txt", b"small");
+    let server = Server::start_with_flags(&root, &["--file-cache-entries", "0"]);
+    for _ in 0..2 {
+        assert_eq!(get(server.port(), "/big.bin", "").body, big);
+        assert_eq!(get(server.port(), "/small.txt", "").body, b"small");
+    }
+    assert_eq!(open_files_named(&server, "/big.bin"), 0);
+}
