@@ -19,6 +19,8 @@
 #   PERCORE_BIN     use this binary instead of running `cargo build --release`
 #   WSLOAD_BIN      default: wsload next to PERCORE_BIN
 #   TOKIO_ECHO_BIN  use this binary instead of building benches/tokio-echo
+#   TCP_CC          run with this TCP congestion control (e.g. cubic): sets the machine-wide
+#                   net.ipv4.tcp_congestion_control for the run and restores it on exit (root)
 #
 # Servers run one at a time: while one is measured the others are idle. Server CPU time is read
 # from /proc/PID/stat (utime+stime of all threads; for nginx, master plus worker processes)
@@ -160,6 +162,14 @@ if [ -z "${CLIENT_CPUS:-}" ]; then
     fi
 fi
 CLK_TCK=$(getconf CLK_TCK)
+CC_SYSCTL=/proc/sys/net/ipv4/tcp_congestion_control
+CC_BEFORE=$(cat "$CC_SYSCTL" 2>/dev/null || echo unknown)
+CC_RESTORE=""
+if [ -n "${TCP_CC:-}" ] && [ "$TCP_CC" != "$CC_BEFORE" ]; then
+    echo "$TCP_CC" 2>/dev/null >"$CC_SYSCTL" || die "cannot set $CC_SYSCTL to $TCP_CC (root, and a known algorithm: $(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null))"
+    CC_RESTORE=$CC_BEFORE
+fi
+TCP_CC=$(cat "$CC_SYSCTL" 2>/dev/null || echo unknown)
 # wrk at 500 connections and nginx both need more descriptors than a default 1024.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -200,6 +210,7 @@ cleanup() {
     stop_server "$TOKIO_PID"
     wait 2>/dev/null || true
     rm -rf "$TMP"
+    if [ -n "$CC_RESTORE" ]; then echo "$CC_RESTORE" >"$CC_SYSCTL" || true; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -560,6 +571,17 @@ table() {
         echo "responses, so each batch waits out a ~40 ms flush; with tcp_nopush off it does several times better."
         ;;
     esac
+    case " ${HTTP_WORKLOADS[*]} " in
+    *" 1m "*)
+        echo
+        echo "1m moves ~2.5-5 GB/s through loopback into one wrk core, whose 8 KiB reads and copies limit it;"
+        echo "both servers leave the client the same work, so the ratio is ~1.0 within a few percent of noise."
+        if [ "$TCP_CC" = bbr ]; then
+            echo "With bbr the row is paced: BBR's pacing timers, not either server, set the rate (both CPUs are"
+            echo "~20 % idle during it) and rounds vary by ±15 %; TCP_CC=cubic gives about twice the rate."
+        fi
+        ;;
+    esac
 }
 
 ws_table() {
@@ -620,7 +642,7 @@ report=$(
     if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then echo "# percore vs nginx"; else echo "# percore vs tokio-tungstenite (WebSocket echo)"; fi
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "- machine: $NCPU CPUs, $cpu_model, kernel $(uname -r)"
+    echo "- machine: $NCPU CPUs, $cpu_model, kernel $(uname -r), TCP congestion control $TCP_CC"
     echo "- percore: $percore_rev, --workers $WORKERS"
     [ "$NEED_NGINX" = 1 ] && echo "- nginx: $nginx_version, worker_processes $WORKERS; wrk -t$WRK_THREADS"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
