@@ -473,6 +473,10 @@ impl Worker {
                     self.start_phase(key, Phase::WsPinged);
                     continue;
                 }
+                // Silent through the ping interval and the ping timeout: say why in a close
+                // frame (best effort, as Jetty does for idle timeouts), then drop without
+                // waiting for an answer that is not coming.
+                Phase::WsPinged => conn.close_websocket(1001, &mut self.svc),
                 _ => {}
             }
             self.close(key);
