@@ -42,8 +42,7 @@ pub use eventfd::EventFd;
 pub use file::RootDir;
 pub use limits::{raise_open_files_limit, OpenFilesLimit};
 pub use net::{
-    accept_nonblocking, reuseport_listener, send_before_close, sendfile, set_cork,
-    set_defer_accept, somaxconn,
+    accept_nonblocking, reuseport_listener, send_more, sendfile, set_defer_accept, somaxconn,
 };
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
 

@@ -93,16 +93,12 @@ pub fn sendfile(
     Ok(sent)
 }
 
-/// TCP_CORK on or off: while corked, the kernel sends only full segments, so a response head
-/// and the first bytes of a sendfile body share packets; uncorking pushes out the rest.
-pub fn set_cork(stream: &TcpStream, cork: bool) -> io::Result<()> {
-    socket2::SockRef::from(stream).set_cork(cork)
-}
-
-/// send(2) with MSG_MORE for the last bytes before the caller closes or shuts down `stream`:
-/// the kernel queues them without pushing, and the FIN that close adds is tacked onto the same
-/// segment. Must be followed by close or shutdown (or a plain write), or the bytes wait.
-pub fn send_before_close(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+/// send(2) with MSG_MORE: the kernel queues the bytes without pushing a partial segment, so
+/// they share segments with what follows: a sendfile body (whose last chunk is sent without
+/// the flag and pushes everything), or the FIN of a close or shutdown. This is TCP_CORK for one
+/// write, without two setsockopt calls around it. Must be followed by one of those (or a plain
+/// write), or the bytes wait.
+pub fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     socket2::SockRef::from(stream).send_with_flags(bytes, libc::MSG_MORE | libc::MSG_NOSIGNAL)
 }
 
@@ -189,7 +185,7 @@ mod tests {
     fn bytes_sent_before_close_wait_for_the_fin_and_all_arrive() {
         let (mut client, server) = accepted_pair();
         let response = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".repeat(10);
-        let sent = send_before_close(&server, &response).expect("send");
+        let sent = send_more(&server, &response).expect("send");
         assert_eq!(sent, response.len());
         // MSG_MORE: less than a segment is held back while the socket stays open (on loopback
         // a plain send has delivered its bytes to the peer's queue by the time it returns)...
@@ -203,6 +199,41 @@ mod tests {
         let mut received = Vec::new();
         client.read_to_end(&mut received).expect("read to EOF");
         assert_eq!(received, response);
+    }
+
+    #[test]
+    fn a_head_sent_with_more_leaves_with_the_sendfile_body() {
+        let (mut client, server) = accepted_pair();
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+        assert_eq!(send_more(&server, head).expect("send"), head.len());
+        client.set_nonblocking(true).expect("nonblocking");
+        let mut byte = [0u8; 1];
+        let held = client.read(&mut byte).map_err(|e| e.kind());
+        assert_eq!(
+            held,
+            Err(io::ErrorKind::WouldBlock),
+            "the head was pushed alone"
+        );
+
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let path = std::env::temp_dir().join(format!("percore-sendfile-{}", std::process::id()));
+        fs::write(&path, &body).expect("write body file");
+        let file = fs::File::open(&path).expect("open body file");
+        let _ = fs::remove_file(&path);
+        let mut offset = 0;
+        while offset < body.len() as u64 {
+            let left = body.len() - offset as usize;
+            sendfile(server.as_fd(), file.as_fd(), &mut offset, left).expect("sendfile");
+        }
+        // Without a close: sendfile's last chunk pushed the head and the whole body.
+        client.set_nonblocking(false).expect("blocking");
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        let mut received = vec![0u8; head.len() + body.len()];
+        client.read_exact(&mut received).expect("head and body");
+        assert_eq!(&received[..head.len()], head);
+        assert_eq!(&received[head.len()..], &body[..]);
     }
 
     #[test]

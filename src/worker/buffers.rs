@@ -167,8 +167,6 @@ pub struct Output {
     buf: Vec<u8>,
     pos: usize,
     file: Option<FileTail>,
-    /// TCP_CORK is set on the socket for the file region in flight.
-    corked: bool,
 }
 
 /// What one [`Output::flush`] call achieved.
@@ -211,20 +209,19 @@ impl Output {
     /// Writes buffered bytes, then the file region, until done or the socket is full.
     /// `sent` grows by the bytes handed to the kernel.
     ///
+    /// Bytes followed by a file region are written with MSG_MORE, so a head and the start of
+    /// its sendfile body share segments (nginx's tcp_nopush, without its two TCP_CORK calls);
+    /// the client's stack then handles fewer packets per byte.
+    ///
     /// `last` promises that the caller closes or shuts down the socket as soon as this returns
-    /// [`Flushed::All`]: the final write then carries MSG_MORE, so the kernel holds the bytes
-    /// back for the instant until the FIN is added and both leave in one segment (one packet
-    /// less per closed connection for both TCP stacks; `compare.sh close`).
+    /// [`Flushed::All`]: the final write then carries MSG_MORE too, so the kernel holds the
+    /// bytes back for the instant until the FIN is added and both leave in one segment (one
+    /// packet less per closed connection for both TCP stacks; `compare.sh close`).
     pub fn flush(&mut self, stream: &TcpStream, sent: &mut u64, last: bool) -> io::Result<Flushed> {
-        // A head followed by a sendfile body: cork so they leave in full segments (nginx's
-        // tcp_nopush); the client's stack then handles far fewer packets per byte.
-        if self.file.is_some() && !self.corked {
-            self.corked = crate::sys::set_cork(stream, true).is_ok();
-        }
         while self.pos < self.buf.len() {
             let pending = &self.buf[self.pos..];
-            let written = if last && self.file.is_none() {
-                crate::sys::send_before_close(stream, pending)
+            let written = if last || self.file.is_some() {
+                crate::sys::send_more(stream, pending)
             } else {
                 (&*stream).write(pending)
             };
@@ -263,10 +260,6 @@ impl Output {
                 }
             }
             self.file = None;
-        }
-        if self.corked {
-            self.corked = false;
-            crate::sys::set_cork(stream, false)?;
         }
         Ok(Flushed::All)
     }
