@@ -34,7 +34,7 @@ pub fn run(config: Config) -> i32 {
         error!("cannot block termination signals: {e}");
         return EXIT_FAILURE;
     }
-    report_open_files_limit(config.workers);
+    report_open_files_limit(config.workers, config.file_cache_entries);
     let config = Arc::new(config);
 
     let cpus = match sys::allowed_cpus() {
@@ -284,7 +284,7 @@ fn spawn_signal_thread() -> Receiver<i32> {
     rx
 }
 
-fn report_open_files_limit(workers: usize) {
+fn report_open_files_limit(workers: usize, file_cache_entries: usize) {
     match sys::raise_open_files_limit() {
         Ok(limit) => {
             info!(
@@ -292,10 +292,16 @@ fn report_open_files_limit(workers: usize) {
                 limit.now, limit.before, limit.hard
             );
             if limit.now < 1_000_000 {
-                // Each worker also holds an epoll fd, an eventfd and its listeners.
+                // Each worker also holds an epoll fd, an eventfd and its listeners, and its file
+                // cache up to one descriptor per entry (when every entry is a large file).
+                let fixed = 64 + workers as u64 * 40;
+                let cache = (workers as u64).saturating_mul(file_cache_entries as u64);
                 info!(
-                    "the open files limit caps this process at about {} concurrent connections",
-                    limit.now.saturating_sub(64 + workers as u64 * 40)
+                    "the open files limit caps this process at about {} concurrent connections \
+                     ({} while the file caches hold {} large files)",
+                    limit.now.saturating_sub(fixed),
+                    limit.now.saturating_sub(fixed.saturating_add(cache)),
+                    cache
                 );
             }
         }
