@@ -574,11 +574,12 @@ table() {
     case " ${HTTP_WORKLOADS[*]} " in
     *" 1m "*)
         echo
-        echo "1m moves ~2.5-5 GB/s through loopback into one wrk core, whose 8 KiB reads and copies limit it;"
-        echo "both servers leave the client the same work, so the ratio is ~1.0 within a few percent of noise."
+        echo "1m: wrk's one core (8 KiB reads) can be the limit; then the CPU columns are the comparison."
         if [ "$TCP_CC" = bbr ]; then
-            echo "With bbr the row is paced: BBR's pacing timers, not either server, set the rate (both CPUs are"
-            echo "~20 % idle during it) and rounds vary by ±15 %; TCP_CC=cubic gives about twice the rate."
+            echo "With bbr, TCP_CORK around sendfile (nginx's tcp_nopush) is slow: on the 2-core development VM it"
+            echo "cost a corked percore 125-204 us CPU per response and left wrk's core ~20 % idle, against 104-128 us"
+            echo "and a saturated wrk with MSG_MORE on the head instead (what percore does). With TCP_CC=cubic both"
+            echo "servers saturate wrk and the rates are at parity."
         fi
         ;;
     esac
