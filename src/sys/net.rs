@@ -201,6 +201,34 @@ mod tests {
         assert_eq!(received, response);
     }
 
+    /// Why the worker shuts the write side down before closing: a close with unread input
+    /// resets the connection, and a reset discards bytes still held by MSG_MORE.
+    #[test]
+    fn held_bytes_survive_a_resetting_close_only_after_shutdown() {
+        let response = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+        let late = b"more bytes the server never reads";
+        let received = |shutdown_first: bool| {
+            let (mut client, server) = accepted_pair();
+            send_more(&server, response).expect("send");
+            client.write_all(late).expect("client write");
+            if shutdown_first {
+                server
+                    .shutdown(std::net::Shutdown::Write)
+                    .expect("shutdown");
+            }
+            drop(server);
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            // Up to EOF or the reset, whichever the client meets.
+            while let Ok(n @ 1..) = client.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        };
+        assert_eq!(received(false), b"", "a reset used to discard held bytes");
+        assert_eq!(received(true), response);
+    }
+
     #[test]
     fn a_head_sent_with_more_leaves_with_the_sendfile_body() {
         let (mut client, server) = accepted_pair();

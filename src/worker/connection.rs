@@ -249,6 +249,12 @@ impl Connection {
     fn finish(&mut self, svc: &mut Service) -> Verdict {
         let unread = self.linger || !self.input.is_empty() || (self.readable && !self.eof);
         if !unread || self.eof {
+            if !self.eof {
+                // The last bytes were held with MSG_MORE. Bytes the client sends from now on
+                // would turn close() into a reset that discards them; shutdown sends them, with
+                // the FIN, before close can.
+                let _ = self.stream.shutdown(std::net::Shutdown::Write);
+            }
             return Verdict::Close;
         }
         if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
@@ -469,6 +475,9 @@ impl Connection {
             if received.state == ws::State::Closed {
                 // RFC 6455 §7.1.1: the server closes the TCP connection first, once its close is sent.
                 self.close_after_flush = true;
+                // A failed session's client may be mid-frame: drain what it still sends rather
+                // than let a close with unread input reset the connection under the close frame.
+                self.linger |= !session.client_closed();
                 self.input.clear();
                 return true;
             }

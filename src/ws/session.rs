@@ -95,6 +95,8 @@ pub struct Session {
     buffer: Vec<u8>,
     utf8: Utf8Validator,
     stats: WsStats,
+    /// The client's close frame arrived: it will send nothing more.
+    client_closed: bool,
 }
 
 enum Step {
@@ -114,6 +116,7 @@ impl Session {
             buffer: Vec::new(),
             utf8: Utf8Validator::new(),
             stats: WsStats::default(),
+            client_closed: false,
         }
     }
 
@@ -176,6 +179,12 @@ impl Session {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Whether the client sent its close frame (§5.5.1: it then sends nothing more). A session
+    /// that is Closed without it failed, and the client may still be sending.
+    pub fn client_closed(&self) -> bool {
+        self.client_closed
     }
 
     /// Takes the counters and resets them.
@@ -446,12 +455,14 @@ impl Session {
             // received.)"
             Control::Close => match parse_close_payload(payload) {
                 ClientClose::Empty => {
+                    self.client_closed = true;
                     self.stats.close_received = Some(NO_STATUS);
                     self.stats.close_sent = Some(NO_STATUS);
                     write_close(out, None, "");
                     self.closed();
                 }
                 ClientClose::Code(code) => {
+                    self.client_closed = true;
                     self.stats.close_received = Some(code.0);
                     self.stats.close_sent = Some(code.0);
                     write_close(out, Some(code), "");
@@ -489,6 +500,7 @@ impl Session {
                         [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]),
                         _ => NO_STATUS,
                     });
+                    self.client_closed = true;
                     self.closed();
                 }
                 Step::Consumed(total)
@@ -620,6 +632,25 @@ mod tests {
 
     fn check_fails(input: &[u8], code: u16) {
         check(input, &close_frame(code), State::Closed);
+    }
+
+    #[test]
+    fn client_closed_tells_a_close_handshake_from_a_failure() {
+        let mut closed = plain();
+        closed.feed(&frame(true, CLOSE, &1000u16.to_be_bytes()));
+        assert_eq!(closed.session.state(), State::Closed);
+        assert!(closed.session.client_closed());
+
+        let mut answered = plain();
+        answered.session.close(1001, "", &mut Vec::new());
+        answered.feed(&frame(true, CLOSE, b""));
+        assert_eq!(answered.session.state(), State::Closed);
+        assert!(answered.session.client_closed());
+
+        let mut failed = plain();
+        failed.feed(&frame(true, 0x0F, b"reserved opcode"));
+        assert_eq!(failed.session.state(), State::Closed);
+        assert!(!failed.session.client_closed());
     }
 
     #[test]

@@ -267,6 +267,30 @@ fn a_fragmented_ping_closes_1002() {
     check_failed(&server, &[frame(PING, b"half a ping")], 1002);
 }
 
+/// A client still sending when its connection fails (Autobahn 4.2.5 sends byte by byte) must
+/// get the close frame: the server shuts its side and drains, it does not reset.
+#[test]
+fn a_failed_connection_drains_what_the_client_still_sends() {
+    let root = Root::new();
+    let server = Server::start(&root);
+    let mut ws = RawWs::open(server.port());
+    ws.send(FIN | TEXT, b"Hello, world!");
+    ws.send_raw(&header(FIN | 0x0F, 13, Some([1, 2, 3, 4])));
+    let echo = ws.expect_frame();
+    assert_eq!(
+        (echo.opcode, echo.payload.as_slice()),
+        (TEXT, &b"Hello, world!"[..])
+    );
+    ws.expect_close_code(1002);
+    // The server's side is closed; the client's is still open and read by the server.
+    for round in 0..10 {
+        if let Err(e) = ws.stream.write_all(&[0x55; 4096]) {
+            panic!("write {round} after the close frame: {e} (the server reset the connection)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_continuation_without_a_start_closes_1002() {
     let root = Root::new();
