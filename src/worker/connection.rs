@@ -244,20 +244,18 @@ impl Connection {
         done
     }
 
-    /// Closes after the last response: at once, or by lingering when the client may still be
-    /// sending (then the write side is shut so the client sees the end of the response).
+    /// Closes after the last response: the write side is shut (unless the client already
+    /// closed), then the socket is closed at once, or after lingering when the client may
+    /// still be sending.
     fn finish(&mut self, svc: &mut Service) -> Verdict {
-        let unread = self.linger || !self.input.is_empty() || (self.readable && !self.eof);
-        if !unread || self.eof {
-            if !self.eof {
-                // The last bytes were held with MSG_MORE. Bytes the client sends from now on
-                // would turn close() into a reset that discards them; shutdown sends them, with
-                // the FIN, before close can.
-                let _ = self.stream.shutdown(std::net::Shutdown::Write);
-            }
+        if self.eof {
             return Verdict::Close;
         }
-        if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+        // The last bytes were held with MSG_MORE. Bytes the client sends from now on would turn
+        // close() into a reset that discards them; shutdown sends them, with the FIN, first.
+        let shut = self.stream.shutdown(std::net::Shutdown::Write).is_ok();
+        let unread = self.linger || !self.input.is_empty() || self.readable;
+        if !shut || !unread {
             return Verdict::Close;
         }
         self.lingering = true;

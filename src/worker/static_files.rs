@@ -2,7 +2,8 @@
 //!
 //! Owns the open root directory and the per-worker file cache (nginx's open_file_cache): prebuilt
 //! header lines plus, for a small file, its body and, for a large one, an open descriptor, each
-//! revalidated against size and mtime at most once a second. It opens files and reads small ones; `files` makes every decision (safe path, MIME type, validators, 304/412/206/416),
+//! revalidated against inode, size and mtime at most once a second. It opens files and reads
+//! small ones; `files` makes every decision (safe path, MIME type, validators, 304/412/206/416),
 //! `http` encodes every head. It never writes to a socket: it appends bytes to an [`Output`] and
 //! describes a large body as a file region for the connection to sendfile.
 
