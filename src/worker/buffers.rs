@@ -12,10 +12,14 @@ use std::net::TcpStream;
 /// 4.49 µs of server CPU per 16 KiB echo with 64 KiB reads, 6.45 µs with 16 KiB reads).
 /// Only connections with bytes in flight hold one.
 pub const BUFFER_SIZE: usize = 64 * 1024;
-/// Buffers kept for reuse per worker (so at most 8 MiB idle in the pool); beyond that they are freed.
-const POOL_LIMIT: usize = 64;
-/// A write buffer that grew past this (a cached file of up to 64 KiB plus heads fits) is freed, not pooled.
-const POOLED_CAPACITY_MAX: usize = 2 * BUFFER_SIZE;
+/// Buffers of each kind kept for reuse per worker (so at most 10 MiB idle in the pool); beyond
+/// that they are freed. Only connections with bytes in flight across turns hold buffers, so a
+/// worker rarely has more out at once.
+const POOL_LIMIT: usize = 32;
+/// A write buffer that grew past this is freed, not pooled. A connection's answers accumulate up
+/// to 128 KiB before a write (connection.rs FLUSH_AT), plus one more answer (a 64 KiB cached
+/// file, a WebSocket frame), so a busy connection's buffer of 256 KiB is kept.
+const POOLED_CAPACITY_MAX: usize = 4 * BUFFER_SIZE;
 
 /// Free buffers of one worker. Read buffers are kept zero-initialised to their full length so
 /// that `read` can be handed a plain slice; write buffers are kept empty with their capacity.
