@@ -583,6 +583,14 @@ table() {
         fi
         ;;
     esac
+    case " ${HTTP_WORKLOADS[*]} " in
+    *" close "*)
+        echo
+        echo "close: both servers defer accept until the request arrives (TCP_DEFER_ACCEPT; nginx's listen"
+        echo "... deferred). On loopback wrk's core also runs the server side's handshake, child-socket and"
+        echo "TIME_WAIT work, and it is the limit for both; the CPU columns are the comparison."
+        ;;
+    esac
 }
 
 ws_table() {
