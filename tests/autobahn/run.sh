@@ -3,7 +3,7 @@
 #
 #   tests/autobahn/run.sh            # every case (about 30 minutes: 12.x/13.x are slow)
 #   tests/autobahn/run.sh --quick    # every case of 1.*-10.*, the first five sizes of each
-#                                    # 12.x/13.x group (361 cases, about 2 minutes; CI runs this)
+#                                    # 12.x/13.x group (361 cases, under a minute; CI runs this)
 #   CASES='["1.*","2.*","5.*"]' tests/autobahn/run.sh
 #
 # The suite (pip package autobahntestsuite) is Python 2.7 code; this script uses pyenv's 2.7
