@@ -46,6 +46,12 @@ impl Pool {
             .unwrap_or_else(|| Vec::with_capacity(BUFFER_SIZE))
     }
 
+    /// Read and write buffers held for reuse.
+    #[cfg(test)]
+    pub fn held(&self) -> (usize, usize) {
+        (self.read.len(), self.write.len())
+    }
+
     fn give_write(&mut self, mut buf: Vec<u8>) {
         if self.write.len() < POOL_LIMIT && buf.capacity() <= POOLED_CAPACITY_MAX {
             buf.clear();
@@ -266,6 +272,13 @@ impl Output {
             self.file = None;
         }
         Ok(Flushed::All)
+    }
+
+    /// Drops everything not yet written (the connection is being closed).
+    pub fn discard(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+        self.file = None;
     }
 
     /// Returns the buffer to the pool if nothing is left in it.

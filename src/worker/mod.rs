@@ -485,10 +485,11 @@ impl Worker {
     }
 
     fn close(&mut self, key: Key) {
-        if let Some(conn) = self.conns.remove(key) {
+        if let Some(mut conn) = self.conns.remove(key) {
             if conn.is_websocket() {
                 self.svc.counters.ws.closed += 1;
             }
+            conn.release_buffers(&mut self.svc.pool);
             // Closing the fd removes it from the epoll set; no epoll_ctl needed.
             drop(conn);
             self.svc.counters.closed += 1;
