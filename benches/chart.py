@@ -5,8 +5,9 @@ Usage: benches/chart.py [--csv benches/results/latest.csv] [--out benches/result
                         [--from-md benches/results/latest.md]
 
 The CSV has a header and one line per workload and server: workload,server,rate,p99_ms,cpu_us
-(compare.sh writes it). With --from-md the CSV is first regenerated from the tables of a
-compare.sh report, for results recorded before compare.sh wrote CSV.
+and, in newer runs, kernel_pct (not drawn); compare.sh writes it. With --from-md the CSV is
+first regenerated from the tables of a compare.sh report, for results recorded before
+compare.sh wrote CSV.
 
 Two panels share one row per workload: throughput (requests/s or messages/s) and server CPU
 time per request (or message). Rates span three orders of magnitude across workloads, so each

@@ -27,7 +27,7 @@
 # before and after each run and divided by the requests wrk completed (or the messages wsload
 # got back). Results go to benches/results/latest.md, or latest-ws.md when only WebSocket
 # workloads run (so such a run keeps the HTTP results), with the medians also in latest.csv
-# (workload,server,rate,p99_ms,cpu_us) and drawn by benches/chart.py as latest.svg.
+# (workload,server,rate,p99_ms,cpu_us,kernel_pct) and drawn by benches/chart.py as latest.svg.
 set -euo pipefail
 # shellcheck source=benches/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -348,15 +348,16 @@ server_log() {
     esac
 }
 
-# CPU clock ticks (utime+stime, fields 14 and 15 of /proc/PID/stat) of a process and its
-# child processes. The fields are counted after the ")" closing the command name.
+# CPU clock ticks of a process and its child processes, as "utime stime" (fields 14 and 15 of
+# /proc/PID/stat, counted after the ")" closing the command name).
 cpu_ticks() {
-    local pid total=0 ticks
+    local pid user=0 sys=0 u s
     for pid in "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); do
-        ticks=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || ticks=0
-        total=$((total + ${ticks:-0}))
+        read -r u s < <(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12, $13 }') || true
+        user=$((user + ${u:-0}))
+        sys=$((sys + ${s:-0}))
     done
-    echo "$total"
+    echo "$user $sys"
 }
 
 assert_alive() {
@@ -415,18 +416,20 @@ run_wsload() {
 }
 
 # Runs `$4 server workload DURATION` (run_wrk or run_wsload) against one server and logs its
-# output; sets the caller's `out` to that output and `ticks` to the server's CPU clock ticks
-# (utime+stime) spent meanwhile.
+# output; sets the caller's `out` to that output, `ticks` to the server's CPU clock ticks
+# (utime+stime) spent meanwhile and `kernel_pct` to stime's share of them.
 run_measured() {
-    local server=$1 workload=$2 round=$3 runner=$4 pid before
+    local server=$1 workload=$2 round=$3 runner=$4 pid user0 sys0 user1 sys1
     pid=$(server_pid "$server")
     assert_alive "$server"
-    before=$(cpu_ticks "$pid")
+    read -r user0 sys0 <<<"$(cpu_ticks "$pid")"
     out=$("$runner" "$server" "$workload" "$DURATION") || {
         printf '%s\n' "$out" >&2
         die "${runner#run_} failed against $server ($workload)"
     }
-    ticks=$(($(cpu_ticks "$pid") - before))
+    read -r user1 sys1 <<<"$(cpu_ticks "$pid")"
+    ticks=$((user1 - user0 + sys1 - sys0))
+    kernel_pct=$(awk -v s=$((sys1 - sys0)) -v t="$ticks" 'BEGIN { if (t > 0) printf "%.0f", s / t * 100; else print "nan" }')
     assert_alive "$server"
     printf '=== round %s %s %s\n%s\n\n' "$round" "$workload" "$server" "$out" >>"$RAW_LOG"
 }
@@ -437,7 +440,7 @@ cpu_us_per() {
 }
 
 measure_ws() {
-    local server=$1 workload=$2 round=$3 out ticks messages rate p99 cpu_us errors
+    local server=$1 workload=$2 round=$3 out ticks kernel_pct messages rate p99 cpu_us errors
     local real user sys conns server_busy client_busy
     run_measured "$server" "$workload" "$round" run_wsload
     messages=$(awk '$1 == "messages:" { print $2; exit }' <<<"$out")
@@ -456,10 +459,10 @@ measure_ws() {
     conns=$(ws_spec "$workload" | cut -d'|' -f1)
     grep -qx "close codes: 1000 x$conns" <<<"$out" ||
         errors="${errors:+$errors; }$(grep '^close codes:' <<<"$out")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$server" "$round" "$rate" "$p99" "$cpu_us" \
-        "${errors:-}" "$server_busy" "$client_busy" >>"$RESULTS"
-    printf '  round %s  %-13s %-8s %12s msg/s  p99 %9s ms  %8s CPU us/msg  busy: server %s%% wsload %s%%%s\n' \
-        "$round" "$workload" "$server" "$rate" "$p99" "$cpu_us" "$server_busy" "$client_busy" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$server" "$round" "$rate" "$p99" "$cpu_us" \
+        "${errors:-}" "$server_busy" "$client_busy" "$kernel_pct" >>"$RESULTS"
+    printf '  round %s  %-13s %-8s %12s msg/s  p99 %9s ms  %8s CPU us/msg (%s%% kernel)  busy: server %s%% wsload %s%%%s\n' \
+        "$round" "$workload" "$server" "$rate" "$p99" "$cpu_us" "$kernel_pct" "$server_busy" "$client_busy" \
         "${errors:+  ERRORS: $errors}"
 }
 
@@ -468,7 +471,7 @@ measure() {
         measure_ws "$@"
         return
     fi
-    local server=$1 workload=$2 round=$3 out ticks requests rps p99 cpu_us errors
+    local server=$1 workload=$2 round=$3 out ticks kernel_pct requests rps p99 cpu_us errors
     run_measured "$server" "$workload" "$round" run_wrk
     requests=$(awk '/ requests in / { print $1; exit }' <<<"$out")
     rps=$(awk '/^Requests\/sec:/ { print $2; exit }' <<<"$out")
@@ -480,9 +483,11 @@ measure() {
     p99=$(to_ms "$p99")
     cpu_us=$(cpu_us_per "$ticks" "$requests")
     errors=$(grep -E 'Socket errors|Non-2xx' <<<"$out" | sed 's/^ *//' | paste -sd ';' -) || true
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$server" "$round" "$rps" "$p99" "$cpu_us" "${errors:-}" >>"$RESULTS"
-    printf '  round %s  %-10s %-8s %12s req/s  p99 %9s ms  %8s CPU us/req%s\n' \
-        "$round" "$workload" "$server" "$rps" "$p99" "$cpu_us" "${errors:+  ERRORS: $errors}"
+    # Columns 8 and 9 (busy %) are the WebSocket rows' only.
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\t%s\n' "$workload" "$server" "$round" "$rps" "$p99" "$cpu_us" "${errors:-}" \
+        "$kernel_pct" >>"$RESULTS"
+    printf '  round %s  %-10s %-8s %12s req/s  p99 %9s ms  %8s CPU us/req (%s%% kernel)%s\n' \
+        "$round" "$workload" "$server" "$rps" "$p99" "$cpu_us" "$kernel_pct" "${errors:+  ERRORS: $errors}"
 }
 
 echo
@@ -547,19 +552,20 @@ percore_rev=$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo u
 if [ -n "$(cd "$REPO_DIR" && git status --porcelain -- src 2>/dev/null)" ]; then percore_rev="$percore_rev (src modified)"; fi
 
 table() {
-    echo "| workload | percore req/s | nginx req/s | percore/nginx | percore p99 ms | nginx p99 ms | percore CPU µs/req | nginx CPU µs/req |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | percore req/s | nginx req/s | percore/nginx | percore p99 ms | nginx p99 ms | percore CPU µs/req | nginx CPU µs/req | kernel % percore / nginx |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     local w prps nrps
     for w in "${HTTP_WORKLOADS[@]}"; do
         prps=$(median "$w" percore 4)
         nrps=$(median "$w" nginx 4)
         awk -v w="$(workload_title "$w")" -v id="$w" -v p="$prps" -v n="$nrps" \
             -v pl="$(median "$w" percore 5)" -v nl="$(median "$w" nginx 5)" \
-            -v pc="$(median "$w" percore 6)" -v nc="$(median "$w" nginx 6)" 'BEGIN {
+            -v pc="$(median "$w" percore 6)" -v nc="$(median "$w" nginx 6)" \
+            -v pk="$(median "$w" percore 10)" -v nk="$(median "$w" nginx 10)" 'BEGIN {
             # wrk 4.1 cannot measure pipelined latency (see the note below the table).
             if (id == "pipeline16") { pl = "n/a"; nl = "n/a" } else { pl = sprintf("%.2f", pl); nl = sprintf("%.2f", nl) }
-            printf "| %s (`%s`) | %.0f | %.0f | %.2f | %s | %s | %.2f | %.2f |\n",
-                w, id, p, n, (n > 0 ? p / n : 0), pl, nl, pc, nc
+            printf "| %s (`%s`) | %.0f | %.0f | %.2f | %s | %s | %.2f | %.2f | %.0f / %.0f |\n",
+                w, id, p, n, (n > 0 ? p / n : 0), pl, nl, pc, nc, pk, nk
         }'
     done
     case " ${HTTP_WORKLOADS[*]} " in
@@ -594,8 +600,8 @@ table() {
 }
 
 ws_table() {
-    echo "| workload | percore msg/s | tokio msg/s | percore/tokio | percore p99 ms | tokio p99 ms | percore CPU µs/msg | tokio CPU µs/msg | busy % percore / tokio / wsload |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| workload | percore msg/s | tokio msg/s | percore/tokio | percore p99 ms | tokio p99 ms | percore CPU µs/msg | tokio CPU µs/msg | kernel % percore / tokio | busy % percore / tokio / wsload |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
     local w
     for w in "${WS_WORKLOADS[@]}"; do
         awk -v w="$(workload_title "$w")" -v id="$w" \
@@ -603,12 +609,13 @@ ws_table() {
             -v pl="$(median "$w" percore 5)" -v tl="$(median "$w" tokio 5)" \
             -v pc="$(median "$w" percore 6)" -v tc="$(median "$w" tokio 6)" \
             -v pb="$(median "$w" percore 8)" -v tb="$(median "$w" tokio 8)" \
+            -v pk="$(median "$w" percore 10)" -v tk="$(median "$w" tokio 10)" \
             -v cb="$(awk -F'\t' -v w="$w" '$1 == w { print $9 }' "$RESULTS" | sort -n | sed -n '1p;$p' | paste -sd '-' -)" 'BEGIN {
             if (t == "nan") {
-                printf "| %s (`%s`) | %.0f | n/a | n/a | %.2f | n/a | %.2f | n/a | %.0f / n/a / %s |\n", w, id, p, pl, pc, pb, cb
+                printf "| %s (`%s`) | %.0f | n/a | n/a | %.2f | n/a | %.2f | n/a | %.0f / n/a | %.0f / n/a / %s |\n", w, id, p, pl, pc, pk, pb, cb
             } else {
-                printf "| %s (`%s`) | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f / %.0f / %s |\n",
-                    w, id, p, t, (t > 0 ? p / t : 0), pl, tl, pc, tc, pb, tb, cb
+                printf "| %s (`%s`) | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f / %.0f | %.0f / %.0f / %s |\n",
+                    w, id, p, t, (t > 0 ? p / t : 0), pl, tl, pc, tc, pk, tk, pb, tb, cb
             }
         }'
     done
@@ -659,7 +666,8 @@ report=$(
     echo "- servers pinned to CPU(s) $SERVER_CPUS, load generator pinned to CPU(s) $CLIENT_CPUS"
     echo "- command: \`DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS $COMMAND_LINE\`"
     echo "- medians of $ROUNDS rounds of ${DURATION}s; CPU µs/req (or /msg) = server utime+stime (all threads/processes)"
-    echo "  / requests (or echoed messages)"
+    echo "  / requests (or echoed messages); kernel % = stime's share of that CPU time (system calls and the TCP"
+    echo "  stack, which on loopback includes the receiving side's processing of what the server sends)"
     if [ "$NEED_NGINX" = 1 ]; then
         echo "- nginx: keepalive_requests 100000 (the default 1000 would force reconnects), access_log off, sendfile,"
         echo "  tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
@@ -682,12 +690,12 @@ echo "$report" >"$BENCH_DIR/results/$RESULT_NAME.md"
 # The same medians, machine-readable: one line per workload and server. p99 is empty where wrk
 # cannot measure it (pipeline16).
 {
-    echo "workload,server,rate,p99_ms,cpu_us"
+    echo "workload,server,rate,p99_ms,cpu_us,kernel_pct"
     for w in "${WORKLOADS[@]}"; do
         for server in $(servers_for "$w"); do
             awk -v w="$w" -v s="$server" -v r="$(median "$w" "$server" 4)" -v l="$(median "$w" "$server" 5)" \
-                -v c="$(median "$w" "$server" 6)" \
-                'BEGIN { if (w == "pipeline16") l = ""; else l = sprintf("%.3f", l); printf "%s,%s,%.0f,%s,%.2f\n", w, s, r, l, c }'
+                -v c="$(median "$w" "$server" 6)" -v k="$(median "$w" "$server" 10)" \
+                'BEGIN { if (w == "pipeline16") l = ""; else l = sprintf("%.3f", l); printf "%s,%s,%.0f,%s,%.2f,%.0f\n", w, s, r, l, c, k }'
         done
     done
 } >"$BENCH_DIR/results/$RESULT_NAME.csv"
