@@ -21,7 +21,7 @@ use super::static_files::{Exchange, StaticFiles};
 const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// Most bytes one connection reads per turn; then the worker serves others and comes back
 /// (edge-triggered epoll will not remind it), so a fast sender cannot starve its neighbours.
-const READ_BUDGET: usize = 256 * 1024;
+pub const READ_BUDGET: usize = 256 * 1024;
 /// While the socket still has input, answers accumulate up to this much before one write: half a
 /// read budget, so a busy connection writes twice per turn. Each write to a local peer runs its
 /// receive path and wakes it: with 64 KiB a 16 KiB echo load (`compare.sh ws16k`) made 0.27
@@ -60,6 +60,9 @@ pub struct Connection {
     body: Option<BodySkipper>,
     /// An EPOLLIN edge whose data has not been drained yet.
     pub readable: bool,
+    /// In the worker's ready list: it will be driven once more this iteration, so an epoll
+    /// event meanwhile only updates its flags.
+    pub queued: bool,
     /// The peer will send nothing more.
     eof: bool,
     /// Close once the output is flushed (Connection: close, an error, or shutdown).
@@ -119,6 +122,8 @@ pub struct Service {
     pub keep_alive: bool,
     /// Largest read buffer a connection may hold.
     pub max_input: usize,
+    /// [`READ_BUDGET`] (smaller in tests).
+    pub read_budget: usize,
     pub ws_config: WsConfig,
     /// The worker's shared permessage-deflate codec (no context survives between messages).
     pub codec: ws::Codec,
@@ -134,6 +139,7 @@ impl Connection {
             readable: false,
             eof: false,
             close_after_flush: false,
+            queued: false,
             linger: false,
             lingering: false,
             served: 0,
@@ -169,7 +175,7 @@ impl Connection {
             more: false,
             verdict: Verdict::Open,
         };
-        let mut budget = READ_BUDGET;
+        let mut budget = svc.read_budget;
         if self.lingering {
             done.verdict = self.discard_input(svc);
             return done;

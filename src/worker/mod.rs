@@ -31,7 +31,7 @@ use crate::sys::{self, Epoll, EventFd, Events, Interest};
 
 use crate::ws::{self, WsConfig};
 use buffers::{Pool, BUFFER_SIZE};
-use connection::{Connection, Phase, Service, Verdict};
+use connection::{Connection, Phase, Service, Verdict, READ_BUDGET};
 use slab::{Key, Slab};
 use static_files::StaticFiles;
 use timer::{TimerWheel, TICK_MS};
@@ -138,7 +138,8 @@ struct Worker {
     accept_paused_until: Option<Instant>,
     drain_deadline: Option<Instant>,
     due: Vec<(Key, u64)>,
-    /// Connections whose read budget ran out with input waiting; driven again each round.
+    /// Connections whose read budget ran out with input waiting; driven again each round, each
+    /// once (`Connection::queued`).
     ready: Vec<Key>,
 }
 
@@ -209,6 +210,7 @@ impl Worker {
             now_secs: u64::MAX,
             keep_alive: !config.keepalive_timeout.is_zero(),
             max_input,
+            read_budget: READ_BUDGET,
             ws_config,
             codec: ws::Codec::new(),
         };
@@ -238,57 +240,68 @@ impl Worker {
 
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        loop {
-            // Connections with input still waiting must not wait for an edge that will not come.
-            let timeout = if self.ready.is_empty() {
-                Duration::from_millis(TICK_MS)
-            } else {
-                Duration::ZERO
-            };
-            self.epoll.wait(&mut events, Some(timeout))?;
-            self.now = Instant::now();
-            self.refresh_date();
-            for event in events.iter() {
-                match event.token {
-                    SHUTDOWN_TOKEN => {
-                        self.shutdown.drain();
-                        self.begin_drain();
+        while self.turn(&mut events)? {}
+        Ok(())
+    }
+
+    /// One iteration: waits for events, handles them, drives the ready list once, runs the
+    /// timers. False once a drain has finished.
+    fn turn(&mut self, events: &mut Events) -> io::Result<bool> {
+        // Connections with input still waiting must not wait for an edge that will not come.
+        let timeout = if self.ready.is_empty() {
+            Duration::from_millis(TICK_MS)
+        } else {
+            Duration::ZERO
+        };
+        self.epoll.wait(events, Some(timeout))?;
+        self.now = Instant::now();
+        self.refresh_date();
+        for event in events.iter() {
+            match event.token {
+                SHUTDOWN_TOKEN => {
+                    self.shutdown.drain();
+                    self.begin_drain();
+                }
+                token if token >= LISTENER_TOKEN_BASE => {
+                    self.accept((token - LISTENER_TOKEN_BASE) as usize);
+                }
+                token => {
+                    let key = Key::from_token(token);
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        continue; // stale: the slot was closed (and maybe reused)
+                    };
+                    if event.error {
+                        self.close(key);
+                        continue;
                     }
-                    token if token >= LISTENER_TOKEN_BASE => {
-                        self.accept((token - LISTENER_TOKEN_BASE) as usize);
+                    if event.readable || event.hangup {
+                        conn.readable = true;
                     }
-                    token => {
-                        let key = Key::from_token(token);
-                        let Some(conn) = self.conns.get_mut(key) else {
-                            continue; // stale: the slot was closed (and maybe reused)
-                        };
-                        if event.error {
-                            self.close(key);
-                            continue;
-                        }
-                        if event.readable || event.hangup {
-                            conn.readable = true;
-                        }
+                    if !conn.queued {
                         self.drive(key);
                     }
                 }
             }
-            for key in std::mem::take(&mut self.ready) {
+        }
+        for key in std::mem::take(&mut self.ready) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.queued = false;
                 self.drive(key);
             }
-            self.expire_timers();
-            self.resume_accepting();
-            self.maybe_report(false);
-            if let Some(deadline) = self.drain_deadline {
-                if self.conns.is_empty() || self.now >= deadline {
-                    for key in self.conns.keys() {
-                        self.close(key);
-                    }
-                    self.maybe_report(true);
-                    return Ok(());
+        }
+        self.expire_timers();
+        self.resume_accepting();
+        self.maybe_report(false);
+        if let Some(deadline) = self.drain_deadline {
+            if self.conns.is_empty() || self.now >= deadline {
+                for key in self.conns.keys() {
+                    self.close(key);
                 }
+                self.maybe_report(true);
+                return Ok(false);
             }
         }
+        Ok(true)
     }
 
     fn refresh_date(&mut self) {
@@ -398,7 +411,8 @@ impl Worker {
             self.close(key);
             return;
         }
-        if done.more {
+        if done.more && !conn.queued {
+            conn.queued = true;
             self.ready.push(key);
         }
         let phase = conn.current_phase();
@@ -550,6 +564,82 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+
+    /// A worker serving `www/` on a free loopback port, not yet turning.
+    fn worker_on_free_port() -> (Worker, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut config = Config::defaults();
+        config.bind = std::net::IpAddr::from([127, 0, 0, 1]);
+        config.ports = vec![port];
+        let (reports, _) = crossbeam_channel::unbounded();
+        let (events, _) = crossbeam_channel::unbounded();
+        let (_, start) = crossbeam_channel::unbounded();
+        let setup = WorkerSetup {
+            id: 0,
+            cpu: None,
+            config: Arc::new(config),
+            reports,
+            events,
+            start,
+            shutdown: Arc::new(EventFd::new().expect("eventfd")),
+        };
+        (Worker::new(&setup).expect("worker"), port)
+    }
+
+    /// A connection whose read budget runs out is driven again after the others, once per
+    /// turn: an epoll event for it meanwhile must not queue it a second time (duplicates
+    /// multiplied, so a fast sender got several budgets per turn and its neighbours waited).
+    #[test]
+    fn a_connection_with_input_waiting_is_queued_once_per_turn() {
+        let (mut worker, port) = worker_on_free_port();
+        worker.svc.read_budget = 1; // one read per drive
+        let mut events = Events::with_capacity(64);
+        let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        client.set_nonblocking(true).expect("nonblocking");
+        // A request with a 1 MB body (read and discarded), then one without: the second answer
+        // shows that the whole body was read.
+        let mut input = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+        input.resize(input.len() + 1_000_000, b'x');
+        input.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let (mut sent, mut answers, mut received) = (0, 0, Vec::new());
+        let mut events_while_queued = 0;
+        for _ in 0..1000 {
+            match client.write(&input[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("client write: {e}"),
+            }
+            let queued = worker.ready.first().map(|key| key.to_token());
+            worker.turn(&mut events).expect("turn");
+            if events.iter().any(|event| Some(event.token) == queued) {
+                events_while_queued += 1;
+            }
+            let mut keys: Vec<u64> = worker.ready.iter().map(|key| key.to_token()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            assert_eq!(keys.len(), worker.ready.len(), "a connection queued twice");
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = client.read(&mut buf) {
+                received.extend_from_slice(&buf[..n]);
+            }
+            answers = received
+                .windows(12)
+                .filter(|w| w == b"HTTP/1.1 200")
+                .count();
+            if answers == 2 {
+                break;
+            }
+        }
+        assert_eq!(answers, 2, "the body was not read to its end");
+        assert!(
+            events_while_queued > 0,
+            "the test never had an event arrive for a queued connection"
+        );
+    }
 
     #[test]
     fn a_panicking_worker_thread_reports_it() {
