@@ -5,7 +5,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::range::{self, ByteRange};
+use super::range::{self, ByteRange, Selected};
+use super::syntax::{is_ows, trim, trim_start_matches};
 
 /// What the worker learnt from `fstat` on the opened file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +89,12 @@ pub fn evaluate(pre: &Preconditions, stamp: &FileStamp, etag: &str, max_ranges: 
             {
                 return Outcome::Full;
             }
-            range::select(value, stamp.len, max_ranges)
+            match range::select(value, stamp.len, max_ranges) {
+                Selected::Whole => Outcome::Full,
+                Selected::One(range) => Outcome::Partial(range),
+                Selected::Several(ranges) => Outcome::Multipart(ranges),
+                Selected::Unsatisfiable => Outcome::Unsatisfiable,
+            }
         }
         _ => Outcome::Full,
     }
@@ -212,22 +218,6 @@ fn parse_date(value: &[u8]) -> Option<i64> {
     let time = httpdate::parse_http_date(text).ok()?;
     let secs = time.duration_since(UNIX_EPOCH).ok()?.as_secs();
     i64::try_from(secs).ok()
-}
-
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-fn trim_start_matches(s: &[u8], pred: impl Fn(u8) -> bool) -> &[u8] {
-    let start = s.iter().position(|&b| !pred(b)).unwrap_or(s.len());
-    s.get(start..).unwrap_or_default()
-}
-
-/// Strips optional whitespace (SP / HTAB) from both ends.
-pub(super) fn trim(s: &[u8]) -> &[u8] {
-    let s = trim_start_matches(s, is_ows);
-    let end = s.iter().rposition(|&b| !is_ows(b)).map_or(0, |i| i + 1);
-    s.get(..end).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -554,13 +544,5 @@ mod tests {
             seen,
             [tag(false, b"a"), tag(true, b"b"), tag(false, b"c,d")]
         );
-    }
-
-    #[test]
-    fn ows_trimming() {
-        assert_eq!(trim(b" \t a b \t"), b"a b");
-        assert_eq!(trim(b" \t "), b"");
-        assert_eq!(trim(b""), b"");
-        assert_eq!(trim(b"\r\na\r\n"), b"\r\na\r\n");
     }
 }

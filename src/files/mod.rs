@@ -9,6 +9,7 @@ mod conditional;
 mod mime;
 mod multipart;
 mod range;
+mod syntax;
 mod target;
 
 pub use conditional::{etag, evaluate, last_modified, FileStamp, Outcome, Preconditions};

@@ -4,7 +4,20 @@
 //! ignore a Range header field that contains a range unit it does not understand", and a
 //! server "MAY ignore the Range header field" otherwise.
 
-use super::conditional::{trim, Outcome};
+use super::syntax::trim;
+
+/// What a `Range` value selects of a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selected {
+    /// The whole file: no usable Range, or more ranges than allowed.
+    Whole,
+    /// One range.
+    One(ByteRange),
+    /// Several ranges, in request order, overlapping or adjacent ones merged.
+    Several(Vec<ByteRange>),
+    /// No range is satisfiable.
+    Unsatisfiable,
+}
 
 /// An inclusive range of byte offsets, `start <= end < file length`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,23 +92,23 @@ impl Spec {
 /// An empty file, `max_ranges == 0`, an unknown unit or a syntax error serve the whole file;
 /// so do more than `max_ranges` satisfiable range-specs (counted before merging, so the
 /// work done is bounded by the limit).
-pub fn select(value: &[u8], len: u64, max_ranges: usize) -> Outcome {
+pub fn select(value: &[u8], len: u64, max_ranges: usize) -> Selected {
     if len == 0 || max_ranges == 0 {
-        return Outcome::Full;
+        return Selected::Whole;
     }
     let Some(specs) = parse(value) else {
-        return Outcome::Full;
+        return Selected::Whole;
     };
     let satisfiable: Vec<ByteRange> = specs.iter().filter_map(|s| s.resolve(len)).collect();
     if satisfiable.is_empty() {
-        return Outcome::Unsatisfiable;
+        return Selected::Unsatisfiable;
     }
     if satisfiable.len() > max_ranges {
-        return Outcome::Full;
+        return Selected::Whole;
     }
     match coalesce(&satisfiable).as_slice() {
-        [one] => Outcome::Partial(*one),
-        several => Outcome::Multipart(several.to_vec()),
+        [one] => Selected::One(*one),
+        several => Selected::Several(several.to_vec()),
     }
 }
 
@@ -186,20 +199,20 @@ mod tests {
         ByteRange { start, end }
     }
 
-    fn partial(start: u64, end: u64) -> Outcome {
-        Outcome::Partial(r(start, end))
+    fn partial(start: u64, end: u64) -> Selected {
+        Selected::One(r(start, end))
     }
 
-    fn multipart(ranges: &[(u64, u64)]) -> Outcome {
-        Outcome::Multipart(ranges.iter().map(|&(s, e)| r(s, e)).collect())
+    fn multipart(ranges: &[(u64, u64)]) -> Selected {
+        Selected::Several(ranges.iter().map(|&(s, e)| r(s, e)).collect())
     }
 
     /// Selects with a 1000-byte file and at most 4 ranges.
-    fn check(value: &[u8], expected: Outcome) {
+    fn check(value: &[u8], expected: Selected) {
         check_with(value, 1000, 4, expected);
     }
 
-    fn check_with(value: &[u8], len: u64, max_ranges: usize, expected: Outcome) {
+    fn check_with(value: &[u8], len: u64, max_ranges: usize, expected: Selected) {
         let got = select(value, len, max_ranges);
         assert_eq!(
             got,
@@ -232,12 +245,12 @@ mod tests {
 
     #[test]
     fn unsatisfiable() {
-        check(b"bytes=1000-", Outcome::Unsatisfiable);
-        check(b"bytes=1000-2000", Outcome::Unsatisfiable);
-        check(b"bytes=-0", Outcome::Unsatisfiable);
-        check(b"bytes=99999999999999999999999-", Outcome::Unsatisfiable);
-        check(b"bytes=1000-1000, -0", Outcome::Unsatisfiable);
-        check_with(b"bytes=1-", 1, 4, Outcome::Unsatisfiable);
+        check(b"bytes=1000-", Selected::Unsatisfiable);
+        check(b"bytes=1000-2000", Selected::Unsatisfiable);
+        check(b"bytes=-0", Selected::Unsatisfiable);
+        check(b"bytes=99999999999999999999999-", Selected::Unsatisfiable);
+        check(b"bytes=1000-1000, -0", Selected::Unsatisfiable);
+        check_with(b"bytes=1-", 1, 4, Selected::Unsatisfiable);
         // Unsatisfiable members are dropped when another one is satisfiable.
         check(b"bytes=2000-, 5-9", partial(5, 9));
         check(b"bytes=-0,0-0", partial(0, 0));
@@ -245,9 +258,9 @@ mod tests {
 
     #[test]
     fn empty_file_serves_the_whole_file() {
-        check_with(b"bytes=0-", 0, 4, Outcome::Full);
-        check_with(b"bytes=-5", 0, 4, Outcome::Full);
-        check_with(b"bytes=0-0", 0, 4, Outcome::Full);
+        check_with(b"bytes=0-", 0, 4, Selected::Whole);
+        check_with(b"bytes=-5", 0, 4, Selected::Whole);
+        check_with(b"bytes=0-0", 0, 4, Selected::Whole);
     }
 
     #[test]
@@ -265,42 +278,42 @@ mod tests {
         check(b"bytes=0 - 9", partial(0, 9));
         check(b"bytes=0-9 ,\t20-29", multipart(&[(0, 9), (20, 29)]));
         check(b"bytes=0-9,,20-29,", multipart(&[(0, 9), (20, 29)]));
-        check(b"bytes =0-9", Outcome::Full);
-        check(b"bytes=0-9 9", Outcome::Full);
+        check(b"bytes =0-9", Selected::Whole);
+        check(b"bytes=0-9 9", Selected::Whole);
     }
 
     #[test]
     fn unit_is_case_insensitive_and_must_be_bytes() {
         check(b"BYTES=0-9", partial(0, 9));
         check(b"Bytes=0-9", partial(0, 9));
-        check(b"items=0-9", Outcome::Full);
-        check(b"bits=0-9", Outcome::Full);
-        check(b"byte=0-9", Outcome::Full);
-        check(b"=0-9", Outcome::Full);
-        check(b"0-9", Outcome::Full);
+        check(b"items=0-9", Selected::Whole);
+        check(b"bits=0-9", Selected::Whole);
+        check(b"byte=0-9", Selected::Whole);
+        check(b"=0-9", Selected::Whole);
+        check(b"0-9", Selected::Whole);
     }
 
     #[test]
     fn syntax_errors_ignore_the_header() {
-        check(b"", Outcome::Full);
-        check(b"bytes", Outcome::Full);
-        check(b"bytes=", Outcome::Full);
-        check(b"bytes=,", Outcome::Full);
-        check(b"bytes=-", Outcome::Full);
-        check(b"bytes=5", Outcome::Full);
-        check(b"bytes=9-5", Outcome::Full);
-        check(b"bytes=a-5", Outcome::Full);
-        check(b"bytes=0-5x", Outcome::Full);
-        check(b"bytes=+1-5", Outcome::Full);
-        check(b"bytes=--5", Outcome::Full);
-        check(b"bytes=-5-", Outcome::Full);
-        check(b"bytes=1-2-3", Outcome::Full);
-        check(b"bytes=0x10-", Outcome::Full);
-        check(b"bytes=\xff-1", Outcome::Full);
-        check(b"bytes==0-1", Outcome::Full);
+        check(b"", Selected::Whole);
+        check(b"bytes", Selected::Whole);
+        check(b"bytes=", Selected::Whole);
+        check(b"bytes=,", Selected::Whole);
+        check(b"bytes=-", Selected::Whole);
+        check(b"bytes=5", Selected::Whole);
+        check(b"bytes=9-5", Selected::Whole);
+        check(b"bytes=a-5", Selected::Whole);
+        check(b"bytes=0-5x", Selected::Whole);
+        check(b"bytes=+1-5", Selected::Whole);
+        check(b"bytes=--5", Selected::Whole);
+        check(b"bytes=-5-", Selected::Whole);
+        check(b"bytes=1-2-3", Selected::Whole);
+        check(b"bytes=0x10-", Selected::Whole);
+        check(b"bytes=\xff-1", Selected::Whole);
+        check(b"bytes==0-1", Selected::Whole);
         // One bad member spoils the whole header, even next to unsatisfiable ones.
-        check(b"bytes=0-9,x", Outcome::Full);
-        check(b"bytes=2000-,9-5", Outcome::Full);
+        check(b"bytes=0-9,x", Selected::Whole);
+        check(b"bytes=2000-,9-5", Selected::Whole);
     }
 
     #[test]
@@ -335,26 +348,26 @@ mod tests {
 
     #[test]
     fn too_many_ranges_serve_the_whole_file() {
-        check(b"bytes=0-0,2-2,4-4,6-6,8-8", Outcome::Full);
-        check(b"bytes=0-0,0-0,0-0,0-0,0-0", Outcome::Full);
+        check(b"bytes=0-0,2-2,4-4,6-6,8-8", Selected::Whole);
+        check(b"bytes=0-0,0-0,0-0,0-0,0-0", Selected::Whole);
         check(
             b"bytes=0-0,2-2,4-4,6-6,2000-,3000-",
             multipart(&[(0, 0), (2, 2), (4, 4), (6, 6)]),
         );
         check_with(b"bytes=0-9", 1000, 1, partial(0, 9));
-        check_with(b"bytes=0-9,20-29", 1000, 1, Outcome::Full);
-        check_with(b"bytes=0-9", 1000, 0, Outcome::Full);
+        check_with(b"bytes=0-9,20-29", 1000, 1, Selected::Whole);
+        check_with(b"bytes=0-9", 1000, 0, Selected::Whole);
         let many: Vec<u8> = (0..2000)
             .map(|i| format!("{}-{},", i * 3, i * 3))
             .collect::<String>()
             .into_bytes();
         let value = [b"bytes=".as_slice(), &many].concat();
-        check(&value, Outcome::Full);
+        check(&value, Selected::Whole);
         check_with(
             &value,
             1000,
             usize::MAX,
-            Outcome::Multipart((0..334).map(|i| r(i * 3, i * 3)).collect()),
+            Selected::Several((0..334).map(|i| r(i * 3, i * 3)).collect()),
         );
     }
 

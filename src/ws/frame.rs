@@ -4,8 +4,6 @@
 //! never decides what a frame means in a message, and never allocates. A short input is
 //! `Ok(None)` and consumes nothing.
 
-use super::close::CloseCode;
-
 /// The opcode of a frame, typed by its class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpCode {
@@ -79,9 +77,13 @@ const LEN7: u8 = 0x7F;
 /// The longest header: 2 + 8 (64-bit length) + 4 (masking key).
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// A header no frame may have: the 64-bit payload length with its most significant bit set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MalformedLength;
+
 /// Parses the frame header at the front of `buf`: `Ok(None)` when more bytes are needed,
 /// otherwise the header and its length in bytes.
-pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, CloseCode> {
+pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, MalformedLength> {
     let [first, second, rest @ ..] = buf else {
         return Ok(None);
     };
@@ -98,7 +100,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, CloseCod
     };
     // RFC 6455 §5.2: "the most significant bit MUST be 0" in the 64-bit length.
     if payload_len >> 63 != 0 {
-        return Err(CloseCode::PROTOCOL_ERROR);
+        return Err(MalformedLength);
     }
     let mask = if second & MASK != 0 {
         match rest.first_chunk::<4>() {
@@ -142,7 +144,7 @@ pub fn write_frame_header(out: &mut Vec<u8>, fin: bool, rsv1: bool, opcode: OpCo
 mod tests {
     use super::*;
 
-    fn check(input: &[u8], expected: Result<Option<(FrameHeader, usize)>, CloseCode>) {
+    fn check(input: &[u8], expected: Result<Option<(FrameHeader, usize)>, MalformedLength>) {
         assert_eq!(parse_header(input), expected, "{input:02x?}");
     }
 
@@ -252,7 +254,7 @@ mod tests {
         // RFC 6455 §5.2: the most significant bit of the 64-bit length MUST be 0.
         check(
             &[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
-            Err(CloseCode::PROTOCOL_ERROR),
+            Err(MalformedLength),
         );
     }
 

@@ -11,7 +11,8 @@ use std::mem;
 use super::close::{parse_close_payload, write_close, ClientClose, CloseCode};
 use super::deflate::{Codec, DeflateParams, InflateError};
 use super::frame::{
-    parse_header, write_frame_header, Control, Data, FrameHeader, OpCode, MAX_HEADER_LEN,
+    parse_header, write_frame_header, Control, Data, FrameHeader, MalformedLength, OpCode,
+    MAX_HEADER_LEN,
 };
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
@@ -202,7 +203,8 @@ impl Session {
         let (header, header_len) = match parse_header(rest) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Step::NeedMore,
-            Err(code) => return self.fail(code, out),
+            // §5.2: "the most significant bit MUST be 0" in a 64-bit length.
+            Err(MalformedLength) => return self.fail(CloseCode::PROTOCOL_ERROR, out),
         };
         if self.state == State::Closing {
             return self.skim_frame(&header, header_len, rest);
