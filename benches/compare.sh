@@ -21,6 +21,9 @@
 #   TOKIO_ECHO_BIN  use this binary instead of building benches/tokio-echo
 #   TCP_CC          run with this TCP congestion control (e.g. cubic): sets the machine-wide
 #                   net.ipv4.tcp_congestion_control for the run and restores it on exit (root)
+#   BASELINE_BIN    before/after mode: compare percore with this other percore build (e.g. one
+#                   built from main before a change) instead of nginx and tokio-echo, on every
+#                   workload; results go to benches/results/baseline.md only
 #
 # Servers run one at a time: while one is measured the others are idle. Server CPU time is read
 # from /proc/PID/stat (utime+stime of all threads; for nginx, master plus worker processes)
@@ -45,7 +48,7 @@ ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 ws64 ws16k ws64-deep w
 COMMAND_LINE="$0 $*"
 
 usage() {
-    sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # Each workload is "connections|path"; run_wrk adds the close header and the pipelining script.
@@ -76,6 +79,10 @@ is_ws() { [[ "$1" == ws* ]]; }
 
 # The servers a workload compares, in the order of odd rounds.
 servers_for() {
+    if [ -n "${BASELINE_BIN:-}" ]; then
+        echo percore baseline
+        return
+    fi
     case "$1" in
     ws*-deflate) echo percore ;;
     ws*) echo percore tokio ;;
@@ -123,7 +130,7 @@ done
 [[ "$WS_PIPELINE" =~ ^[1-9][0-9]*$ ]] || die "WS_PIPELINE must be a positive integer"
 
 # Which servers and load generators the chosen workloads need.
-NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0
+NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0
 HTTP_WORKLOADS=() WS_WORKLOADS=()
 for w in "${WORKLOADS[@]}"; do
     if is_ws "$w"; then
@@ -131,14 +138,19 @@ for w in "${WORKLOADS[@]}"; do
         WS_WORKLOADS+=("$w")
         case " $(servers_for "$w") " in *" tokio "*) NEED_TOKIO=1 ;; esac
     else
-        NEED_NGINX=1
+        NEED_WRK=1
+        case " $(servers_for "$w") " in *" nginx "*) NEED_NGINX=1 ;; esac
         HTTP_WORKLOADS+=("$w")
     fi
 done
+if [ -n "${BASELINE_BIN:-}" ]; then
+    [ -x "$BASELINE_BIN" ] || die "BASELINE_BIN=$BASELINE_BIN is not executable"
+fi
 
 missing=()
 tools=(curl taskset ss getconf)
-[ "$NEED_NGINX" = 1 ] && tools+=(wrk nginx)
+[ "$NEED_WRK" = 1 ] && tools+=(wrk)
+[ "$NEED_NGINX" = 1 ] && tools+=(nginx)
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
@@ -203,9 +215,11 @@ mkdir -p "$ROOT"
 PERCORE_PID=""
 NGINX_PID=""
 TOKIO_PID=""
+BASELINE_PID=""
 
 cleanup() {
     stop_server "$PERCORE_PID"
+    stop_server "$BASELINE_PID"
     stop_server "$NGINX_PID"
     stop_server "$TOKIO_PID"
     wait 2>/dev/null || true
@@ -265,6 +279,20 @@ taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 --ports "$PERCORE_PORT
 PERCORE_PID=$!
 wait_until_serving percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
 
+BASELINE_PORT=""
+if [ -n "${BASELINE_BIN:-}" ]; then
+    BASELINE_PORT=$(pick_free_port $((PERCORE_PORT + 3)))
+    taskset -c "$SERVER_CPUS" "$BASELINE_BIN" --bind 127.0.0.1 --ports "$BASELINE_PORT" \
+        --workers "$WORKERS" --root "$ROOT" --admin off --log-level warn \
+        >"$TMP/baseline.log" 2>&1 &
+    BASELINE_PID=$!
+    wait_until_serving baseline "$BASELINE_PID" "$BASELINE_PORT" "$TMP/baseline.log"
+    for file in small.html 4k.bin 1m.bin; do
+        curl -fsS "http://127.0.0.1:$BASELINE_PORT/$file" | cmp -s - "$ROOT/$file" ||
+            die "the baseline returned a different body for /$file"
+    done
+fi
+
 NGINX_PORT=""
 if [ "$NEED_NGINX" = 1 ]; then
     NGINX_PORT=$(pick_free_port $((PERCORE_PORT + 1)))
@@ -318,6 +346,9 @@ if [ "$NEED_TOKIO" = 1 ]; then
 fi
 if [ "$NEED_WSLOAD" = 1 ]; then
     wait_until_echoing percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
+    if [ -n "$BASELINE_PID" ]; then
+        wait_until_echoing baseline "$BASELINE_PID" "$BASELINE_PORT" "$TMP/baseline.log"
+    fi
     case " ${WS_WORKLOADS[*]} " in
     *-deflate" "*)
         ws_probe "$PERCORE_PORT" --deflate | grep -q 'negotiated on 1 of 1' ||
@@ -329,6 +360,7 @@ fi
 server_pid() {
     case "$1" in
     percore) echo "$PERCORE_PID" ;;
+    baseline) echo "$BASELINE_PID" ;;
     nginx) echo "$NGINX_PID" ;;
     tokio) echo "$TOKIO_PID" ;;
     esac
@@ -336,6 +368,7 @@ server_pid() {
 server_port() {
     case "$1" in
     percore) echo "$PERCORE_PORT" ;;
+    baseline) echo "$BASELINE_PORT" ;;
     nginx) echo "$NGINX_PORT" ;;
     tokio) echo "$TOKIO_PORT" ;;
     esac
@@ -343,6 +376,7 @@ server_port() {
 server_log() {
     case "$1" in
     percore) echo "$TMP/percore.log" ;;
+    baseline) echo "$TMP/baseline.log" ;;
     nginx) echo "$TMP/nginx-error.log" ;;
     tokio) echo "$TMP/tokio.log" ;;
     esac
@@ -370,7 +404,13 @@ assert_alive() {
 # ---------------------------------------------------------------- measuring
 
 RESULTS=$TMP/results.tsv
-if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then RESULT_NAME=latest; else RESULT_NAME=latest-ws; fi
+if [ -n "$BASELINE_PID" ]; then
+    RESULT_NAME=baseline
+elif [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
+    RESULT_NAME=latest
+else
+    RESULT_NAME=latest-ws
+fi
 RAW_LOG=$BENCH_DIR/results/$RESULT_NAME-raw.log
 mkdir -p "$BENCH_DIR/results"
 : >"$RESULTS"
@@ -492,6 +532,7 @@ measure() {
 
 echo
 echo "percore: $PERCORE_BIN on 127.0.0.1:$PERCORE_PORT (pid $PERCORE_PID)"
+[ -n "$BASELINE_PID" ] && echo "baseline: $BASELINE_BIN on 127.0.0.1:$BASELINE_PORT (pid $BASELINE_PID)"
 [ "$NEED_NGINX" = 1 ] && echo "nginx on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
 [ "$NEED_TOKIO" = 1 ] && echo "tokio-echo: $TOKIO_ECHO_BIN on 127.0.0.1:$TOKIO_PORT (pid $TOKIO_PID)"
 echo "servers on CPU(s) $SERVER_CPUS, load generator on CPU(s) $CLIENT_CPUS; $WORKERS worker(s); ${DURATION}s x $ROUNDS rounds"
@@ -507,14 +548,14 @@ if [ "$NEED_WSLOAD" = 1 ]; then
 fi
 echo
 echo "Warming up (${WARMUP_SECONDS}s each)..."
-if [ "$NEED_NGINX" = 1 ]; then
-    for server in percore nginx; do
+if [ "$NEED_WRK" = 1 ]; then
+    for server in $(servers_for "${HTTP_WORKLOADS[0]}"); do
         run_wrk "$server" small-ka "$WARMUP_SECONDS" >/dev/null
         assert_alive "$server"
     done
 fi
 if [ "$NEED_WSLOAD" = 1 ]; then
-    for server in percore $([ "$NEED_TOKIO" = 1 ] && echo tokio); do
+    for server in $(servers_for "${WS_WORKLOADS[0]}"); do
         run_wsload "$server" "${WS_WORKLOADS[0]}" "$WARMUP_SECONDS" >/dev/null
         assert_alive "$server"
     done
@@ -640,6 +681,24 @@ ws_table() {
     esac
 }
 
+# Before/after: this build against BASELINE_BIN on every workload.
+baseline_table() {
+    echo "| workload | percore /s | baseline /s | percore/baseline | percore CPU µs | baseline CPU µs | CPU change | kernel % percore / baseline |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    local w
+    for w in "${WORKLOADS[@]}"; do
+        awk -v w="$(workload_title "$w")" -v id="$w" \
+            -v p="$(median "$w" percore 4)" -v b="$(median "$w" baseline 4)" \
+            -v pc="$(median "$w" percore 6)" -v bc="$(median "$w" baseline 6)" \
+            -v pk="$(median "$w" percore 10)" -v bk="$(median "$w" baseline 10)" 'BEGIN {
+            printf "| %s (`%s`) | %.0f | %.0f | %.3f | %.3f | %.3f | %+.1f %% | %.0f / %.0f |\n",
+                w, id, p, b, (b > 0 ? p / b : 0), pc, bc, (bc > 0 ? (pc / bc - 1) * 100 : 0), pk, bk
+        }'
+    done
+    echo
+    echo "CPU change: percore's server CPU per request (or message) against the baseline's; negative is better."
+}
+
 errors_section() {
     local found
     found=$(awk -F'\t' '$7 != "" { printf "- round %s, %s, %s: %s\n", $3, $1, $2, $7 }' "$RESULTS")
@@ -655,11 +714,18 @@ errors_section() {
 }
 
 report=$(
-    if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then echo "# percore vs nginx"; else echo "# percore vs tokio-tungstenite (WebSocket echo)"; fi
+    if [ -n "$BASELINE_PID" ]; then
+        echo "# percore before/after: this build vs a baseline build"
+    elif [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
+        echo "# percore vs nginx"
+    else
+        echo "# percore vs tokio-tungstenite (WebSocket echo)"
+    fi
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- machine: $NCPU CPUs, $cpu_model, kernel $(uname -r), TCP congestion control $TCP_CC"
     echo "- percore: $percore_rev, --workers $WORKERS"
+    [ -n "$BASELINE_PID" ] && echo "- baseline: $BASELINE_BIN, --workers $WORKERS"
     [ "$NEED_NGINX" = 1 ] && echo "- nginx: $nginx_version, worker_processes $WORKERS; wrk -t$WRK_THREADS"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
     [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
@@ -672,13 +738,18 @@ report=$(
         echo "- nginx: keepalive_requests 100000 (the default 1000 would force reconnects), access_log off, sendfile,"
         echo "  tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
     fi
-    if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
+    if [ -n "$BASELINE_PID" ]; then
         echo
-        table
-    fi
-    if [ ${#WS_WORKLOADS[@]} -gt 0 ]; then
-        echo
-        ws_table
+        baseline_table
+    else
+        if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
+            echo
+            table
+        fi
+        if [ ${#WS_WORKLOADS[@]} -gt 0 ]; then
+            echo
+            ws_table
+        fi
     fi
     echo
     errors_section
@@ -700,8 +771,12 @@ echo "$report" >"$BENCH_DIR/results/$RESULT_NAME.md"
     done
 } >"$BENCH_DIR/results/$RESULT_NAME.csv"
 chart="$RESULT_NAME.svg"
-python3 "$BENCH_DIR/chart.py" --csv "$BENCH_DIR/results/$RESULT_NAME.csv" --out "$BENCH_DIR/results/$RESULT_NAME.svg" \
-    >/dev/null || chart="no chart (benches/chart.py failed)"
+if [ -n "$BASELINE_PID" ]; then
+    chart="no chart (before/after mode)"
+else
+    python3 "$BENCH_DIR/chart.py" --csv "$BENCH_DIR/results/$RESULT_NAME.csv" --out "$BENCH_DIR/results/$RESULT_NAME.svg" \
+        >/dev/null || chart="no chart (benches/chart.py failed)"
+fi
 echo
 echo "Written to benches/results/$RESULT_NAME.md, $RESULT_NAME.csv and $chart"
 echo "(raw load generator output: benches/results/$RESULT_NAME-raw.log)"
