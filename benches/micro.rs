@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use percore::http::{self, HeadWriter, Limits, Parse, Version};
+use percore::http::{self, HeadWriter, Limits, Parse, Response, Status, Version};
 use percore::ws::{self, Codec, Data, DeflateParams, OpCode, Session, WsConfig};
 
 /// The smallest request a client can send.
@@ -45,11 +45,11 @@ fn date() -> [u8; 29] {
     http::http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_731_404_467))
 }
 
-/// Parses every head in `buf` the way the worker does: parse, consume `head_len`, repeat.
-fn parse_all(buf: &[u8], limits: &Limits) -> usize {
+/// Parses every head in `buf` the way the connection does: parse, consume `head_len`, repeat.
+fn parse_all(buf: &mut [u8], limits: &Limits) -> usize {
     let mut pos = 0;
     let mut count = 0;
-    while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
+    while let Some(rest) = buf.get_mut(pos..).filter(|r| !r.is_empty()) {
         match http::parse_request(rest, limits) {
             Ok(Parse::Complete(req)) => {
                 black_box(&req);
@@ -71,24 +71,28 @@ fn bench_http(c: &mut Criterion) {
         ("parse_small_get", SMALL_GET),
         ("parse_browser_get", BROWSER_GET),
     ] {
-        assert_eq!(parse_all(head, &limits), 1, "{name} must parse");
+        let mut head = head.to_vec();
+        assert_eq!(parse_all(&mut head, &limits), 1, "{name} must parse");
         group.throughput(Throughput::Bytes(head.len() as u64));
         group.bench_function(name, |b| {
-            b.iter(|| http::parse_request(black_box(head), &limits))
+            b.iter(|| {
+                let parsed = http::parse_request(black_box(&mut head), &limits);
+                black_box(parsed.is_ok());
+            })
         });
     }
 
-    let pipeline = PIPELINED_GET.repeat(PIPELINE_DEPTH);
-    assert_eq!(parse_all(&pipeline, &limits), PIPELINE_DEPTH);
+    let mut pipeline = PIPELINED_GET.repeat(PIPELINE_DEPTH);
+    assert_eq!(parse_all(&mut pipeline, &limits), PIPELINE_DEPTH);
     group.throughput(Throughput::Elements(PIPELINE_DEPTH as u64));
     group.bench_function("parse_pipelined_x16", |b| {
-        b.iter(|| parse_all(black_box(&pipeline), &limits))
+        b.iter(|| parse_all(black_box(&mut pipeline), &limits))
     });
 
     let mut out = Vec::with_capacity(4096);
     let write_200 = |out: &mut Vec<u8>| {
         out.clear();
-        let mut head = HeadWriter::new(out, 200, &date);
+        let mut head = HeadWriter::new(out, Status::OK, &date);
         head.header("Content-Type", b"text/html; charset=utf-8")
             .header("Last-Modified", b"Tue, 12 Nov 2024 09:41:07 GMT")
             .header("ETag", b"\"6733227b-1f4a\"")
@@ -107,7 +111,7 @@ fn bench_http(c: &mut Criterion) {
 
     let write_404 = |out: &mut Vec<u8>| {
         out.clear();
-        http::write_error(out, 404, &date, Version::Http11, true, false, &[]);
+        Response::page(Status::NOT_FOUND).write(out, &date, Version::Http11, true, false);
     };
     write_404(&mut out);
     group.throughput(Throughput::Bytes(out.len() as u64));

@@ -3,6 +3,7 @@
 //! The layers, lowest first (a lower layer never imports a higher one):
 //! - [`sys`]: the only module that calls libc or holds `unsafe`.
 //! - [`http`], [`ws`], [`files`]: sans-IO protocols and static-file decisions; no sockets, files or clocks.
+//! - [`conn`]: one connection's state machine over them (sans-IO: a transport and "now" come in).
 //! - [`worker`]: one reactor per core; moves bytes between sockets and the sans-IO layers.
 //! - [`metrics`], [`config`], [`log`]: shared read-only configuration and the worker → supervisor reports.
 //! - [`supervisor`], [`admin`]: process-wide concerns (threads, signals, readiness, exit code, /metrics).
@@ -10,6 +11,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod conn;
 pub mod files;
 pub mod http;
 #[macro_use]

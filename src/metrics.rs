@@ -4,6 +4,7 @@
 //!
 //! Plain data and pure functions: no I/O, no locks, no clocks read (callers pass `Instant`s).
 
+use crate::http::Status;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -173,8 +174,8 @@ impl WsCounters {
 
 impl Counters {
     /// Counts one response with `status`; statuses outside 100..=599 are not counted.
-    pub fn record_status(&mut self, status: u16) {
-        if let Some(n) = (usize::from(status) / 100)
+    pub fn record_status(&mut self, status: Status) {
+        if let Some(n) = (usize::from(status.code()) / 100)
             .checked_sub(1)
             .and_then(|class| self.requests.get_mut(class))
         {
@@ -637,7 +638,7 @@ mod tests {
         for status in [
             100, 101, 200, 204, 206, 304, 404, 499, 500, 599, 0, 99, 600, 65535,
         ] {
-            c.record_status(status);
+            c.record_status(Status::from_code(status));
         }
         assert_eq!(c.requests, [2, 3, 1, 2, 2]);
         assert_eq!(c.total_requests(), 10);
@@ -651,7 +652,7 @@ mod tests {
             ..Counters::default()
         };
         for &s in statuses {
-            delta.record_status(s);
+            delta.record_status(Status::from_code(s));
             delta.latency.record(u64::from(s));
         }
         WorkerReport { worker, delta }
@@ -711,8 +712,8 @@ mod tests {
             bytes_sent: 1234,
             ..Counters::default()
         };
-        delta.record_status(200);
-        delta.record_status(404);
+        delta.record_status(Status::OK);
+        delta.record_status(Status::NOT_FOUND);
         delta.latency.record(1);
         delta.latency.record(3);
         delta.ws.upgrades = 2;

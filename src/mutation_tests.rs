@@ -61,9 +61,10 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn within(outer: &[u8], inner: &[u8]) -> bool {
-    let (o, i) = (outer.as_ptr() as usize, inner.as_ptr() as usize);
-    inner.is_empty() || (i >= o && i + inner.len() <= o + outer.len())
+/// Whether `inner` lies within the bytes at `outer` (start address, length).
+fn within(outer: (usize, usize), inner: &[u8]) -> bool {
+    let ((o, len), i) = (outer, inner.as_ptr() as usize);
+    inner.is_empty() || (i >= o && i + inner.len() <= o + len)
 }
 
 #[test]
@@ -77,22 +78,24 @@ fn mutated_requests_never_panic_or_overrun() {
     };
     for _ in 0..200_000 {
         let seed = SEEDS[rng.below(SEEDS.len())];
-        let input = mutate(&mut rng, seed);
-        let Ok(Parse::Complete(req)) = parse_request(&input, &limits) else {
+        let mut input = mutate(&mut rng, seed);
+        let span = (input.as_ptr() as usize, input.len());
+        let Ok(Parse::Complete(req)) = parse_request(&mut input, &limits) else {
             continue;
         };
-        assert!(req.head_len <= input.len());
+        assert!(req.head_len <= span.1);
         for field in [req.target, req.path, req.query] {
             // An absolute-form target with an empty path gets the static "/".
             assert!(
-                within(&input, field) || field == b"/",
-                "{field:?} not in {input:?}"
+                within(span, field) || field == b"/",
+                "{field:?} not in the input"
             );
         }
         let _ = req.headers().count();
         let _ = req.has_token("connection", "close");
-        if let Some(mut skipper) = BodySkipper::new(req.body, limits.max_body) {
-            let mut rest = &input[req.head_len..];
+        let (head_len, framing) = (req.head_len, req.body);
+        if let Some(mut skipper) = BodySkipper::new(framing, limits.max_body) {
+            let mut rest = &input[head_len..];
             // Feed the body in random pieces; consumed never exceeds what was offered.
             while !rest.is_empty() {
                 let piece = &rest[..1 + rng.below(rest.len())];
@@ -105,7 +108,7 @@ fn mutated_requests_never_panic_or_overrun() {
                         rest = &rest[consumed..];
                     }
                     Err(e) => {
-                        let _ = e.status();
+                        let _ = e.to_string();
                         break;
                     }
                 }
@@ -120,9 +123,9 @@ fn random_bytes_never_panic() {
     let limits = Limits::default();
     for _ in 0..100_000 {
         let len = rng.below(200);
-        let input: Vec<u8> = (0..len).map(|_| NOISE[rng.below(NOISE.len())]).collect();
-        if let Ok(Parse::Complete(req)) = parse_request(&input, &limits) {
-            assert!(req.head_len <= input.len());
+        let mut input: Vec<u8> = (0..len).map(|_| NOISE[rng.below(NOISE.len())]).collect();
+        if let Ok(Parse::Complete(req)) = parse_request(&mut input, &limits) {
+            assert!(req.head_len <= len);
         }
     }
 }

@@ -26,27 +26,19 @@ pub struct SafePath {
 /// Why a request path names no file we may serve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetError {
-    /// Malformed: bad percent-escape, NUL, `..` above the root, not starting with '/'.
-    BadRequest,
-    /// Well-formed but refused: an encoded slash or a dotfile.
-    NotFound,
-}
-
-impl TargetError {
-    /// The response status for this error.
-    pub fn status(&self) -> u16 {
-        match self {
-            TargetError::BadRequest => 400,
-            TargetError::NotFound => 404,
-        }
-    }
+    /// Malformed: bad percent-escape, NUL, `..` above the root, not starting with '/'
+    /// (answered 400).
+    Malformed,
+    /// Well-formed but refused: an encoded slash or a dotfile (answered 404, so that it
+    /// cannot be told from a missing file).
+    Refused,
 }
 
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TargetError::BadRequest => f.write_str("malformed request path"),
-            TargetError::NotFound => f.write_str("request path names a refused file"),
+            TargetError::Malformed => f.write_str("malformed request path"),
+            TargetError::Refused => f.write_str("request path names a refused file"),
         }
     }
 }
@@ -113,7 +105,7 @@ pub fn is_plain_segment(name: &[u8]) -> bool {
 /// like Apache's `AllowEncodedSlashes Off`; a segment starting with '.' is a 404 unless
 /// `opts.allow_dotfiles` (the root's `.well-known` excepted). When both apply, 400 wins.
 pub fn resolve_target(path: &[u8], opts: &TargetOptions) -> Result<SafePath, TargetError> {
-    let rest = path.strip_prefix(b"/").ok_or(TargetError::BadRequest)?;
+    let rest = path.strip_prefix(b"/").ok_or(TargetError::Malformed)?;
     let mut segments: Vec<Vec<u8>> = Vec::new();
     let mut refused = false;
     let mut trailing_slash = true;
@@ -123,7 +115,7 @@ pub fn resolve_target(path: &[u8], opts: &TargetOptions) -> Result<SafePath, Tar
         match segment.as_slice() {
             b"" | b"." => {}
             b".." => {
-                segments.pop().ok_or(TargetError::BadRequest)?;
+                segments.pop().ok_or(TargetError::Malformed)?;
             }
             name => {
                 // RFC 8615's /.well-known/ (ACME challenges, security.txt) is not a dotfile.
@@ -135,7 +127,7 @@ pub fn resolve_target(path: &[u8], opts: &TargetOptions) -> Result<SafePath, Tar
         }
     }
     if refused {
-        return Err(TargetError::NotFound);
+        return Err(TargetError::Refused);
     }
     Ok(SafePath {
         bytes: segments.join(b"/".as_slice()),
@@ -153,13 +145,13 @@ fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, TargetError> {
             let low = bytes.next().and_then(|&l| hex_value(l));
             match (high, low) {
                 (Some(high), Some(low)) => high << 4 | low,
-                _ => return Err(TargetError::BadRequest),
+                _ => return Err(TargetError::Malformed),
             }
         } else {
             b
         };
         if byte == 0 {
-            return Err(TargetError::BadRequest);
+            return Err(TargetError::Malformed);
         }
         out.push(byte);
     }
@@ -211,7 +203,7 @@ mod tests {
         check_with(&STRICT, path, expected);
     }
 
-    use TargetError::{BadRequest, NotFound};
+    use TargetError::{Malformed as BadRequest, Refused as NotFound};
 
     #[test]
     fn plain_paths() {
@@ -371,9 +363,8 @@ mod tests {
     }
 
     #[test]
-    fn errors_map_to_statuses() {
-        assert_eq!(BadRequest.status(), 400);
-        assert_eq!(NotFound.status(), 404);
+    fn errors_say_why() {
         assert_eq!(BadRequest.to_string(), "malformed request path");
+        assert_eq!(NotFound.to_string(), "request path names a refused file");
     }
 }

@@ -9,15 +9,17 @@ mod body;
 mod date;
 mod request;
 mod response;
+mod status;
 
 pub use body::{BodySkipper, Skip};
 pub use date::http_date;
 pub use request::{parse_request, Parse, Request, MAX_HEADERS_CAP};
-pub use response::{reason, write_error, HeadWriter};
+pub use response::{Body, FileRegion, HeadWriter, Response};
+pub use status::Status;
 
 use std::fmt;
 
-/// Size limits for one request; each one maps to a single status code in [`RequestError::status`].
+/// Size limits for one request; each one maps to a single status code (`conn::Refusal::status`).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// The longest request line, counted with its line terminator (414 beyond).
@@ -66,8 +68,8 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// A request the server refuses. Every variant means: answer with [`RequestError::status`]
-/// and close the connection.
+/// A request the server refuses, from its head or its body. `conn::Refusal::status` says
+/// which status each one gets; after it the connection closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestError {
     BadRequest(&'static str),
@@ -78,28 +80,16 @@ pub enum RequestError {
     NotImplemented,
 }
 
-impl RequestError {
-    /// The status code to answer with; the one place where limits map to status codes.
-    pub fn status(&self) -> u16 {
-        match self {
-            RequestError::BadRequest(_) => 400,
-            RequestError::UriTooLong => 414,
-            RequestError::HeadersTooLarge => 431,
-            RequestError::PayloadTooLarge => 413,
-            RequestError::VersionNotSupported => 505,
-            RequestError::NotImplemented => 501,
-        }
-    }
-}
-
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let status = self.status();
-        write!(f, "{} {}", status, reason(status))?;
-        if let RequestError::BadRequest(why) = self {
-            write!(f, ": {why}")?;
+        match self {
+            RequestError::BadRequest(why) => write!(f, "bad request: {why}"),
+            RequestError::UriTooLong => f.write_str("request line too long"),
+            RequestError::HeadersTooLarge => f.write_str("header section too large"),
+            RequestError::PayloadTooLarge => f.write_str("body too large"),
+            RequestError::VersionNotSupported => f.write_str("HTTP version not supported"),
+            RequestError::NotImplemented => f.write_str("transfer coding not implemented"),
         }
-        Ok(())
     }
 }
 
@@ -107,31 +97,16 @@ impl fmt::Display for RequestError {
 mod tests {
     use super::*;
 
-    fn check(error: RequestError, status: u16, text: &str) {
-        assert_eq!(error.status(), status);
-        assert_eq!(error.to_string(), text);
-    }
-
     #[test]
-    fn errors_map_to_statuses_and_texts() {
-        check(
-            RequestError::BadRequest("missing Host"),
-            400,
-            "400 Bad Request: missing Host",
+    fn errors_say_what_was_wrong() {
+        assert_eq!(
+            RequestError::BadRequest("missing Host").to_string(),
+            "bad request: missing Host"
         );
-        check(RequestError::UriTooLong, 414, "414 URI Too Long");
-        check(
-            RequestError::HeadersTooLarge,
-            431,
-            "431 Request Header Fields Too Large",
+        assert_eq!(
+            RequestError::UriTooLong.to_string(),
+            "request line too long"
         );
-        check(RequestError::PayloadTooLarge, 413, "413 Content Too Large");
-        check(
-            RequestError::VersionNotSupported,
-            505,
-            "505 HTTP Version Not Supported",
-        );
-        check(RequestError::NotImplemented, 501, "501 Not Implemented");
     }
 
     #[test]

@@ -74,12 +74,24 @@ impl<'b> Request<'b> {
 
 /// Parses the request head at the front of `buf`.
 ///
-/// Incomplete input is `Ok(Parse::Partial)` unless it already breaks a limit.
-pub fn parse_request<'b>(buf: &'b [u8], limits: &Limits) -> Result<Parse<'b>, RequestError> {
+/// Incomplete input is `Ok(Parse::Partial)` unless it already breaks a limit. The only change
+/// ever made to `buf` is in a complete request line naming a higher HTTP/1 minor version
+/// ("HTTP/1.9"), which becomes "HTTP/1.1": RFC 9110 §6.2 asks a server to "process the request
+/// as if it were the highest minor version it supports", and the head parser knows only 1.0
+/// and 1.1. A request parsed again after that change parses the same.
+pub fn parse_request<'b>(buf: &'b mut [u8], limits: &Limits) -> Result<Parse<'b>, RequestError> {
     let line_start = leading_empty_lines(buf);
+    let line_end = buf
+        .get(line_start..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+        .map(|lf| line_start + lf);
+    if let Some(line) = line_end.and_then(|end| buf.get_mut(line_start..end)) {
+        accept_higher_minor(line);
+    }
+    let buf: &'b [u8] = buf;
     let after_blank = buf.get(line_start..).unwrap_or_default();
-    let line_len = match after_blank.iter().position(|&b| b == b'\n') {
-        Some(lf) => Some(lf + 1),
+    let line_len = match line_end {
+        Some(end) => Some(end - line_start + 1),
         None if after_blank.len() > limits.max_request_line => {
             return Err(RequestError::UriTooLong)
         }
@@ -102,6 +114,10 @@ pub fn parse_request<'b>(buf: &'b [u8], limits: &Limits) -> Result<Parse<'b>, Re
             return Err(RequestError::HeadersTooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(Parse::Partial),
+        // The version is judged once the line is complete ("HTTP/2." may become "HTTP/2.0",
+        // 505; "HTTP/1.9" is served as 1.1), so the answer does not depend on how the line
+        // was split; the request-line limit bounds the wait.
+        Err(httparse::Error::Version) if line_len.is_none() => return Ok(Parse::Partial),
         Err(error) => return Err(map_httparse_error(error, after_blank)),
     };
     let (Some(method), Some(target), Some(minor), Some(line_len)) =
@@ -173,6 +189,22 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
     }
 }
 
+/// The version at the end of a request line (without its LF) if it is HTTP/1.2 to HTTP/1.9.
+fn higher_minor_digit(line: &[u8]) -> Option<usize> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digit = line.len().checked_sub(1)?;
+    let version = line.get(digit.checked_sub(8)?..digit)?;
+    let minor = *line.get(digit)?;
+    (version == b" HTTP/1." && (b'2'..=b'9').contains(&minor)).then_some(digit)
+}
+
+/// Rewrites a request line's "HTTP/1.2" to "HTTP/1.9" as "HTTP/1.1" (RFC 9110 §6.2).
+fn accept_higher_minor(line: &mut [u8]) {
+    if let Some(minor) = higher_minor_digit(line).and_then(|digit| line.get_mut(digit)) {
+        *minor = b'1';
+    }
+}
+
 fn map_httparse_error(error: httparse::Error, request_line: &[u8]) -> RequestError {
     match error {
         httparse::Error::Version if names_other_http_version(request_line) => {
@@ -189,8 +221,8 @@ fn map_httparse_error(error: httparse::Error, request_line: &[u8]) -> RequestErr
     }
 }
 
-/// Whether the request line ends in a well-formed version other than 1.0 and 1.1
-/// ("HTTP/2.0", "HTTP/1.2", "HTTP/3"), which deserves 505 rather than 400.
+/// Whether the request line ends in a well-formed version other than HTTP/1.x ("HTTP/2.0",
+/// "HTTP/3", "HTTP/0.9"), which deserves 505 rather than 400.
 fn names_other_http_version(request_line: &[u8]) -> bool {
     let line_end = request_line
         .iter()
@@ -485,11 +517,16 @@ Priority: u=2\r\n\
 Pragma: no-cache\r\n\
 Cache-Control: no-cache\r\n\r\n";
 
-    fn parse(input: &[u8]) -> Result<Parse<'_>, RequestError> {
-        parse_request(input, &Limits::default())
+    /// A copy of `input` that outlives the test (the parser may rewrite a version digit).
+    fn copy(input: &[u8]) -> &'static mut [u8] {
+        Box::leak(input.to_vec().into_boxed_slice())
     }
 
-    fn complete(input: &[u8]) -> Request<'_> {
+    fn parse(input: &[u8]) -> Result<Parse<'static>, RequestError> {
+        parse_request(copy(input), &Limits::default())
+    }
+
+    fn complete(input: &[u8]) -> Request<'static> {
         match parse(input) {
             Ok(Parse::Complete(request)) => request,
             other => panic!("expected a complete request, got {other:?}"),
@@ -501,7 +538,7 @@ Cache-Control: no-cache\r\n\r\n";
     }
 
     fn check_err_with(input: &[u8], limits: &Limits, expected: RequestError) {
-        match parse_request(input, limits) {
+        match parse_request(copy(input), limits) {
             Err(error) => assert_eq!(
                 error,
                 expected,
@@ -515,16 +552,12 @@ Cache-Control: no-cache\r\n\r\n";
         }
     }
 
-    fn check_status(input: &[u8], status: u16) {
+    /// `input` is refused as a bad request (400), whatever the reason.
+    fn check_bad(input: &[u8]) {
         match parse(input) {
-            Err(error) => assert_eq!(
-                error.status(),
-                status,
-                "{error:?} for {:?}",
-                String::from_utf8_lossy(input)
-            ),
-            Ok(other) => panic!(
-                "expected {status} for {:?}, got {other:?}",
+            Err(RequestError::BadRequest(_)) => {}
+            other => panic!(
+                "expected a bad request for {:?}, got {other:?}",
                 String::from_utf8_lossy(input)
             ),
         }
@@ -671,14 +704,14 @@ Cache-Control: no-cache\r\n\r\n";
 
     #[test]
     fn invalid_targets() {
-        check_status(b"GET a/b HTTP/1.1\r\nHost: h\r\n\r\n", 400);
-        check_status(b"GET http:/x HTTP/1.1\r\nHost: h\r\n\r\n", 400);
-        check_status(b"GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400);
-        check_status(b"GET 1http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400);
-        check_status(b"GET ** HTTP/1.1\r\nHost: h\r\n\r\n", 400);
-        check_status(b"GET http://h\"/ HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+        check_bad(b"GET a/b HTTP/1.1\r\nHost: h\r\n\r\n");
+        check_bad(b"GET http:/x HTTP/1.1\r\nHost: h\r\n\r\n");
+        check_bad(b"GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n");
+        check_bad(b"GET 1http://h/ HTTP/1.1\r\nHost: h\r\n\r\n");
+        check_bad(b"GET ** HTTP/1.1\r\nHost: h\r\n\r\n");
+        check_bad(b"GET http://h\"/ HTTP/1.1\r\nHost: h\r\n\r\n");
         // Not UTF-8 in the target.
-        check_status(b"GET /\xff HTTP/1.1\r\nHost: h\r\n\r\n", 400);
+        check_bad(b"GET /\xff HTTP/1.1\r\nHost: h\r\n\r\n");
     }
 
     #[test]
@@ -757,7 +790,7 @@ Cache-Control: no-cache\r\n\r\n";
         assert_eq!(r.head_len, input.len());
         assert_eq!(r.host, Some(&b"a"[..]));
         check_every_prefix_partial(input);
-        check_status(b"\r\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+        check_bad(b"\r\rGET / HTTP/1.1\r\nHost: a\r\n\r\n");
     }
 
     #[test]
@@ -779,19 +812,15 @@ Cache-Control: no-cache\r\n\r\n";
             RequestError::VersionNotSupported,
         );
         check_err(
-            b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
-            RequestError::VersionNotSupported,
-        );
-        check_err(
             b"GET / HTTP/3\r\nHost: a\r\n\r\n",
             RequestError::VersionNotSupported,
         );
         check_err(b"GET / HTTP/0.9\r\n\r\n", RequestError::VersionNotSupported);
-        check_status(b"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET / http/1.1\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET / HTTP/x.y\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET / FTP/1.1\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET /\r\n\r\n", 400);
+        check_bad(b"GET / HTTP/1.10\r\nHost: a\r\n\r\n");
+        check_bad(b"GET / http/1.1\r\nHost: a\r\n\r\n");
+        check_bad(b"GET / HTTP/x.y\r\nHost: a\r\n\r\n");
+        check_bad(b"GET / FTP/1.1\r\nHost: a\r\n\r\n");
+        check_bad(b"GET /\r\n\r\n");
     }
 
     #[test]
@@ -930,34 +959,34 @@ Cache-Control: no-cache\r\n\r\n";
     #[test]
     fn malformed_heads() {
         // Malformed request lines.
-        check_status(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400);
-        check_status(b" GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400);
-        check_status(b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\r\nHost: a\r\n\r\n", 400);
+        check_bad(b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n");
+        check_bad(b"GET /  HTTP/1.1\r\nHost: a\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n");
+        check_bad(b" GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        check_bad(b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n");
+        check_bad(b"GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\r\nHost: a\r\n\r\n");
         // Bare CR in the request line, in a field line, and as the blank line.
-        check_status(b"GET /\r HTTP/1.1\r\nHost: a\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\rHost: a\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\n\rX", 400);
+        check_bad(b"GET /\r HTTP/1.1\r\nHost: a\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\rHost: a\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\n\rX");
         // obs-fold (RFC 9112 §5.2: reject with 400).
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\tz\r\n\r\n", 400);
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\tz\r\n\r\n");
         // Whitespace between name and colon (RFC 9112 §5.1: MUST reject with 400).
-        check_status(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400);
+        check_bad(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n");
         // Invalid name and value bytes.
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\nX(y): z\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\n: z\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", 400);
-        check_status(b"GET / HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: b\r\n\r\n", 400);
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\nX(y): z\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\n: z\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n");
+        check_bad(b"GET / HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: b\r\n\r\n");
         // A space before the first field name.
-        check_status(b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400);
+        check_bad(b"GET / HTTP/1.1\r\n Host: a\r\n\r\n");
     }
 
     #[test]
@@ -981,14 +1010,14 @@ Cache-Control: no-cache\r\n\r\n";
         // "GET " + target + " HTTP/1.1\r\n" is 4 + n + 11 bytes.
         let at_limit = line(17);
         assert!(matches!(
-            parse_request(&at_limit, &limits),
+            parse_request(copy(&at_limit), &limits),
             Ok(Parse::Complete(_))
         ));
         check_err_with(&line(18), &limits, RequestError::UriTooLong);
         // No line end yet: Partial up to the limit, 414 beyond it.
         let unterminated = &line(40)[..33];
         assert!(matches!(
-            parse_request(&unterminated[..32], &limits),
+            parse_request(copy(&unterminated[..32]), &limits),
             Ok(Parse::Partial)
         ));
         check_err_with(unterminated, &limits, RequestError::UriTooLong);
@@ -1013,14 +1042,14 @@ Cache-Control: no-cache\r\n\r\n";
         let at_limit = head(32);
         assert_eq!(at_limit.len(), 64);
         assert!(matches!(
-            parse_request(&at_limit, &limits),
+            parse_request(copy(&at_limit), &limits),
             Ok(Parse::Complete(_))
         ));
         check_err_with(&head(33), &limits, RequestError::HeadersTooLarge);
         // Unfinished: Partial within the limit, 431 beyond it.
         let long = head(100);
         assert!(matches!(
-            parse_request(&long[..64], &limits),
+            parse_request(copy(&long[..64]), &limits),
             Ok(Parse::Partial)
         ));
         check_err_with(&long[..65], &limits, RequestError::HeadersTooLarge);
@@ -1030,7 +1059,7 @@ Cache-Control: no-cache\r\n\r\n";
         let mut pipelined = at_limit.clone();
         pipelined.extend_from_slice(MINIMAL_GET);
         assert!(
-            matches!(parse_request(&pipelined, &limits), Ok(Parse::Complete(r)) if r.head_len == 64)
+            matches!(parse_request(copy(&pipelined), &limits), Ok(Parse::Complete(r)) if r.head_len == 64)
         );
     }
 
@@ -1042,7 +1071,7 @@ Cache-Control: no-cache\r\n\r\n";
         };
         let three = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
         assert!(matches!(
-            parse_request(three, &limits),
+            parse_request(copy(three), &limits),
             Ok(Parse::Complete(_))
         ));
         let four = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
@@ -1091,6 +1120,53 @@ Cache-Control: no-cache\r\n\r\n";
             let seen: Vec<_> = seen.iter().map(|(p, m, k)| (&p[..], *m, *k)).collect();
             assert_eq!(seen, expected, "split {split}");
         }
+    }
+
+    /// RFC 9110 §6.2: a higher minor version is served as the highest one supported.
+    #[test]
+    fn higher_minor_versions_are_served_as_1_1() {
+        for version in ["1.2", "1.9"] {
+            let input = format!("GET /x HTTP/{version}\r\nHost: a\r\n\r\n");
+            let r = complete(input.as_bytes());
+            assert_eq!(
+                (r.version, r.path, r.keep_alive),
+                (Version::Http11, &b"/x"[..], true)
+            );
+            check_every_prefix_partial(input.as_bytes());
+        }
+        // Bare LF, leading empty lines and pipelined followers keep their meaning.
+        let r = complete(b"\r\nGET / HTTP/1.5\nHost: a\n\nGET / HTTP/1.1\r\n");
+        assert_eq!((r.version, r.head_len), (Version::Http11, 26));
+        // The rewrite is of the version only: a target that looks like one is left alone.
+        let mut partial = b"GET /HTTP/1.9".to_vec();
+        assert!(matches!(
+            parse_request(&mut partial, &Limits::default()),
+            Ok(Parse::Partial)
+        ));
+        assert_eq!(partial, b"GET /HTTP/1.9");
+        let r = complete(b"GET /a%20HTTP/1.9 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(r.target, b"/a%20HTTP/1.9");
+        // Not a single-digit HTTP/1 minor version: refused as before.
+        check_bad(b"GET / HTTP/1.10\r\nHost: a\r\n\r\n");
+        check_bad(b"GET / HTTP/1.9 \r\nHost: a\r\n\r\n");
+        check_err(
+            b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+            RequestError::VersionNotSupported,
+        );
+        // An unfinished line waits for its end whatever version it names so far: the answer
+        // must not depend on where the line was split.
+        for partial in [
+            &b"GET / HTTP/1.9"[..],
+            b"GET / HTTP/1.9\r",
+            b"GET / HTTP/2.",
+            b"GET / HTTP/2.0",
+        ] {
+            assert!(matches!(parse(partial), Ok(Parse::Partial)), "{partial:?}");
+        }
+        check_err(
+            b"GET / HTTP/2.\r\n",
+            RequestError::BadRequest("invalid HTTP version"),
+        );
     }
 
     #[test]

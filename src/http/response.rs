@@ -1,9 +1,15 @@
 //! Response-head writing: status line, fields and the small nginx-style error pages.
 //!
-//! This file owns the bytes of every response head. It appends to the caller's buffer and
-//! never allocates anything else; it never decides which status to send.
+//! This file owns the bytes of every response: [`Response`] is a response as a value (a
+//! status, head fields and a body source), and writing it appends its head and in-memory body
+//! to the caller's buffer. It never allocates, never decides which status to send, and never
+//! touches the file a [`FileRegion`] names: the caller sends that region.
 
-use super::Version;
+use std::borrow::Cow;
+use std::fs::File;
+use std::rc::Rc;
+
+use super::{Status, Version};
 
 /// Builds one response head at the end of the caller's buffer.
 pub struct HeadWriter<'o> {
@@ -12,11 +18,11 @@ pub struct HeadWriter<'o> {
 
 impl<'o> HeadWriter<'o> {
     /// Starts a head: `HTTP/1.1 <code> <reason>`, `Server` and `Date` (an IMF-fixdate).
-    pub fn new(out: &'o mut Vec<u8>, status: u16, date: &[u8]) -> Self {
+    pub fn new(out: &'o mut Vec<u8>, status: Status, date: &[u8]) -> Self {
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(status.code()).as_bytes());
         out.push(b' ');
-        out.extend_from_slice(reason(status).as_bytes());
+        out.extend_from_slice(status.reason().as_bytes());
         out.extend_from_slice(b"\r\nServer: percore\r\nDate: ");
         out.extend_from_slice(date);
         out.extend_from_slice(b"\r\n");
@@ -66,99 +72,141 @@ impl<'o> HeadWriter<'o> {
     }
 }
 
-/// The reason phrase of a status code (RFC 9110 §15).
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        406 => "Not Acceptable",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        410 => "Gone",
-        411 => "Length Required",
-        412 => "Precondition Failed",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        416 => "Range Not Satisfiable",
-        417 => "Expectation Failed",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
-}
-
 const PAGE_START: &[u8] = b"<html><head><title>";
 const PAGE_MIDDLE: &[u8] = b"</title></head><body><center><h1>";
 const PAGE_END: &[u8] = b"</h1></center><hr><center>percore</center></body></html>";
 
-/// A complete error or redirect response with a small nginx-style HTML body.
-///
-/// The body is omitted for HEAD (`head_only`) while Content-Length stays; 1xx, 204 and 304
-/// responses get neither a body nor Content-Type and Content-Length (RFC 9110 §8.6, §15.4.5).
-/// `extra` fields (Location, Allow, ...) follow the content fields.
-pub fn write_error(
-    out: &mut Vec<u8>,
-    status: u16,
-    date: &[u8],
-    version: Version,
-    keep_alive: bool,
-    head_only: bool,
-    extra: &[(&str, &[u8])],
-) {
-    let mut code = itoa::Buffer::new();
-    let code = code.format(status).as_bytes();
-    let reason = reason(status).as_bytes();
-    let title_len = (code.len() + 1 + reason.len()) as u64;
-    let has_body = !(status < 200 || status == 204 || status == 304);
+/// A region of an open file, sent after the head (with sendfile on a plain socket).
+#[derive(Clone, Debug)]
+pub struct FileRegion {
+    /// Shared with the file cache: the region is sent from its own offset, never the file's
+    /// position, so one descriptor serves any number of responses at once.
+    pub file: Rc<File>,
+    /// The next byte to send.
+    pub offset: u64,
+    /// One past the last byte to send.
+    pub end: u64,
+}
 
-    let mut head = HeadWriter::new(out, status, date);
-    if has_body {
-        let page_len = (PAGE_START.len() + PAGE_MIDDLE.len() + PAGE_END.len()) as u64;
-        head.header("Content-Type", b"text/html; charset=utf-8")
-            .content_length(page_len + 2 * title_len);
-    }
-    for (name, value) in extra {
-        head.header(name, value);
-    }
-    head.finish(version, keep_alive);
+/// What follows a response head.
+#[derive(Debug)]
+pub enum Body<'a> {
+    /// Nothing, and no Content-Length (1xx, 204, 304, or a 204-like answer such as OPTIONS).
+    None,
+    /// The small nginx-style HTML page naming the status (errors and redirects).
+    Page,
+    /// These bytes: a cached file or part of it, a custom error page, a multipart body.
+    Bytes(Cow<'a, [u8]>),
+    /// A region of an open file.
+    File(FileRegion),
+}
 
-    if has_body && !head_only {
-        for part in [
-            PAGE_START,
-            code,
-            b" ",
-            reason,
-            PAGE_MIDDLE,
-            code,
-            b" ",
-            reason,
-            PAGE_END,
-        ] {
-            out.extend_from_slice(part);
+/// A response as a value: what a responder decided, written by the connection.
+#[derive(Debug)]
+pub struct Response<'a> {
+    pub status: Status,
+    /// Field lines prepared by the responder, each ending in CRLF (a cached file's
+    /// Content-Type, validators and Accept-Ranges); written as they are.
+    pub lines: &'a [u8],
+    /// One field made for this response: Location, Allow, Content-Range, the Content-Type of
+    /// a multipart body.
+    pub field: Option<(&'static str, Cow<'a, [u8]>)>,
+    pub body: Body<'a>,
+}
+
+impl<'a> Response<'a> {
+    /// The status with its small HTML page (or nothing, for a status without content).
+    pub fn page(status: Status) -> Response<'a> {
+        Response {
+            status,
+            lines: b"",
+            field: None,
+            body: Body::Page,
         }
+    }
+
+    /// Adds the one extra field.
+    pub fn with_field(mut self, name: &'static str, value: impl Into<Cow<'a, [u8]>>) -> Self {
+        self.field = Some((name, value.into()));
+        self
+    }
+
+    /// The length Content-Length announces, or None when the response has no content.
+    pub fn content_length(&self) -> Option<u64> {
+        if !self.status.has_content() {
+            return None;
+        }
+        match &self.body {
+            Body::None => None,
+            Body::Page => Some(page_len(self.status)),
+            Body::Bytes(bytes) => Some(bytes.len() as u64),
+            Body::File(region) => Some(region.end.saturating_sub(region.offset)),
+        }
+    }
+
+    /// Appends the head and, unless `head_only` (HEAD keeps Content-Length but sends no
+    /// content), the body's bytes to `out`. A file body is returned, to be sent after them.
+    pub fn write(
+        self,
+        out: &mut Vec<u8>,
+        date: &[u8],
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+    ) -> Option<FileRegion> {
+        let length = self.content_length();
+        let mut head = HeadWriter::new(out, self.status, date);
+        head.raw(self.lines);
+        if let Some((name, value)) = &self.field {
+            head.header(name, value);
+        }
+        if let (Body::Page, Some(_)) = (&self.body, length) {
+            head.header("Content-Type", b"text/html; charset=utf-8");
+        }
+        if let Some(length) = length {
+            head.content_length(length);
+        }
+        head.finish(version, keep_alive);
+        if head_only || matches!(length, None | Some(0)) {
+            return None;
+        }
+        match self.body {
+            Body::None => None,
+            Body::Page => {
+                write_page(out, self.status);
+                None
+            }
+            Body::Bytes(bytes) => {
+                out.extend_from_slice(&bytes);
+                None
+            }
+            Body::File(region) => Some(region),
+        }
+    }
+}
+
+/// The length of the HTML page of `status`: its title appears twice.
+fn page_len(status: Status) -> u64 {
+    let title_len = 4 + status.reason().len();
+    (PAGE_START.len() + PAGE_MIDDLE.len() + PAGE_END.len() + 2 * title_len) as u64
+}
+
+fn write_page(out: &mut Vec<u8>, status: Status) {
+    let mut code = itoa::Buffer::new();
+    let code = code.format(status.code()).as_bytes();
+    let reason = status.reason().as_bytes();
+    for part in [
+        PAGE_START,
+        code,
+        b" ",
+        reason,
+        PAGE_MIDDLE,
+        code,
+        b" ",
+        reason,
+        PAGE_END,
+    ] {
+        out.extend_from_slice(part);
     }
 }
 
@@ -167,37 +215,40 @@ mod tests {
     use super::*;
 
     const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+    const START: &str = "Server: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
 
     fn check(out: &[u8], expected: &str) {
         assert_eq!(String::from_utf8_lossy(out), expected);
     }
 
-    fn error(
-        status: u16,
+    fn written(
+        response: Response<'_>,
         version: Version,
         keep_alive: bool,
         head_only: bool,
-        extra: &[(&str, &[u8])],
     ) -> Vec<u8> {
         let mut out = Vec::new();
-        write_error(
-            &mut out, status, DATE, version, keep_alive, head_only, extra,
-        );
+        let file = response.write(&mut out, DATE, version, keep_alive, head_only);
+        assert!(file.is_none());
         out
+    }
+
+    fn page(status: Status, version: Version, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        written(Response::page(status), version, keep_alive, head_only)
     }
 
     #[test]
     fn head_writer_exact_bytes() {
         let mut out = b"previous response|".to_vec();
-        let mut head = HeadWriter::new(&mut out, 200, DATE);
+        let mut head = HeadWriter::new(&mut out, Status::OK, DATE);
         head.header("Content-Type", b"text/css")
             .content_length(1234567890123)
             .raw(b"ETag: \"1-2\"\r\nAccept-Ranges: bytes\r\n");
         head.finish(Version::Http11, true);
         check(
             &out,
-            "previous response|HTTP/1.1 200 OK\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
-             Content-Type: text/css\r\nContent-Length: 1234567890123\r\nETag: \"1-2\"\r\nAccept-Ranges: bytes\r\n\r\n",
+            &format!("previous response|HTTP/1.1 200 OK\r\n{START}\
+             Content-Type: text/css\r\nContent-Length: 1234567890123\r\nETag: \"1-2\"\r\nAccept-Ranges: bytes\r\n\r\n"),
         );
     }
 
@@ -205,10 +256,10 @@ mod tests {
     fn head_writer_connection_fields() {
         let finished = |version, keep_alive| {
             let mut out = Vec::new();
-            HeadWriter::new(&mut out, 304, DATE).finish(version, keep_alive);
+            HeadWriter::new(&mut out, Status::NOT_MODIFIED, DATE).finish(version, keep_alive);
             out
         };
-        let start = "HTTP/1.1 304 Not Modified\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+        let start = format!("HTTP/1.1 304 Not Modified\r\n{START}");
         check(&finished(Version::Http11, true), &format!("{start}\r\n"));
         check(
             &finished(Version::Http11, false),
@@ -227,35 +278,50 @@ mod tests {
     #[test]
     fn head_writer_neutralises_line_breaks() {
         let mut out = Vec::new();
-        let mut head = HeadWriter::new(&mut out, 301, DATE);
+        let mut head = HeadWriter::new(&mut out, Status::MOVED_PERMANENTLY, DATE);
         head.header("Location", b"/a\r\nSet-Cookie: x\n/");
         head.finish(Version::Http11, true);
         check(
             &out,
-            "HTTP/1.1 301 Moved Permanently\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
-             Location: /a  Set-Cookie: x /\r\n\r\n",
+            &format!(
+                "HTTP/1.1 301 Moved Permanently\r\n{START}Location: /a  Set-Cookie: x /\r\n\r\n"
+            ),
         );
     }
 
     #[test]
-    fn error_get_keep_alive() {
+    fn error_page_keep_alive() {
         let body = "<html><head><title>404 Not Found</title></head><body><center><h1>404 Not Found</h1></center><hr><center>percore</center></body></html>";
         assert_eq!(body.len(), 134);
         check(
-            &error(404, Version::Http11, true, false, &[]),
+            &page(Status::NOT_FOUND, Version::Http11, true, false),
             &format!(
-                "HTTP/1.1 404 Not Found\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+                "HTTP/1.1 404 Not Found\r\n{START}\
                  Content-Type: text/html; charset=utf-8\r\nContent-Length: 134\r\n\r\n{body}"
             ),
         );
     }
 
     #[test]
-    fn error_head_keeps_length_drops_body() {
+    fn head_keeps_the_length_and_drops_the_body() {
         check(
-            &error(404, Version::Http11, true, true, &[]),
-            "HTTP/1.1 404 Not Found\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
-             Content-Type: text/html; charset=utf-8\r\nContent-Length: 134\r\n\r\n",
+            &page(Status::NOT_FOUND, Version::Http11, true, true),
+            &format!(
+                "HTTP/1.1 404 Not Found\r\n{START}\
+                 Content-Type: text/html; charset=utf-8\r\nContent-Length: 134\r\n\r\n"
+            ),
+        );
+        let bytes = Response {
+            status: Status::OK,
+            lines: b"Content-Type: text/plain\r\n",
+            field: None,
+            body: Body::Bytes(Cow::Borrowed(b"hello")),
+        };
+        check(
+            &written(bytes, Version::Http11, true, true),
+            &format!(
+                "HTTP/1.1 200 OK\r\n{START}Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+            ),
         );
     }
 
@@ -263,17 +329,17 @@ mod tests {
     fn error_close_and_http10() {
         let body = "<html><head><title>400 Bad Request</title></head><body><center><h1>400 Bad Request</h1></center><hr><center>percore</center></body></html>";
         check(
-            &error(400, Version::Http11, false, false, &[]),
+            &page(Status::BAD_REQUEST, Version::Http11, false, false),
             &format!(
-                "HTTP/1.1 400 Bad Request\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+                "HTTP/1.1 400 Bad Request\r\n{START}\
                  Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             ),
         );
         check(
-            &error(400, Version::Http10, true, true, &[]),
+            &page(Status::BAD_REQUEST, Version::Http10, true, true),
             &format!(
-                "HTTP/1.1 400 Bad Request\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+                "HTTP/1.1 400 Bad Request\r\n{START}\
                  Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
                 body.len()
             ),
@@ -281,52 +347,89 @@ mod tests {
     }
 
     #[test]
-    fn error_redirect_with_extra_fields() {
+    fn a_redirect_with_its_field() {
         let body = "<html><head><title>301 Moved Permanently</title></head><body><center><h1>301 Moved Permanently</h1></center><hr><center>percore</center></body></html>";
+        let redirect =
+            Response::page(Status::MOVED_PERMANENTLY).with_field("Location", b"/dir/".to_vec());
         check(
-            &error(301, Version::Http11, true, false, &[("Location", b"/dir/")]),
+            &written(redirect, Version::Http11, true, false),
             &format!(
-                "HTTP/1.1 301 Moved Permanently\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
-                 Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nLocation: /dir/\r\n\r\n{body}",
+                "HTTP/1.1 301 Moved Permanently\r\n{START}\
+                 Location: /dir/\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             ),
         );
-        let allowed = error(
-            405,
-            Version::Http11,
-            true,
-            true,
-            &[("Allow", b"GET, HEAD, OPTIONS")],
-        );
-        assert!(allowed.ends_with(b"Allow: GET, HEAD, OPTIONS\r\n\r\n"));
     }
 
     #[test]
-    fn bodiless_statuses() {
-        let head = |code: &str| {
-            format!(
-                "HTTP/1.1 {code}\r\nServer: percore\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
-            )
+    fn statuses_without_content_send_no_length() {
+        for (status, line) in [
+            (Status::NOT_MODIFIED, "304 Not Modified"),
+            (Status::NO_CONTENT, "204 No Content"),
+            (Status::SWITCHING_PROTOCOLS, "101 Switching Protocols"),
+        ] {
+            check(
+                &page(status, Version::Http11, true, false),
+                &format!("HTTP/1.1 {line}\r\n{START}\r\n"),
+            );
+        }
+        let options = Response {
+            status: Status::NO_CONTENT,
+            lines: b"",
+            field: Some(("Allow", Cow::Borrowed(b"GET, HEAD"))),
+            body: Body::None,
         };
         check(
-            &error(304, Version::Http11, true, false, &[]),
-            &head("304 Not Modified"),
-        );
-        check(
-            &error(204, Version::Http11, true, false, &[]),
-            &head("204 No Content"),
-        );
-        check(
-            &error(100, Version::Http11, true, false, &[]),
-            &head("100 Continue"),
+            &written(options, Version::Http11, true, false),
+            &format!("HTTP/1.1 204 No Content\r\n{START}Allow: GET, HEAD\r\n\r\n"),
         );
     }
 
     #[test]
-    fn reasons() {
-        assert_eq!(reason(200), "OK");
-        assert_eq!(reason(416), "Range Not Satisfiable");
-        assert_eq!(reason(431), "Request Header Fields Too Large");
-        assert_eq!(reason(599), "Unknown");
+    fn a_file_body_is_returned_not_written() {
+        let Ok(file) = File::open("/dev/null") else {
+            panic!("/dev/null");
+        };
+        let response = Response {
+            status: Status::PARTIAL_CONTENT,
+            lines: b"",
+            field: Some(("Content-Range", Cow::Borrowed(b"bytes 10-19/100"))),
+            body: Body::File(FileRegion {
+                file: Rc::new(file),
+                offset: 10,
+                end: 20,
+            }),
+        };
+        let mut out = Vec::new();
+        let region = response.write(&mut out, DATE, Version::Http11, true, false);
+        assert!(matches!(
+            region,
+            Some(FileRegion {
+                offset: 10,
+                end: 20,
+                ..
+            })
+        ));
+        check(
+            &out,
+            &format!("HTTP/1.1 206 Partial Content\r\n{START}Content-Range: bytes 10-19/100\r\nContent-Length: 10\r\n\r\n"),
+        );
+        // HEAD: the same head, and nothing to send after it.
+        let Ok(file) = File::open("/dev/null") else {
+            panic!("/dev/null");
+        };
+        let head = Response {
+            status: Status::OK,
+            lines: b"",
+            field: None,
+            body: Body::File(FileRegion {
+                file: Rc::new(file),
+                offset: 0,
+                end: 5,
+            }),
+        };
+        assert!(head
+            .write(&mut Vec::new(), DATE, Version::Http11, true, true)
+            .is_none());
     }
 }

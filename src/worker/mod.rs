@@ -9,9 +9,9 @@
 //! once (read and write, edge triggered) and never modified afterwards; an event or timer entry
 //! for a closed connection is recognised by its slab generation and dropped.
 
-mod buffers;
 mod connection;
 pub mod slab;
+mod socket;
 mod static_files;
 pub mod timer;
 
@@ -25,13 +25,13 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::Config;
+use crate::conn::{self, Conn, Shared, Timeouts, Verdict};
 use crate::http;
-use crate::metrics::{Counters, WorkerReport};
+use crate::metrics::WorkerReport;
 use crate::sys::{self, Epoll, EventFd, Events, Interest};
 
-use crate::ws::{self, WsConfig};
-use buffers::{Pool, BUFFER_SIZE};
-use connection::{Connection, Phase, Service, Verdict, READ_BUDGET};
+use crate::ws::WsConfig;
+use connection::{Connection, Service};
 use slab::{Key, Slab};
 use static_files::StaticFiles;
 use timer::{TimerWheel, TICK_MS};
@@ -185,8 +185,6 @@ impl Worker {
             max_headers: config.max_headers,
             max_body: config.max_body_size,
         };
-        // Room for the largest head the limits allow, so the parser can tell 414/431 from "partial".
-        let max_input = (limits.max_head.max(limits.max_request_line) + 1).max(BUFFER_SIZE);
         let ws_config = WsConfig {
             max_message: config.ws_max_message,
             max_frame: config.ws_max_message,
@@ -201,18 +199,18 @@ impl Worker {
                 .as_ref()
                 .map(|list| list.iter().map(|o| o.as_bytes().to_vec()).collect()),
         };
+        let timeouts = Timeouts {
+            header: config.header_timeout,
+            keep_alive: config.keepalive_timeout,
+            send: config.send_timeout,
+            linger: conn::LINGER_TIMEOUT,
+            ws_ping_interval: config.ws_ping_interval,
+            ws_ping_timeout: config.ws_ping_timeout,
+            ws_close: config.ws_close_timeout,
+        };
         let svc = Service {
             files,
-            pool: Pool::default(),
-            counters: Counters::default(),
-            limits,
-            date: [0; 29],
-            now_secs: u64::MAX,
-            keep_alive: !config.keepalive_timeout.is_zero(),
-            max_input,
-            read_budget: READ_BUDGET,
-            ws_config,
-            codec: ws::Codec::new(),
+            shared: Shared::new(limits, ws_config, timeouts),
         };
         let now = Instant::now();
         let mut worker = Worker {
@@ -275,7 +273,7 @@ impl Worker {
                         continue;
                     }
                     if event.readable || event.hangup {
-                        conn.readable = true;
+                        conn.conn.set_readable();
                     }
                     if !conn.queued {
                         self.drive(key);
@@ -310,9 +308,9 @@ impl Worker {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        if secs != self.svc.now_secs {
-            self.svc.date = http::http_date(wall);
-            self.svc.now_secs = secs;
+        if secs != self.svc.shared.now_secs {
+            self.svc.shared.date = http::http_date(wall);
+            self.svc.shared.now_secs = secs;
         }
     }
 
@@ -320,8 +318,10 @@ impl Worker {
         (self.now - self.started).as_millis() as u64 / TICK_MS
     }
 
-    fn ticks(d: Duration) -> u64 {
-        (d.as_millis() as u64).div_ceil(TICK_MS).max(1)
+    /// The first tick at or after `at`, so a deadline never fires early.
+    fn tick_of(&self, at: Instant) -> u64 {
+        let millis = at.saturating_duration_since(self.started).as_millis();
+        u64::try_from(millis).unwrap_or(u64::MAX).div_ceil(TICK_MS)
     }
 
     /// Accepts until the listen queue is empty.
@@ -368,15 +368,13 @@ impl Worker {
     }
 
     fn add_connection(&mut self, stream: TcpStream) {
-        let mut conn = Connection::new(stream);
+        let mut conn = Conn::new(self.now, &self.svc.shared.timeouts);
         // Listeners defer accept until the first bytes arrive: read them now rather than after
         // another trip through epoll_wait.
-        conn.readable = true;
-        let key = self.conns.insert(conn);
-        self.svc.counters.accepted += 1;
+        conn.set_readable();
+        let key = self.conns.insert(Connection::new(stream, conn));
+        self.svc.shared.counters.accepted += 1;
         self.accepts_since_report += 1;
-        let deadline = self.tick_now() + Self::ticks(self.config.header_timeout);
-        self.set_deadline(key, Phase::Head, deadline);
         self.drive(key);
         // A one-request connection (Connection: close) is often finished by now; only one that
         // stays open needs epoll, and Nagle matters only for its later responses (nginx also
@@ -405,9 +403,9 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let served_before = conn.served;
-        let done = conn.drive(&mut self.svc);
-        if done.verdict == Verdict::Close {
+        let done = conn.drive(&mut self.svc, self.now);
+        if done.verdict == Verdict::Close || (self.drain_deadline.is_some() && conn.conn.is_idle())
+        {
             self.close(key);
             return;
         }
@@ -415,52 +413,21 @@ impl Worker {
             conn.queued = true;
             self.ready.push(key);
         }
-        let phase = conn.current_phase();
-        if self.drain_deadline.is_some() && conn.is_idle() {
-            self.close(key);
-            return;
-        }
-        // Head and Idle run from the latest request (a connection that keeps sending requests
-        // is never idle); Body, Sending and a WebSocket's idle interval restart on progress;
-        // the closing phases run from their start.
-        let answered = conn.served != served_before;
-        let restart = phase != conn.phase
-            || match phase {
-                Phase::Head | Phase::Idle => answered,
-                Phase::Sending => done.wrote,
-                Phase::Body => true,
-                Phase::WsIdle => done.read,
-                Phase::WsPinged | Phase::WsClosing | Phase::Lingering => false,
-            };
-        if restart {
-            self.start_phase(key, phase);
-        }
+        self.arm(key);
     }
 
-    /// Arms the deadline of `phase` from now.
-    fn start_phase(&mut self, key: Key, phase: Phase) {
-        let timeout = match phase {
-            Phase::Head | Phase::Body => self.config.header_timeout,
-            Phase::Idle => self.config.keepalive_timeout,
-            Phase::Sending => self.config.send_timeout,
-            Phase::Lingering => connection::LINGER_TIMEOUT,
-            Phase::WsIdle => self.config.ws_ping_interval,
-            Phase::WsPinged => self.config.ws_ping_timeout,
-            Phase::WsClosing => self.config.ws_close_timeout,
-        };
-        let deadline = self.tick_now() + Self::ticks(timeout);
-        self.set_deadline(key, phase, deadline);
-    }
-
-    fn set_deadline(&mut self, key: Key, phase: Phase, deadline: u64) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    /// Makes sure the timer wheel fires no later than the connection's deadline. A later
+    /// deadline reuses the armed entry (it re-arms itself when it fires early).
+    fn arm(&mut self, key: Key) {
+        let Some(conn) = self.conns.get(key) else {
             return;
         };
-        conn.phase = phase;
-        conn.deadline = deadline;
-        // A later deadline reuses the armed entry (it re-arms itself when it fires early).
-        if conn.armed > deadline {
-            conn.armed = self.wheel.arm(key, deadline);
+        let tick = self.tick_of(conn.conn.deadline().at);
+        if conn.armed > tick {
+            let armed = self.wheel.arm(key, tick);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.armed = armed;
+            }
         }
     }
 
@@ -469,44 +436,35 @@ impl Worker {
         let mut due = std::mem::take(&mut self.due);
         self.wheel.advance(now, &mut due);
         for (key, tick) in due.drain(..) {
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(conn) = self.conns.get(key) else {
                 continue;
             };
             if conn.armed != tick {
                 continue; // superseded by an earlier entry
             }
-            if conn.deadline > now {
-                conn.armed = self.wheel.arm(key, conn.deadline);
+            let deadline = self.tick_of(conn.conn.deadline().at);
+            let Some(conn) = self.conns.get_mut(key) else {
                 continue;
-            }
+            };
             conn.armed = u64::MAX;
-            match conn.current_phase() {
-                Phase::Head if !conn.input.is_empty() => conn.time_out_request(&mut self.svc),
-                Phase::WsIdle => {
-                    conn.ping(&mut self.svc);
-                    self.start_phase(key, Phase::WsPinged);
-                    continue;
-                }
-                // Silent through the ping interval and the ping timeout: say why in a close
-                // frame (best effort, as Jetty does for idle timeouts), then drop without
-                // waiting for an answer that is not coming.
-                Phase::WsPinged => conn.close_websocket(1001, &mut self.svc),
-                _ => {}
+            if deadline <= now && conn.expire(&mut self.svc, self.now) == Verdict::Close {
+                self.close(key);
+            } else {
+                self.arm(key);
             }
-            self.close(key);
         }
         self.due = due;
     }
 
     fn close(&mut self, key: Key) {
         if let Some(mut conn) = self.conns.remove(key) {
-            if conn.is_websocket() {
-                self.svc.counters.ws.closed += 1;
+            let counters = &mut self.svc.shared.counters;
+            if conn.conn.was_upgraded() {
+                counters.ws.closed += 1;
             }
-            conn.release_buffers(&mut self.svc.pool);
+            counters.closed += 1;
+            conn.conn.release_buffers(&mut self.svc.shared.pool);
             // Closing the fd removes it from the epoll set; no epoll_ctl needed.
-            drop(conn);
-            self.svc.counters.closed += 1;
         }
     }
 
@@ -516,7 +474,7 @@ impl Worker {
             return;
         }
         self.drain_deadline = Some(self.now + self.config.drain_timeout);
-        self.svc.keep_alive = false;
+        self.svc.shared.keep_alive = false;
         for listener in self.listeners.drain(..) {
             let _ = self.epoll.deregister(listener.as_fd());
         }
@@ -524,12 +482,10 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.is_idle() {
+            if conn.drain(&mut self.svc, self.now) == Verdict::Close {
                 self.close(key);
-            } else if conn.is_websocket() {
-                // RFC 6455 §7.4.1: 1001 "going away", such as a server going down.
-                conn.close_websocket(1001, &mut self.svc);
-                self.start_phase(key, Phase::WsClosing);
+            } else {
+                self.arm(key);
             }
         }
         info!(
@@ -546,16 +502,17 @@ impl Worker {
         }
         self.last_report = self.now;
         self.accepts_since_report = 0;
-        if self.svc.counters.is_zero() {
+        let counters = &mut self.svc.shared.counters;
+        if counters.is_zero() {
             return;
         }
         let report = WorkerReport {
             worker: self.id,
-            delta: std::mem::take(&mut self.svc.counters),
+            delta: std::mem::take(counters),
         };
         match self.reports.try_send(report) {
             Ok(()) => {}
-            Err(TrySendError::Full(report)) => self.svc.counters.add(&report.delta),
+            Err(TrySendError::Full(report)) => self.svc.shared.counters.add(&report.delta),
             Err(TrySendError::Disconnected(_)) => {}
         }
     }
@@ -596,7 +553,7 @@ mod tests {
     #[test]
     fn a_connection_with_input_waiting_is_queued_once_per_turn() {
         let (mut worker, port) = worker_on_free_port();
-        worker.svc.read_budget = 1; // one read per drive
+        worker.svc.shared.read_budget = 1; // one read per drive
         let mut events = Events::with_capacity(64);
         let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         client.set_nonblocking(true).expect("nonblocking");

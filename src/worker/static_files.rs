@@ -4,9 +4,11 @@
 //! header lines plus, for a small file, its body and, for a large one, an open descriptor, each
 //! revalidated against inode, size and mtime at most once a second. It opens files and reads
 //! small ones; `files` makes every decision (safe path, MIME type, validators, 304/412/206/416),
-//! `http` encodes every head. It never writes to a socket: it appends bytes to an [`Output`] and
-//! describes a large body as a file region for the connection to sendfile.
+//! `conn::Refusal` maps every refusal to its status. It never writes anything: it describes each
+//! response as a [`Response`] value (a status, prepared head lines, a body of cached bytes or a
+//! file region), which the connection writes and sends.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
@@ -15,26 +17,23 @@ use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 
 use crate::config::Config;
+use crate::conn::{Refusal, Respond};
 use crate::files::{self, FileStamp, Outcome, Preconditions, TargetOptions};
-use crate::http::{self, HeadWriter, Method, Request, Version};
+use crate::http::{Body, FileRegion, Method, Request, Response, Status};
 use crate::sys::RootDir;
-
-use super::buffers::{FileTail, Output, Pool};
 
 /// Most ranges answered as multipart/byteranges; more fall back to the whole file (nginx's max_ranges idea).
 const MAX_RANGES: usize = 16;
-
-/// What a response needs to know about the exchange it answers.
-pub struct Exchange<'a> {
-    pub date: &'a [u8],
-    pub keep_alive: bool,
-    /// Whole seconds on the worker's clock, for cache revalidation.
-    pub now_secs: u64,
-}
+/// The methods files are served for.
+const ALLOW: &[u8] = b"GET, HEAD, OPTIONS";
+/// The page a 404 uses when the root has one.
+const NOT_FOUND_PAGE: &[u8] = b"/404.html";
 
 /// A file found under the root, with its prebuilt header lines: kept in the cache or, when the
 /// cache holds no entries, used for one response.
 struct Cached {
+    /// The request path the entry is cached under.
+    key: Vec<u8>,
     /// Path relative to the root, as opened (an index file's own path for a directory URL).
     open_path: CString,
     /// Device and inode: what the path named when the entry was made.
@@ -53,18 +52,33 @@ enum Content {
 }
 
 impl Cached {
-    fn body(&self) -> Body<'_> {
+    /// Bytes `start..end` of the file as a response body.
+    fn body(&self, start: u64, end: u64) -> Body<'_> {
         match &self.content {
-            Content::Memory(bytes) => Body::Memory(bytes),
-            Content::Open(file) => Body::File(Rc::clone(file)),
+            Content::Memory(bytes) => Body::Bytes(Cow::Borrowed(slice(bytes, start, end))),
+            Content::Open(file) => Body::File(FileRegion {
+                file: Rc::clone(file),
+                offset: start,
+                end,
+            }),
         }
     }
 }
 
-/// Either a cached body or an open file to send a region of.
-enum Body<'c> {
-    Memory(&'c [u8]),
-    File(Rc<File>),
+/// Where the entry for a request is.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// `entries[i]`.
+    Cached(usize),
+    /// `uncached`: the cache holds no entries.
+    Uncached,
+}
+
+/// What a request path names.
+enum Found {
+    File(Slot),
+    /// A directory named without its trailing slash: 301 to this location.
+    Redirect(Vec<u8>),
 }
 
 /// The document root and its cache, one per worker.
@@ -73,9 +87,55 @@ pub struct StaticFiles {
     index: Vec<u8>,
     target: TargetOptions,
     small_file_max: u64,
-    cache: HashMap<Vec<u8>, Cached>,
+    /// Request path -> its entry in `entries`: a hit hashes the path once, and the index it
+    /// gives borrows nothing, so an entry found stale can be replaced.
+    paths: HashMap<Vec<u8>, usize>,
+    entries: Vec<Cached>,
     cache_entries: usize,
+    /// The entry of the latest response while the cache holds none (`--file-cache-entries 0`).
+    uncached: Option<Cached>,
     boundary_seed: u64,
+}
+
+impl Respond for StaticFiles {
+    fn respond(&mut self, req: &Request<'_>, now_secs: u64) -> Response<'_> {
+        match req.method {
+            Method::Get | Method::Head => {}
+            Method::Options => {
+                return Response {
+                    status: Status::NO_CONTENT,
+                    lines: b"",
+                    field: Some(("Allow", Cow::Borrowed(ALLOW))),
+                    body: Body::None,
+                }
+            }
+            Method::Other => {
+                return Refusal::MethodNotAllowed
+                    .response()
+                    .with_field("Allow", ALLOW)
+            }
+        }
+        if req.path == b"*" {
+            return Refusal::AsteriskTarget.response();
+        }
+        // The hot path: an entry already checked this second, found with one hash.
+        if let Some(&slot) = self.paths.get(req.path) {
+            if self
+                .entries
+                .get(slot)
+                .is_some_and(|e| e.checked_at == now_secs)
+            {
+                return self.file_response(Slot::Cached(slot), req, now_secs);
+            }
+        }
+        match self.lookup(req.path, req.query, now_secs) {
+            Ok(Found::File(slot)) => self.file_response(slot, req, now_secs),
+            Ok(Found::Redirect(location)) => {
+                Response::page(Status::MOVED_PERMANENTLY).with_field("Location", location)
+            }
+            Err(refusal) => self.error_page(refusal, now_secs),
+        }
+    }
 }
 
 impl StaticFiles {
@@ -87,138 +147,71 @@ impl StaticFiles {
                 allow_dotfiles: config.dotfiles,
             },
             small_file_max: config.small_file_max,
-            cache: HashMap::new(),
+            paths: HashMap::new(),
+            entries: Vec::new(),
             cache_entries: config.file_cache_entries,
+            uncached: None,
             boundary_seed: worker as u64,
         })
     }
 
-    /// Appends the response to `req` to `out` and returns its status code.
-    pub fn respond(
-        &mut self,
-        req: &Request<'_>,
-        ex: &Exchange<'_>,
-        out: &mut Output,
-        pool: &mut Pool,
-    ) -> u16 {
-        let head_only = req.method == Method::Head;
-        match req.method {
-            Method::Get | Method::Head => {}
-            Method::Options => {
-                let buf = out.buf(pool);
-                let mut w = HeadWriter::new(buf, 204, ex.date);
-                w.header("Allow", b"GET, HEAD, OPTIONS");
-                w.finish(req.version, ex.keep_alive);
-                return 204;
-            }
-            Method::Other => {
-                let allow: &[(&str, &[u8])] = &[("Allow", b"GET, HEAD, OPTIONS")];
-                return error(out, pool, 405, req.version, ex, head_only, allow);
-            }
+    fn entry(&self, slot: Slot) -> Option<&Cached> {
+        match slot {
+            Slot::Cached(i) => self.entries.get(i),
+            Slot::Uncached => self.uncached.as_ref(),
         }
-        if req.path == b"*" {
-            return error(out, pool, 400, req.version, ex, head_only, &[]);
+    }
+
+    fn file_response(&self, slot: Slot, req: &Request<'_>, now_secs: u64) -> Response<'_> {
+        match self.entry(slot) {
+            Some(entry) => file_response(req, entry, self.boundary_seed ^ now_secs),
+            None => Refusal::Internal.response(),
         }
-        // The hot path: a cache entry already checked this second, found with one lookup.
-        if let Some(entry) = self.cache.get(req.path) {
-            if entry.checked_at == ex.now_secs {
-                return file_response(req, ex, out, pool, entry, self.boundary_seed);
-            }
-        }
-        let fresh;
-        let entry = match self.lookup(req.path, req.query, ex.now_secs) {
-            Ok(Found::Cached) => match self.cache.get(req.path) {
-                Some(entry) => entry,
-                None => return error(out, pool, 500, req.version, ex, head_only, &[]),
-            },
-            Ok(Found::Uncached(entry)) => {
-                fresh = entry;
-                &fresh
-            }
-            Ok(Found::Redirect(location)) => {
-                let extra: &[(&str, &[u8])] = &[("Location", &location)];
-                return error(out, pool, 301, req.version, ex, head_only, extra);
-            }
-            Err(status) => return self.error_page(status, req, ex, out, pool),
-        };
-        file_response(req, ex, out, pool, entry, self.boundary_seed)
     }
 
     /// An error response; a 404 uses `404.html` from the root when there is one.
-    fn error_page(
-        &mut self,
-        status: u16,
-        req: &Request<'_>,
-        ex: &Exchange<'_>,
-        out: &mut Output,
-        pool: &mut Pool,
-    ) -> u16 {
-        let head_only = req.method == Method::Head;
-        const NOT_FOUND_PAGE: &[u8] = b"/404.html";
-        if status == 404 {
-            let fresh;
-            let page = match self.lookup(NOT_FOUND_PAGE, b"", ex.now_secs) {
-                Ok(Found::Cached) => self.cache.get(NOT_FOUND_PAGE),
-                Ok(Found::Uncached(entry)) => {
-                    fresh = entry;
-                    Some(&fresh)
+    fn error_page(&mut self, refusal: Refusal, now_secs: u64) -> Response<'_> {
+        let status = refusal.status();
+        if status == Status::NOT_FOUND {
+            if let Ok(Found::File(slot)) = self.lookup(NOT_FOUND_PAGE, b"", now_secs) {
+                // Only a small page is used: an error answer is written in one piece.
+                if let Some(Cached {
+                    head,
+                    content: Content::Memory(body),
+                    ..
+                }) = self.entry(slot)
+                {
+                    return Response {
+                        status,
+                        lines: head.type_line(),
+                        field: None,
+                        body: Body::Bytes(Cow::Borrowed(body)),
+                    };
                 }
-                _ => None,
-            };
-            // Only a small page is used: an error answer is written in one piece.
-            if let Some(Cached {
-                head: page_head,
-                content: Content::Memory(body),
-                ..
-            }) = page
-            {
-                let buf = out.buf(pool);
-                let mut head = HeadWriter::new(buf, 404, ex.date);
-                head.raw(&page_head.type_line)
-                    .content_length(body.len() as u64);
-                head.finish(req.version, ex.keep_alive);
-                if !head_only {
-                    buf.extend_from_slice(body);
-                }
-                return 404;
             }
         }
-        error(out, pool, status, req.version, ex, head_only, &[])
+        refusal.response()
     }
 
     /// Finds what the request path `raw` names: a fresh cache entry (under the key `raw`), an
     /// entry the cache has no room for, or a redirect. The cache is keyed by the raw path
     /// because the same raw path always resolves to the same file, so a hit needs neither
     /// decoding nor allocation.
-    fn lookup(&mut self, raw: &[u8], query: &[u8], now_secs: u64) -> Result<Found, u16> {
-        if let Some(entry) = self.cache.get_mut(raw) {
-            if entry.checked_at == now_secs {
-                return Ok(Found::Cached);
+    fn lookup(&mut self, raw: &[u8], query: &[u8], now_secs: u64) -> Result<Found, Refusal> {
+        if let Some(&slot) = self.paths.get(raw) {
+            if self.revalidate(slot, now_secs) {
+                return Ok(Found::File(Slot::Cached(slot)));
             }
-            // Revalidate at most once a second: the same inode, size and mtime (as nginx checks)
-            // means the entry is still right. A file replaced by rename is a new inode even
-            // when a copy kept the size and mtime.
-            if let Ok(file) = self.root.open_file(&entry.open_path) {
-                if let Ok(meta) = file.metadata() {
-                    if meta.is_file()
-                        && identity_of(&meta) == entry.identity
-                        && stamp_of(&meta) == entry.head.stamp
-                    {
-                        entry.checked_at = now_secs;
-                        return Ok(Found::Cached);
-                    }
-                }
-            }
-            self.cache.remove(raw);
+            self.remove(slot);
         }
 
-        let path = files::resolve_target(raw, &self.target).map_err(|e| e.status())?;
+        let path = files::resolve_target(raw, &self.target).map_err(Refusal::Target)?;
         let open_path = relative_cstring(path.as_bytes(), path.has_trailing_slash())?;
         let file = self
             .root
             .open_file(&open_path)
-            .map_err(|e| open_error_status(&e))?;
-        let meta = file.metadata().map_err(|e| open_error_status(&e))?;
+            .map_err(|e| open_error(&e))?;
+        let meta = file.metadata().map_err(|e| open_error(&e))?;
         let (file, meta, open_path) = if meta.is_dir() {
             if !path.has_trailing_slash() {
                 return Ok(Found::Redirect(path.redirect_location(query)));
@@ -226,27 +219,27 @@ impl StaticFiles {
             let index_path = path.join(&self.index);
             let open_path = relative_cstring(index_path.as_bytes(), false)?;
             // A directory without an index is forbidden, as nginx answers without autoindex.
-            let file =
-                self.root
-                    .open_file(&open_path)
-                    .map_err(|e| match open_error_status(&e) {
-                        404 => 403,
-                        other => other,
-                    })?;
-            let meta = file.metadata().map_err(|e| open_error_status(&e))?;
+            let file = self
+                .root
+                .open_file(&open_path)
+                .map_err(|e| match open_error(&e) {
+                    Refusal::NotFound => Refusal::NoIndex,
+                    other => other,
+                })?;
+            let meta = file.metadata().map_err(|e| open_error(&e))?;
             (file, meta, open_path)
         } else {
             (file, meta, open_path)
         };
         if !meta.is_file() {
-            return Err(403);
+            return Err(Refusal::Forbidden);
         }
         let stamp = stamp_of(&meta);
         let content_type = files::content_type(open_path.as_bytes());
         let (stamp, content) = if stamp.len > self.small_file_max {
             (stamp, Content::Open(Rc::new(file)))
         } else {
-            let body = read_small(file, stamp.len).map_err(|e| open_error_status(&e))?;
+            let body = read_small(file, stamp.len).map_err(|e| open_error(&e))?;
             // The file may have changed between fstat and read; describe what was read.
             let read = FileStamp {
                 len: body.len() as u64,
@@ -255,6 +248,7 @@ impl StaticFiles {
             (read, Content::Memory(body))
         };
         let entry = Cached {
+            key: raw.to_vec(),
             open_path,
             identity: identity_of(&meta),
             head: PreparedHead::new(stamp, content_type),
@@ -262,23 +256,57 @@ impl StaticFiles {
             checked_at: now_secs,
         };
         if self.cache_entries == 0 {
-            return Ok(Found::Uncached(entry));
+            self.uncached = Some(entry);
+            return Ok(Found::File(Slot::Uncached));
         }
-        if self.cache.len() >= self.cache_entries {
+        if self.entries.len() >= self.cache_entries {
             // Evict an arbitrary entry: the cache is a bound on memory and descriptors, not an LRU.
-            if let Some(victim) = self.cache.keys().next().cloned() {
-                self.cache.remove(&victim);
+            self.remove(self.entries.len() - 1);
+        }
+        self.paths.insert(entry.key.clone(), self.entries.len());
+        self.entries.push(entry);
+        Ok(Found::File(Slot::Cached(self.entries.len() - 1)))
+    }
+
+    /// Whether the entry still describes its path: checked at most once a second against the
+    /// same inode, size and mtime (as nginx checks). A file replaced by rename is a new inode
+    /// even when a copy kept the size and mtime.
+    fn revalidate(&mut self, slot: usize, now_secs: u64) -> bool {
+        let Some(entry) = self.entries.get_mut(slot) else {
+            return false;
+        };
+        if entry.checked_at == now_secs {
+            return true;
+        }
+        let Ok(meta) = self
+            .root
+            .open_file(&entry.open_path)
+            .and_then(|file| file.metadata())
+        else {
+            return false;
+        };
+        let unchanged = meta.is_file()
+            && identity_of(&meta) == entry.identity
+            && stamp_of(&meta) == entry.head.stamp;
+        if unchanged {
+            entry.checked_at = now_secs;
+        }
+        unchanged
+    }
+
+    /// Drops `entries[slot]` (closing a large file's descriptor once no response uses it).
+    fn remove(&mut self, slot: usize) {
+        if slot >= self.entries.len() {
+            return;
+        }
+        let removed = self.entries.swap_remove(slot);
+        self.paths.remove(&removed.key);
+        if let Some(moved) = self.entries.get(slot) {
+            if let Some(index) = self.paths.get_mut(&moved.key) {
+                *index = slot;
             }
         }
-        self.cache.insert(raw.to_vec(), entry);
-        Ok(Found::Cached)
     }
-}
-
-enum Found {
-    Cached,
-    Uncached(Cached),
-    Redirect(Vec<u8>),
 }
 
 /// A file's validators and header lines, prepared once per cache entry.
@@ -286,42 +314,59 @@ struct PreparedHead {
     stamp: FileStamp,
     etag: String,
     content_type: &'static str,
-    /// "Content-Type: …\r\n".
-    type_line: Vec<u8>,
-    /// "Last-Modified: …\r\nETag: …\r\n".
-    validator_lines: Vec<u8>,
+    /// "Content-Type: …\r\nLast-Modified: …\r\nETag: …\r\nAccept-Ranges: bytes\r\n".
+    lines: Vec<u8>,
+    /// Where the Content-Type line ends and the validator lines begin.
+    validators_start: usize,
+    /// Where the validator lines end.
+    validators_end: usize,
 }
 
 impl PreparedHead {
     fn new(stamp: FileStamp, content_type: &'static str) -> PreparedHead {
         let etag = files::etag(&stamp);
-        let type_line = format!("Content-Type: {content_type}\r\n").into_bytes();
-        let validator_lines = format!(
-            "Last-Modified: {}\r\nETag: {etag}\r\n",
-            files::last_modified(&stamp)
-        )
-        .into_bytes();
+        let mut lines = format!("Content-Type: {content_type}\r\n").into_bytes();
+        let validators_start = lines.len();
+        lines.extend_from_slice(
+            format!(
+                "Last-Modified: {}\r\nETag: {etag}\r\n",
+                files::last_modified(&stamp)
+            )
+            .as_bytes(),
+        );
+        let validators_end = lines.len();
+        lines.extend_from_slice(b"Accept-Ranges: bytes\r\n");
         PreparedHead {
             stamp,
             etag,
             content_type,
-            type_line,
-            validator_lines,
+            lines,
+            validators_start,
+            validators_end,
         }
+    }
+
+    /// Every line, for a 200 or 206.
+    fn all_lines(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// "Content-Type: …\r\n".
+    fn type_line(&self) -> &[u8] {
+        self.lines.get(..self.validators_start).unwrap_or_default()
+    }
+
+    /// "Last-Modified: …\r\nETag: …\r\n", for a 304.
+    fn validator_lines(&self) -> &[u8] {
+        self.lines
+            .get(self.validators_start..self.validators_end)
+            .unwrap_or_default()
     }
 }
 
-/// Writes the response for a file after evaluating preconditions and ranges.
-fn file_response(
-    req: &Request<'_>,
-    ex: &Exchange<'_>,
-    out: &mut Output,
-    pool: &mut Pool,
-    entry: &Cached,
-    seed: u64,
-) -> u16 {
-    let (head, body) = (&entry.head, entry.body());
-    let head_only = req.method == Method::Head;
+/// The response for a file once preconditions and ranges are weighed.
+fn file_response<'e>(req: &Request<'_>, entry: &'e Cached, seed: u64) -> Response<'e> {
+    let head = &entry.head;
     let pre = Preconditions {
         head_or_get: true,
         if_match: req.if_match,
@@ -332,103 +377,65 @@ fn file_response(
         if_range: req.if_range,
     };
     // Several ranges of a large file are answered with the whole file (one sendfile region).
-    let max_ranges = match body {
-        Body::Memory(_) => MAX_RANGES,
-        Body::File(_) => 1,
+    let max_ranges = match entry.content {
+        Content::Memory(_) => MAX_RANGES,
+        Content::Open(_) => 1,
     };
     let len = head.stamp.len;
-    let outcome = files::evaluate(&pre, &head.stamp, &head.etag, max_ranges);
-    let buf = out.buf(pool);
-    let (status, range) = match outcome {
-        Outcome::NotModified => {
-            let mut w = HeadWriter::new(buf, 304, ex.date);
-            w.raw(&head.validator_lines);
-            w.finish(req.version, ex.keep_alive);
-            return 304;
-        }
-        Outcome::PreconditionFailed => {
-            return error(out, pool, 412, req.version, ex, head_only, &[])
-        }
-        Outcome::Unsatisfiable => {
-            let range = files::unsatisfied_range(len);
-            let extra: &[(&str, &[u8])] = &[("Content-Range", range.as_bytes())];
-            return error(out, pool, 416, req.version, ex, head_only, extra);
-        }
+    match files::evaluate(&pre, &head.stamp, &head.etag, max_ranges) {
+        Outcome::NotModified => Response {
+            status: Status::NOT_MODIFIED,
+            lines: head.validator_lines(),
+            field: None,
+            body: Body::None,
+        },
+        Outcome::PreconditionFailed => Refusal::PreconditionFailed.response(),
+        Outcome::Unsatisfiable => Refusal::RangeNotSatisfiable
+            .response()
+            .with_field("Content-Range", files::unsatisfied_range(len).into_bytes()),
         Outcome::Multipart(ranges) => {
-            let Body::Memory(bytes) = body else {
-                return error(out, pool, 500, req.version, ex, head_only, &[]);
+            let Content::Memory(bytes) = &entry.content else {
+                return Refusal::Internal.response();
             };
-            let boundary = files::multipart_boundary(seed ^ ex.now_secs ^ len);
-            let content_type = files::multipart_content_type(&boundary);
+            let boundary = files::multipart_boundary(seed ^ len);
             let total = files::multipart_len(&boundary, head.content_type, &ranges, len);
-            let mut w = HeadWriter::new(buf, 206, ex.date);
-            w.header("Content-Type", content_type.as_bytes())
-                .raw(&head.validator_lines)
-                .content_length(total);
-            w.finish(req.version, ex.keep_alive);
-            if !head_only {
-                for range in &ranges {
-                    buf.extend_from_slice(&files::part_head(
-                        &boundary,
-                        head.content_type,
-                        *range,
-                        len,
-                    ));
-                    buf.extend_from_slice(slice(bytes, range.start, range.end + 1));
-                }
-                buf.extend_from_slice(&files::multipart_tail(&boundary));
+            let mut body = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+            for range in &ranges {
+                body.extend_from_slice(&files::part_head(
+                    &boundary,
+                    head.content_type,
+                    *range,
+                    len,
+                ));
+                body.extend_from_slice(slice(bytes, range.start, range.end + 1));
             }
-            return 206;
+            body.extend_from_slice(&files::multipart_tail(&boundary));
+            Response {
+                status: Status::PARTIAL_CONTENT,
+                lines: head.validator_lines(),
+                field: Some((
+                    "Content-Type",
+                    files::multipart_content_type(&boundary).into_bytes().into(),
+                )),
+                body: Body::Bytes(Cow::Owned(body)),
+            }
         }
-        Outcome::Full => (200, None),
-        Outcome::Partial(range) => (206, Some(range)),
-    };
-    let (start, end) = match range {
-        Some(r) => (r.start, r.end + 1),
-        None => (0, len),
-    };
-    let mut w = HeadWriter::new(buf, status, ex.date);
-    w.raw(&head.type_line).raw(&head.validator_lines);
-    w.header("Accept-Ranges", b"bytes");
-    if let Some(r) = range {
-        w.header("Content-Range", files::content_range(r, len).as_bytes());
+        Outcome::Full => Response {
+            status: Status::OK,
+            lines: head.all_lines(),
+            field: None,
+            body: entry.body(0, len),
+        },
+        Outcome::Partial(range) => Response {
+            status: Status::PARTIAL_CONTENT,
+            lines: head.all_lines(),
+            field: Some((
+                "Content-Range",
+                files::content_range(range, len).into_bytes().into(),
+            )),
+            body: entry.body(range.start, range.end + 1),
+        },
     }
-    w.content_length(end - start);
-    w.finish(req.version, ex.keep_alive);
-    if head_only || start == end {
-        return status;
-    }
-    match body {
-        Body::Memory(bytes) => buf.extend_from_slice(slice(bytes, start, end)),
-        Body::File(file) => out.set_file(FileTail {
-            file,
-            offset: start,
-            end,
-        }),
-    }
-    status
-}
-
-/// A complete error or redirect response.
-fn error(
-    out: &mut Output,
-    pool: &mut Pool,
-    status: u16,
-    version: Version,
-    ex: &Exchange<'_>,
-    head_only: bool,
-    extra: &[(&str, &[u8])],
-) -> u16 {
-    http::write_error(
-        out.buf(pool),
-        status,
-        ex.date,
-        version,
-        ex.keep_alive,
-        head_only,
-        extra,
-    );
-    status
 }
 
 fn slice(bytes: &[u8], start: u64, end: u64) -> &[u8] {
@@ -451,7 +458,7 @@ fn stamp_of(meta: &std::fs::Metadata) -> FileStamp {
 
 /// The path to hand to openat2: "." for the root, a trailing slash kept so a file named like a
 /// directory fails with ENOTDIR.
-fn relative_cstring(path: &[u8], trailing_slash: bool) -> Result<CString, u16> {
+fn relative_cstring(path: &[u8], trailing_slash: bool) -> Result<CString, Refusal> {
     let mut bytes = if path.is_empty() {
         b".".to_vec()
     } else {
@@ -461,7 +468,7 @@ fn relative_cstring(path: &[u8], trailing_slash: bool) -> Result<CString, u16> {
         bytes.push(b'/');
     }
     // SafePath guarantees no NUL; a failure here is a bug, answered as 500 rather than a panic.
-    CString::new(bytes).map_err(|_| 500)
+    CString::new(bytes).map_err(|_| Refusal::Internal)
 }
 
 fn read_small(mut file: File, len: u64) -> io::Result<Vec<u8>> {
@@ -470,11 +477,14 @@ fn read_small(mut file: File, len: u64) -> io::Result<Vec<u8>> {
     Ok(body)
 }
 
-/// errno → status, in one place (as nginx's static module does).
-fn open_error_status(e: &io::Error) -> u16 {
+/// What a failed open or stat means for the request, in one place (as nginx's static module
+/// does); `Refusal::status` turns it into a status.
+fn open_error(e: &io::Error) -> Refusal {
     match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::EXDEV | libc::ELOOP) => 404,
-        Some(libc::EACCES | libc::EPERM) => 403,
-        _ => 500,
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::EXDEV | libc::ELOOP) => {
+            Refusal::NotFound
+        }
+        Some(libc::EACCES | libc::EPERM) => Refusal::Forbidden,
+        _ => Refusal::Internal,
     }
 }

@@ -10,7 +10,7 @@ use sha1::{Digest, Sha1};
 
 use super::deflate::{negotiate, response_value, DeflateParams, Negotiated};
 use super::WsConfig;
-use crate::http::{write_error, HeadWriter, Method, Request, Version};
+use crate::http::{HeadWriter, Method, Request, Status, Version};
 
 /// The GUID of RFC 6455 §1.3.
 const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -24,10 +24,31 @@ pub fn is_upgrade_request(req: &Request<'_>) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Upgrade {
     Accept(Accepted),
-    /// 400 (malformed), 403 (origin), 404 (path), 426 (version).
-    Reject {
-        status: u16,
-    },
+    Reject(Refused),
+}
+
+/// Why an upgrade request is refused (`conn::Refusal::status` gives the status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a valid handshake: method, version, Upgrade/Connection tokens, key.
+    Malformed,
+    /// The path is not one of the WebSocket paths.
+    Path,
+    /// A `Sec-WebSocket-Version` other than 13.
+    Version,
+    /// The `Origin` is not allowed.
+    Origin,
+}
+
+impl Refused {
+    /// The field the refusal carries: §4.2.2 asks a version refusal to name the version the
+    /// server speaks.
+    pub fn field(self) -> Option<(&'static str, &'static [u8])> {
+        match self {
+            Refused::Version => Some(("Sec-WebSocket-Version", b"13")),
+            _ => None,
+        }
+    }
 }
 
 /// An acceptable upgrade: what the 101 response needs and what the session runs with.
@@ -40,7 +61,7 @@ pub struct Accepted {
 
 /// Validates an upgrade request per RFC 6455 §4.2.1 and negotiates permessage-deflate.
 pub fn evaluate(req: &Request<'_>, cfg: &WsConfig) -> Upgrade {
-    let reject = |status| Upgrade::Reject { status };
+    let reject = Upgrade::Reject;
     // §4.2.1: "An HTTP/1.1 or higher GET request", "An |Upgrade| header field containing the
     // value "websocket"", "A |Connection| header field that includes the token "Upgrade"".
     if req.method != Method::Get
@@ -48,31 +69,31 @@ pub fn evaluate(req: &Request<'_>, cfg: &WsConfig) -> Upgrade {
         || !is_upgrade_request(req)
         || !req.has_token("connection", "upgrade")
     {
-        return reject(400);
+        return reject(Refused::Malformed);
     }
     if !cfg.paths.iter().any(|path| path.as_slice() == req.path) {
-        return reject(404);
+        return reject(Refused::Path);
     }
     // §4.2.2: "If this version does not match a version understood by the server, the server
     // MUST abort the WebSocket handshake ... and instead send an appropriate HTTP error code
     // (such as 426 Upgrade Required) and a |Sec-WebSocket-Version| header field".
     if req.header("sec-websocket-version") != Some(b"13") {
-        return reject(426);
+        return reject(Refused::Version);
     }
     // §4.2.1: "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when
     // decoded, is 16 bytes in length." §11.3.1: it "MUST NOT appear more than once".
     let mut keys = fields(req, "sec-websocket-key");
     let (Some(key), None) = (keys.next(), keys.next()) else {
-        return reject(400);
+        return reject(Refused::Malformed);
     };
     if !matches!(STANDARD.decode(key), Ok(bytes) if bytes.len() == 16) {
-        return reject(400);
+        return reject(Refused::Malformed);
     }
     if let Some(allowed) = &cfg.origins {
         let origin = req.header("origin");
         let known = origin.is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
         if !known {
-            return reject(403);
+            return reject(Refused::Origin);
         }
     }
     let negotiated = if cfg.deflate {
@@ -97,7 +118,7 @@ fn fields<'b>(req: &Request<'b>, name: &'static str) -> impl Iterator<Item = &'b
 /// Appends the 101 response (§4.2.2 step 5).
 pub fn write_accept(out: &mut Vec<u8>, accepted: &Accepted, date: &[u8]) {
     let mut extensions = Vec::new();
-    let mut head = HeadWriter::new(out, 101, date);
+    let mut head = HeadWriter::new(out, Status::SWITCHING_PROTOCOLS, date);
     head.header("Upgrade", b"websocket")
         .header("Connection", b"Upgrade")
         .header("Sec-WebSocket-Accept", &accepted.accept);
@@ -106,16 +127,6 @@ pub fn write_accept(out: &mut Vec<u8>, accepted: &Accepted, date: &[u8]) {
         head.header("Sec-WebSocket-Extensions", &extensions);
     }
     head.finish(Version::Http11, true);
-}
-
-/// Appends a refusal with `Connection: close`; 426 names the version the server speaks.
-pub fn write_reject(out: &mut Vec<u8>, status: u16, date: &[u8]) {
-    let extra: &[(&str, &[u8])] = if status == 426 {
-        &[("Sec-WebSocket-Version", b"13")]
-    } else {
-        &[]
-    };
-    write_error(out, status, date, Version::Http11, false, false, extra);
 }
 
 /// `base64(SHA-1(key ++ GUID))` over exactly the 20 digest bytes (§4.2.2 step 5.4).
@@ -155,18 +166,18 @@ Upgrade: websocket\r\n\r\n";
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
 
     fn evaluate_with(head: &[u8], cfg: &WsConfig) -> Upgrade {
-        match parse_request(head, &Limits::default()) {
+        match parse_request(&mut head.to_vec(), &Limits::default()) {
             Ok(Parse::Complete(req)) => evaluate(&req, cfg),
             other => panic!("test head does not parse: {other:?}"),
         }
     }
 
     /// `extra` are field lines appended to [`MINIMAL`]; `replace` substitutes text in it.
-    fn check(replace: (&str, &str), extra: &str, cfg: &WsConfig, expected: Result<(), u16>) {
+    fn check(replace: (&str, &str), extra: &str, cfg: &WsConfig, expected: Result<(), Refused>) {
         let head = format!("{}{extra}\r\n", MINIMAL.replace(replace.0, replace.1));
         let got = match evaluate_with(head.as_bytes(), cfg) {
             Upgrade::Accept(_) => Ok(()),
-            Upgrade::Reject { status } => Err(status),
+            Upgrade::Reject(refused) => Err(refused),
         };
         assert_eq!(got, expected, "{head}");
     }
@@ -214,43 +225,68 @@ Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client
         let cfg = WsConfig::default();
         let none = ("", "");
         check(none, "", &cfg, Ok(()));
-        check(("GET", "POST"), "Content-Length: 0\r\n", &cfg, Err(400));
-        check(("HTTP/1.1", "HTTP/1.0"), "", &cfg, Err(400));
-        check(("Upgrade: websocket", "Upgrade: h2c"), "", &cfg, Err(400));
+        check(
+            ("GET", "POST"),
+            "Content-Length: 0\r\n",
+            &cfg,
+            Err(Refused::Malformed),
+        );
+        check(("HTTP/1.1", "HTTP/1.0"), "", &cfg, Err(Refused::Malformed));
+        check(
+            ("Upgrade: websocket", "Upgrade: h2c"),
+            "",
+            &cfg,
+            Err(Refused::Malformed),
+        );
         check(
             ("Connection: Upgrade", "Connection: keep-alive"),
             "",
             &cfg,
-            Err(400),
+            Err(Refused::Malformed),
         );
-        check(("GET /ws", "GET /other"), "", &cfg, Err(404));
+        check(("GET /ws", "GET /other"), "", &cfg, Err(Refused::Path));
         check(("GET /ws", "GET /ws?x=1"), "", &cfg, Ok(()));
-        check(("Version: 13", "Version: 8"), "", &cfg, Err(426));
-        check(("Sec-WebSocket-Version: 13\r\n", ""), "", &cfg, Err(426));
+        check(
+            ("Version: 13", "Version: 8"),
+            "",
+            &cfg,
+            Err(Refused::Version),
+        );
+        check(
+            ("Sec-WebSocket-Version: 13\r\n", ""),
+            "",
+            &cfg,
+            Err(Refused::Version),
+        );
         check(
             ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ"),
             "",
             &cfg,
-            Err(400),
+            Err(Refused::Malformed),
         );
         check(
             ("dGhlIHNhbXBsZSBub25jZQ==", "AAAAAAAAAAAAAAAAAAAAAAA="),
             "",
             &cfg,
-            Err(400),
+            Err(Refused::Malformed),
         );
-        check(("dGhlIHNhbXBsZSBub25jZQ==", "!!!"), "", &cfg, Err(400));
+        check(
+            ("dGhlIHNhbXBsZSBub25jZQ==", "!!!"),
+            "",
+            &cfg,
+            Err(Refused::Malformed),
+        );
         check(
             none,
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
             &cfg,
-            Err(400),
+            Err(Refused::Malformed),
         );
         check(
             ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
             "",
             &cfg,
-            Err(400),
+            Err(Refused::Malformed),
         );
         // Tokens are case-insensitive and may sit in lists.
         check(
@@ -275,8 +311,13 @@ Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client
         };
         check(("", ""), "Origin: https://example.com\r\n", &cfg, Ok(()));
         check(("", ""), "Origin: https://EXAMPLE.com\r\n", &cfg, Ok(()));
-        check(("", ""), "Origin: https://evil.com\r\n", &cfg, Err(403));
-        check(("", ""), "", &cfg, Err(403));
+        check(
+            ("", ""),
+            "Origin: https://evil.com\r\n",
+            &cfg,
+            Err(Refused::Origin),
+        );
+        check(("", ""), "", &cfg, Err(Refused::Origin));
         check(("", ""), "Origin: null\r\n", &WsConfig::default(), Ok(()));
     }
 
@@ -297,22 +338,13 @@ Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client
     }
 
     #[test]
-    fn reject_responses() {
-        let mut out = Vec::new();
-        write_reject(&mut out, 426, b"d");
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
-            "{text}"
+    fn only_a_version_refusal_carries_a_field() {
+        assert_eq!(
+            Refused::Version.field(),
+            Some(("Sec-WebSocket-Version", &b"13"[..]))
         );
-        assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"), "{text}");
-        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
-        let mut out = Vec::new();
-        write_reject(&mut out, 403, b"d");
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.starts_with("HTTP/1.1 403 Forbidden\r\n")
-                && !text.contains("Sec-WebSocket-Version")
-        );
+        for other in [Refused::Malformed, Refused::Path, Refused::Origin] {
+            assert_eq!(other.field(), None);
+        }
     }
 }

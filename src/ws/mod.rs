@@ -30,10 +30,11 @@ mod utf8;
 pub use close::{parse_close_payload, write_close, ClientClose, CloseCode};
 pub use deflate::{negotiate, Codec, DeflateParams, InflateError, Negotiated};
 pub use frame::{
-    parse_header, write_frame_header, Control, Data, FrameHeader, OpCode, MAX_HEADER_LEN,
+    parse_header, write_frame_header, Control, Data, FrameHeader, MalformedLength, OpCode,
+    MAX_HEADER_LEN,
 };
 pub use handshake::{
-    accept_key, evaluate, is_upgrade_request, write_accept, write_reject, Accepted, Upgrade,
+    accept_key, evaluate, is_upgrade_request, write_accept, Accepted, Refused, Upgrade,
 };
 pub use mask::{apply_mask, apply_mask_naive, copy_masked};
 pub use session::{Received, Session, State, WsStats, MIN_INPUT_BUFFER, OUT_SOFT_LIMIT};

@@ -235,3 +235,69 @@ fn a_hundred_pipelined_requests_get_a_hundred_responses_in_order() {
         .collect();
     assert_eq!(got, expected);
 }
+
+/// RFC 9110 §6.2: a higher minor version is served as the highest one supported.
+#[test]
+fn http_1_9_is_served_as_1_1() {
+    let root = Root::new();
+    let server = Server::start(&root);
+    let bytes = exchange(
+        server.port(),
+        b"GET /hello.txt HTTP/1.9\r\nHost: x\r\n\r\nGET /hello.txt HTTP/1.2\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let all = parse_all(&bytes);
+    assert_eq!(all.len(), 2, "{:?}", String::from_utf8_lossy(&bytes));
+    for resp in &all {
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, b"hello, world\n");
+    }
+    // The first kept the connection open: keep-alive, as for 1.1.
+    assert_eq!(all[0].header("Connection"), None);
+}
+
+/// Sends `request` and returns the status of every response before the server closed.
+fn statuses_until_closed(server: &Server, request: &[u8]) -> Vec<u16> {
+    let mut stream = server.connect();
+    stream.write_all(request).unwrap();
+    let bytes = read_until_closed(&mut stream, CLOSE_LIMIT);
+    parse_all(&bytes).iter().map(|r| r.status).collect()
+}
+
+/// A body found malformed after its request was answered gets no second answer: the
+/// connection closes after the one already sent. (A second one would be taken by a client or
+/// proxy reusing the connection as the answer to its next request.)
+#[test]
+fn a_malformed_chunked_body_gets_no_second_response() {
+    let root = Root::new();
+    let server = Server::start_with_flags(&root, &["--max-body-size", "1k"]);
+    let bodies: &[&[u8]] = &[
+        b"-1\r\nabc\r\n0\r\n\r\n",
+        b"0x5\r\nhello\r\n0\r\n\r\n",
+        b" 5\r\nhello\r\n0\r\n\r\n",
+        b"zz\r\nhello\r\n0\r\n\r\n",
+        b"-5\r\nhello\r\n0\r\n\r\n",
+        b"ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        b"801\r\nhello\r\n0\r\n\r\n",
+        b"3\r\nabcdef\r\n0\r\n\r\n",
+        b"3\r\nabc0\r\n\r\n",
+        b"3;a\rb\r\nabc\r\n0\r\n\r\n",
+        b"3\nabc\n0\n\n",
+    ];
+    for (method, status) in [("GET", 200), ("POST", 405)] {
+        for body in bodies {
+            let mut request = format!(
+                "{method} /hello.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            .into_bytes();
+            request.extend_from_slice(body);
+            request.extend_from_slice(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(
+                statuses_until_closed(&server, &request),
+                [status],
+                "{:?}",
+                String::from_utf8_lossy(&request)
+            );
+        }
+    }
+    assert_still_serving(&server);
+}
