@@ -636,16 +636,32 @@ fn parse_bool(raw: &str) -> Result<bool, String> {
     }
 }
 
-/// The canonical root, or an error naming the path as given.
+/// How to change the root, appended to every root error.
+const ROOT_HINT: &str = "set it with --root DIR or root = \"...\" in the config file";
+
+/// The canonical root, or an error naming the absolute path tried and how to set another.
 fn check_root(root: &Path) -> Result<PathBuf, String> {
-    let shown = root.display();
-    match std::fs::metadata(root) {
+    // A relative root is resolved against the current directory, which an operator running an
+    // installed binary may not have in mind: name both.
+    let (tried, context) = match std::env::current_dir() {
+        Ok(cwd) if root.is_relative() => (
+            cwd.join(root),
+            format!(
+                "relative to the current directory {}; {ROOT_HINT}",
+                cwd.display()
+            ),
+        ),
+        _ => (root.to_path_buf(), ROOT_HINT.to_owned()),
+    };
+    let shown = tried.display();
+    match std::fs::metadata(&tried) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("root directory '{shown}' does not exist"))
+            Err(format!("root directory {shown} does not exist ({context})"))
         }
-        Err(e) => Err(format!("root directory '{shown}': {e}")),
-        Ok(meta) if !meta.is_dir() => Err(format!("root '{shown}' is not a directory")),
-        Ok(_) => std::fs::canonicalize(root).map_err(|e| format!("root directory '{shown}': {e}")),
+        Err(e) => Err(format!("root directory {shown}: {e} ({context})")),
+        Ok(meta) if !meta.is_dir() => Err(format!("root {shown} is not a directory ({context})")),
+        Ok(_) => std::fs::canonicalize(&tried)
+            .map_err(|e| format!("root directory {shown}: {e} ({context})")),
     }
 }
 
@@ -934,16 +950,22 @@ mod tests {
         let missing = format!("{}/nope", dir.path().display());
         check_error_argv(
             &["percore", "--root", &missing],
-            &format!("percore: root directory '{missing}' does not exist"),
+            &format!("percore: root directory {missing} does not exist ({ROOT_HINT})"),
         );
         let file = write_file(dir.path(), "");
         check_error_argv(
             &["percore", "--root", &file],
-            &format!("percore: root '{file}' is not a directory"),
+            &format!("percore: root {file} is not a directory ({ROOT_HINT})"),
         );
+        let cwd = std::env::current_dir().unwrap_or_else(|e| panic!("{e}"));
         check_error_argv(
             &["percore", "--root", "nope-\n-x"],
-            "percore: root directory 'nope-\\n-x' does not exist",
+            &format!(
+                "percore: root directory {}/nope-\\n-x does not exist \
+                 (relative to the current directory {}; {ROOT_HINT})",
+                cwd.display(),
+                cwd.display()
+            ),
         );
     }
 

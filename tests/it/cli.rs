@@ -57,3 +57,24 @@ fn unknown_config_key_is_rejected() {
     assert_eq!(code, 2);
     assert!(err.contains("portz"), "{err}");
 }
+
+/// An installed binary started outside the repository has no `www` beside it: the error names
+/// the absolute path tried, the directory it was relative to, and how to set another root.
+#[test]
+fn a_missing_default_root_names_the_absolute_path_and_how_to_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::fs::canonicalize(dir.path()).unwrap();
+    let out = Command::new(BIN)
+        .current_dir(&cwd)
+        .output()
+        .expect("running percore");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let expected = format!(
+        "percore: root directory {}/www does not exist (relative to the current directory {}; \
+         set it with --root DIR or root = \"...\" in the config file)\n",
+        cwd.display(),
+        cwd.display()
+    );
+    assert_eq!(err, expected);
+}
