@@ -308,7 +308,8 @@ Sizes take k/KiB, m/MiB or g/GiB (powers of 1024); durations take ms, s, m or h 
 Examples:
   percore --ports 8080 --root ./public
   percore --config /etc/percore/percore.toml --workers 4
-  percore --bind [::] --admin off";
+  percore --bind [::] --admin off
+  percore --config /etc/percore/percore.toml --check-config";
 
 /// Parses the command line (`args` starts with the program name, like `std::env::args_os()`),
 /// reads the config file if `--config` is given, and validates everything once.
@@ -319,10 +320,52 @@ where
 {
     match command().try_get_matches_from(args) {
         Ok(matches) => match build(&matches) {
+            Ok(config) if matches.get_flag("check-config") => CliOutcome::Exit {
+                code: 0,
+                message: format!("percore: {}", config.describe_valid()),
+                to_stderr: false,
+            },
             Ok(config) => CliOutcome::Run(config),
             Err(message) => fail(&message),
         },
         Err(error) => clap_outcome(&error),
+    }
+}
+
+impl Config {
+    /// The one line `--check-config` prints for a valid configuration.
+    fn describe_valid(&self) -> String {
+        let file = match &self.config_file {
+            Some(path) => format!("config file {}", path.display()),
+            None => "no config file".to_owned(),
+        };
+        let admin = match self.admin {
+            Some(addr) => format!("admin on {addr}"),
+            None => "admin off".to_owned(),
+        };
+        format!(
+            "configuration is valid ({file}; root {}; {} port(s) {}; {} worker(s); {admin})",
+            self.root.display(),
+            self.bind,
+            describe_ports(&self.ports),
+            self.workers,
+        )
+    }
+}
+
+/// "8001-8030" for a contiguous range, else a comma list.
+pub fn describe_ports(ports: &[u16]) -> String {
+    match (ports.first(), ports.last()) {
+        (Some(first), Some(last))
+            if usize::from(last - first) + 1 == ports.len() && ports.len() > 1 =>
+        {
+            format!("{first}-{last}")
+        }
+        _ => ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 
@@ -344,6 +387,15 @@ fn command() -> Command {
                 .long("config")
                 .value_name("FILE")
                 .help("TOML file read before the flags (flags win); see config/percore.toml"),
+        )
+        .arg(
+            Arg::new("check-config")
+                .long("check-config")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "Validate the flags and config file and check that the root is a readable \
+                     directory, then exit (0: valid, 2: not); binds nothing",
+                ),
         )
         .args(options)
         .args_override_self(true)
@@ -660,8 +712,19 @@ fn check_root(root: &Path) -> Result<PathBuf, String> {
         }
         Err(e) => Err(format!("root directory {shown}: {e} ({context})")),
         Ok(meta) if !meta.is_dir() => Err(format!("root {shown} is not a directory ({context})")),
-        Ok(_) => std::fs::canonicalize(&tried)
-            .map_err(|e| format!("root directory {shown}: {e} ({context})")),
+        Ok(_) => {
+            // Workers list nothing, but they open files beneath the root: it must be readable
+            // and searchable, which reading it and its "." entry show.
+            let readable =
+                std::fs::read_dir(&tried).and_then(|_| std::fs::metadata(tried.join(".")));
+            if let Err(e) = readable {
+                return Err(format!(
+                    "root directory {shown} cannot be read: {e} ({context})"
+                ));
+            }
+            std::fs::canonicalize(&tried)
+                .map_err(|e| format!("root directory {shown}: {e} ({context})"))
+        }
     }
 }
 
@@ -1102,6 +1165,44 @@ mod tests {
             &["extra"],
             "percore: unexpected argument 'extra' found (see 'percore --help')",
         );
+    }
+
+    #[test]
+    fn check_config_reports_a_valid_configuration_on_stdout() {
+        let (outcome, root) = run(&[
+            "--check-config",
+            "--ports",
+            "80,8001-8002",
+            "--workers",
+            "3",
+        ]);
+        let root = std::fs::canonicalize(root.path()).unwrap_or_default();
+        match outcome {
+            CliOutcome::Exit {
+                code: 0,
+                message,
+                to_stderr: false,
+            } => assert_eq!(
+                message,
+                format!(
+                    "percore: configuration is valid (no config file; root {}; 0.0.0.0 port(s) \
+                     80,8001,8002; 3 worker(s); admin on 127.0.0.1:9090)",
+                    root.display()
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+        check_error(
+            &["--check-config", "--workers", "0"],
+            "percore: invalid --workers '0': must be at least 1",
+        );
+    }
+
+    #[test]
+    fn ports_are_described_as_a_range_when_contiguous() {
+        assert_eq!(describe_ports(&[8001, 8002, 8003]), "8001-8003");
+        assert_eq!(describe_ports(&[80, 8080]), "80,8080");
+        assert_eq!(describe_ports(&[8001]), "8001");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
-use crate::config::Config;
+use crate::config::{describe_ports, Config};
 use crate::metrics::{ProgressLog, Summary, Totals, WorkerReport};
 use crate::sys::{self, EventFd};
 use crate::worker::{self, WorkerEvent, WorkerSetup};
@@ -309,22 +309,6 @@ fn report_open_files_limit(workers: usize, file_cache_entries: usize) {
     }
 }
 
-/// "8001-8030" for a contiguous range, else a comma list.
-fn describe_ports(ports: &[u16]) -> String {
-    match (ports.first(), ports.last()) {
-        (Some(first), Some(last))
-            if usize::from(last - first) + 1 == ports.len() && ports.len() > 1 =>
-        {
-            format!("{first}-{last}")
-        }
-        _ => ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    }
-}
-
 /// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if set.
 fn notify_systemd(state: &str) {
     use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -385,12 +369,5 @@ mod tests {
     #[test]
     fn a_termination_signal_ends_serving_with_success() {
         assert_eq!(serve_after(None, Some(libc::SIGTERM)), 0);
-    }
-
-    #[test]
-    fn ports_are_described_as_a_range_when_contiguous() {
-        assert_eq!(describe_ports(&[8001, 8002, 8003]), "8001-8003");
-        assert_eq!(describe_ports(&[80, 8080]), "80,8080");
-        assert_eq!(describe_ports(&[8001]), "8001");
     }
 }

@@ -78,3 +78,74 @@ fn a_missing_default_root_names_the_absolute_path_and_how_to_set_it() {
     );
     assert_eq!(err, expected);
 }
+
+/// nginx's `-t`: a valid configuration is reported on one line and exit status 0, without
+/// binding anything (the ports and the admin address are taken by this test, so a bind or a
+/// started worker would fail).
+#[test]
+fn check_config_validates_without_binding() {
+    let root = tempfile::tempdir().unwrap();
+    let root_path = std::fs::canonicalize(root.path()).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let admin = format!("127.0.0.1:{port}");
+    let file = root.path().join("percore.toml");
+    std::fs::write(
+        &file,
+        format!("root = '{}'\nworkers = 7\nports = 1\n", root_path.display()),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (code, out, err) = run(&[
+        "--config",
+        file,
+        "--bind",
+        "127.0.0.1",
+        "--ports",
+        &port,
+        "--admin",
+        &admin,
+        "--check-config",
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "percore: configuration is valid (config file {file}; root {}; 127.0.0.1 port(s) \
+             {port}; 7 worker(s); admin on {admin})\n",
+            root_path.display()
+        )
+    );
+}
+
+#[test]
+fn check_config_fails_with_status_2_and_the_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("missing");
+    let not_dir = root.path().join("file.txt");
+    std::fs::write(&not_dir, "x").unwrap();
+    let bad_file = root.path().join("bad.toml");
+    std::fs::write(&bad_file, "workers = 0\n").unwrap();
+    let root_arg = root.path().to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["--root", missing.to_str().unwrap()],
+            format!("root directory {} does not exist", missing.display()),
+        ),
+        (
+            vec!["--root", not_dir.to_str().unwrap()],
+            format!("root {} is not a directory", not_dir.display()),
+        ),
+        (
+            vec!["--root", root_arg, "--config", bad_file.to_str().unwrap()],
+            "invalid workers '0': must be at least 1".to_owned(),
+        ),
+    ] {
+        let mut args = args;
+        args.push("--check-config");
+        let (code, out, err) = run(&args);
+        assert_eq!((code, out.as_str()), (2, ""), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&needle), "{args:?}: {err}");
+    }
+}
