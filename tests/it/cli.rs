@@ -149,3 +149,28 @@ fn check_config_fails_with_status_2_and_the_reason() {
         assert!(err.contains(&needle), "{args:?}: {err}");
     }
 }
+
+/// `percore -h | head -1`: the reader may close the pipe before percore writes. Here the read
+/// end is closed before percore starts (it belonged to a `true` that has exited), so every
+/// write fails with EPIPE; `println!` used to panic on that (status 101).
+#[test]
+fn help_and_version_into_a_closed_pipe_do_not_panic() {
+    for flag in ["-h", "--help", "--version", "--check-config"] {
+        let mut reader = Command::new("true")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning true");
+        let writer = reader.stdin.take().expect("the pipe's write end");
+        reader.wait().expect("true exits");
+        let root = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args([flag, "--root", root.path().to_str().unwrap()])
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("running percore");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{flag}: {err}");
+        assert!(!err.contains("panicked"), "{flag}: {err}");
+    }
+}
