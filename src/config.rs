@@ -184,7 +184,7 @@ const OPTIONS: &[Opt] = &[
         flag: "log-level",
         value_name: "LEVEL",
         default: "info",
-        help: "error, warn, info or debug",
+        help: "error, warn, info or debug; lines go to stderr, timestamped (UTC) unless it is journald",
     },
     Opt {
         flag: "max-request-line",

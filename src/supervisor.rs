@@ -30,6 +30,7 @@ struct WorkerHandle {
 /// Runs percore with `config` until a termination signal or a worker failure; returns the exit code.
 pub fn run(config: Config) -> i32 {
     crate::log::set_level(config.log_level);
+    crate::log::init_timestamps();
     if let Err(e) = sys::block_termination_signals() {
         error!("cannot block termination signals: {e}");
         return EXIT_FAILURE;
