@@ -232,7 +232,7 @@ const OPTIONS: &[Opt] = &[
         flag: "drain-timeout",
         value_name: "DURATION",
         default: "10s",
-        help: "Time open connections get to finish at shutdown",
+        help: "Time open connections get to finish at shutdown; a second SIGTERM/SIGINT ends it at once",
     },
     Opt {
         flag: "small-file-max",

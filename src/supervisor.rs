@@ -143,7 +143,14 @@ pub fn run(config: Config) -> i32 {
         let _ = w.shutdown.notify();
     }
     let deadline = Instant::now() + config.drain_timeout + EXIT_GRACE;
-    let code = wait_for_exit(&mut workers, &event_rx, &report_rx, &totals, deadline, code);
+    let stopping = Stopping {
+        events: &event_rx,
+        reports: &report_rx,
+        signals: &signals,
+        totals: &totals,
+        deadline,
+    };
+    let code = wait_for_exit(&mut workers, &stopping, code);
     info!("bye (exit status {code})");
     code
 }
@@ -198,20 +205,25 @@ fn serve(
     }
 }
 
-/// Waits for every worker to exit (or the deadline); a panic on the way makes the exit code non-zero.
-fn wait_for_exit(
-    workers: &mut [WorkerHandle],
-    events: &Receiver<WorkerEvent>,
-    reports: &Receiver<WorkerReport>,
-    totals: &Mutex<Totals>,
+/// What the supervisor watches while the workers stop.
+struct Stopping<'a> {
+    events: &'a Receiver<WorkerEvent>,
+    reports: &'a Receiver<WorkerReport>,
+    signals: &'a Receiver<i32>,
+    totals: &'a Mutex<Totals>,
     deadline: Instant,
-    mut code: i32,
-) -> i32 {
+}
+
+/// Waits for every worker to exit (or the deadline); a panic on the way makes the exit code
+/// non-zero. A second SIGINT or SIGTERM ends the wait at once with `code` (0 after a drain
+/// asked for by a signal): the operator asked twice, so the process exits without waiting for
+/// the connections still in flight, and systemd must not read that as a failure.
+fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code: i32) -> i32 {
     let mut exited = vec![false; workers.len()];
     while exited.iter().any(|e| !e) {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = stopping.deadline.saturating_duration_since(Instant::now());
         select! {
-            recv(events) -> event => match event {
+            recv(stopping.events) -> event => match event {
                 Ok(WorkerEvent::Exited { worker, panicked }) => {
                     if let Some(flag) = exited.get_mut(worker) {
                         *flag = true;
@@ -224,11 +236,24 @@ fn wait_for_exit(
                 Ok(_) => {}
                 Err(_) => break,
             },
-            recv(reports) -> report => {
+            recv(stopping.reports) -> report => {
                 if let Ok(report) = report {
-                    totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report);
+                    stopping.totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report);
                 }
             }
+            recv(stopping.signals) -> signal => match signal {
+                Ok(signo @ (libc::SIGINT | libc::SIGTERM)) => {
+                    let active = stopping.totals.lock().unwrap_or_else(PoisonError::into_inner).active();
+                    info!(
+                        "{} again: exiting now, without waiting for {active} open connection(s)",
+                        sys::signal_name(signo)
+                    );
+                    return code;
+                }
+                Ok(signo) => info!("{} ignored: already stopping", sys::signal_name(signo)),
+                // The signal thread is gone; keep waiting for the workers.
+                Err(_) => {}
+            },
             default(left) => {
                 error!("workers did not stop in time; exiting anyway");
                 return EXIT_FAILURE;
@@ -370,5 +395,54 @@ mod tests {
     #[test]
     fn a_termination_signal_ends_serving_with_success() {
         assert_eq!(serve_after(None, Some(libc::SIGTERM)), 0);
+    }
+
+    /// Waits on one worker that never exits, with `signal` queued; returns the exit code and
+    /// how long the wait took.
+    fn stop_with_signal(signal: i32, code: i32) -> (i32, Duration) {
+        let (_event_tx, events) = unbounded();
+        let (_report_tx, reports) = bounded::<WorkerReport>(1);
+        let (signal_tx, signals) = bounded(1);
+        signal_tx.send(signal).unwrap();
+        let totals = Mutex::new(Totals::new(1));
+        let stopping = Stopping {
+            events: &events,
+            reports: &reports,
+            signals: &signals,
+            totals: &totals,
+            deadline: Instant::now() + Duration::from_millis(500),
+        };
+        let mut workers = [WorkerHandle {
+            shutdown: Arc::new(EventFd::new().unwrap()),
+            thread: None,
+        }];
+        let started = Instant::now();
+        let code = wait_for_exit(&mut workers, &stopping, code);
+        (code, started.elapsed())
+    }
+
+    #[test]
+    fn a_second_sigterm_or_sigint_stops_at_once_with_the_same_code() {
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            let (code, took) = stop_with_signal(signal, 0);
+            assert_eq!(code, 0);
+            assert!(took < Duration::from_millis(400), "{took:?}");
+        }
+        assert_eq!(
+            stop_with_signal(libc::SIGTERM, EXIT_FAILURE).0,
+            EXIT_FAILURE
+        );
+    }
+
+    #[test]
+    fn sighup_or_sigquit_during_the_drain_changes_nothing() {
+        for signal in [libc::SIGHUP, libc::SIGQUIT] {
+            let (code, took) = stop_with_signal(signal, 0);
+            assert_eq!(
+                code, EXIT_FAILURE,
+                "the worker never exited: the deadline ends the wait"
+            );
+            assert!(took >= Duration::from_millis(450), "{took:?}");
+        }
     }
 }

@@ -177,12 +177,30 @@ impl Server {
 
     /// Sends SIGTERM by PID.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal named `name` (`TERM`, `INT`, `HUP`…) by PID.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// Waits until the log contains `needle`, at most `limit`; panics with the log otherwise.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log after {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the process to exit, at most `limit`.

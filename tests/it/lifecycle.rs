@@ -128,6 +128,44 @@ fn sigterm_lets_a_slow_download_finish_then_exits_0() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", server.port())).is_err());
 }
 
+/// The first SIGTERM drains (here it would wait 60 s for a stalled download); a second SIGINT
+/// or SIGTERM during the drain exits at once, with status 0.
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once() {
+    for (first, second) in [("TERM", "INT"), ("INT", "TERM")] {
+        let root = Root::new();
+        root.write("big.bin", &big_body());
+        let mut server = Server::start_with_flags(&root, &["--drain-timeout", "60s"]);
+        let mut s = connect(server.port());
+        s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut first_bytes = vec![0u8; 1024];
+        s.read_exact(&mut first_bytes).unwrap();
+        // The client reads no more: the download stalls and keeps the drain going.
+        server.signal(first);
+        server.wait_for_log("draining for up to", Duration::from_secs(10));
+        assert!(
+            server.wait_exit(Duration::from_millis(500)).is_none(),
+            "exited before the second signal; log:\n{}",
+            server.log()
+        );
+        let asked = Instant::now();
+        server.signal(second);
+        let status = server
+            .wait_exit(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("still draining after SIG{second}; log:\n{}", server.log()));
+        assert!(asked.elapsed() < Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+        assert!(
+            server
+                .log()
+                .contains(&format!("SIG{second} again: exiting now")),
+            "{}",
+            server.log()
+        );
+    }
+}
+
 #[test]
 fn a_port_in_use_fails_start_up_naming_the_port() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
