@@ -22,8 +22,9 @@ use crate::log::Level;
 /// The validated server configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// `--bind`: the IP address every listener binds.
-    pub bind: IpAddr,
+    /// `--bind`: the IP addresses to listen on (each on every port); never empty, no address
+    /// twice, and no wildcard beside an address of its own family that it already covers.
+    pub bind: Vec<IpAddr>,
     /// `--ports`: sorted, deduplicated, never empty.
     pub ports: Vec<u16>,
     /// `--workers`: reactor threads, at least 1.
@@ -96,7 +97,7 @@ impl Config {
     /// The built-in defaults. `root` is the unchecked relative path `www`.
     pub fn defaults() -> Config {
         Config {
-            bind: IpAddr::from([0, 0, 0, 0]),
+            bind: vec![IpAddr::from([0, 0, 0, 0])],
             ports: (8001..=8030).collect(),
             workers: available_cpus(),
             root: PathBuf::from("www"),
@@ -152,9 +153,9 @@ impl Opt {
 const OPTIONS: &[Opt] = &[
     Opt {
         flag: "bind",
-        value_name: "ADDR",
+        value_name: "ADDRS",
         default: "0.0.0.0",
-        help: "IP address to listen on, e.g. 127.0.0.1 or [::]",
+        help: "IP addresses to listen on, each on every port: 127.0.0.1, [::] or 127.0.0.1,::1",
     },
     Opt {
         flag: "ports",
@@ -333,6 +334,18 @@ where
 }
 
 impl Config {
+    /// Every (address, port) to listen on: each `--bind` address on each port.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.bind
+            .iter()
+            .flat_map(|&ip| {
+                self.ports
+                    .iter()
+                    .map(move |&port| SocketAddr::new(ip, port))
+            })
+            .collect()
+    }
+
     /// The one line `--check-config` prints for a valid configuration.
     fn describe_valid(&self) -> String {
         let file = match &self.config_file {
@@ -346,11 +359,23 @@ impl Config {
         format!(
             "configuration is valid ({file}; root {}; {} port(s) {}; {} worker(s); {admin})",
             self.root.display(),
-            self.bind,
+            describe_addresses(&self.bind),
             describe_ports(&self.ports),
             self.workers,
         )
     }
+}
+
+/// "0.0.0.0" or "127.0.0.1,[::1]": the addresses as `--bind` takes them.
+pub fn describe_addresses(addrs: &[IpAddr]) -> String {
+    addrs
+        .iter()
+        .map(|addr| match addr {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// "8001-8030" for a contiguous range, else a comma list.
@@ -480,7 +505,7 @@ fn value_text(value: &toml::Value) -> Option<String> {
 /// Sets the option named by `flag` from its text; the error says what was expected.
 fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
     match flag {
-        "bind" => config.bind = parse_ip(raw)?,
+        "bind" => config.bind = parse_addresses(raw)?,
         "ports" => config.ports = parse_ports(raw)?,
         "workers" => config.workers = parse_workers(raw)?,
         "root" => config.root = PathBuf::from(raw),
@@ -511,6 +536,31 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         _ => return Err(format!("unknown option '{flag}'")),
     }
     Ok(())
+}
+
+/// A comma list of IP addresses. A wildcard (0.0.0.0 or ::) beside another address of its
+/// family is refused: the wildcard already listens there.
+fn parse_addresses(raw: &str) -> Result<Vec<IpAddr>, String> {
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for item in raw.split(',') {
+        let addr = parse_ip(item)?;
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    for wildcard in addrs.iter().filter(|a| a.is_unspecified()) {
+        let covered = addrs
+            .iter()
+            .find(|a| !a.is_unspecified() && a.is_ipv4() == wildcard.is_ipv4());
+        if let Some(covered) = covered {
+            return Err(format!(
+                "{} already listens on {}",
+                describe_addresses(&[*wildcard]),
+                describe_addresses(&[*covered])
+            ));
+        }
+    }
+    Ok(addrs)
 }
 
 fn parse_ip(raw: &str) -> Result<IpAddr, String> {
@@ -823,13 +873,62 @@ mod tests {
 
     #[test]
     fn bind_forms() {
-        let v6 = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
-        check(&["--bind", "::"], |c| c.bind = v6("::"));
-        check(&["--bind", "[::]"], |c| c.bind = v6("::"));
-        check(&["--bind", "::1"], |c| c.bind = v6("::1"));
-        check(&["--bind", "[::1]"], |c| c.bind = v6("::1"));
-        check(&["--bind", "127.0.0.1"], |c| c.bind = v6("127.0.0.1"));
-        check(&["--bind=10.1.2.3"], |c| c.bind = v6("10.1.2.3"));
+        let ips = |list: &[&str]| -> Vec<IpAddr> {
+            list.iter()
+                .map(|s| s.parse().unwrap_or_else(|e| panic!("{s}: {e}")))
+                .collect()
+        };
+        check(&["--bind", "::"], |c| c.bind = ips(&["::"]));
+        check(&["--bind", "[::]"], |c| c.bind = ips(&["::"]));
+        check(&["--bind", "::1"], |c| c.bind = ips(&["::1"]));
+        check(&["--bind", "[::1]"], |c| c.bind = ips(&["::1"]));
+        check(&["--bind", "127.0.0.1"], |c| c.bind = ips(&["127.0.0.1"]));
+        check(&["--bind=10.1.2.3"], |c| c.bind = ips(&["10.1.2.3"]));
+        check(&["--bind", "127.0.0.1,::1"], |c| {
+            c.bind = ips(&["127.0.0.1", "::1"])
+        });
+        check(&["--bind", " [::1] , 127.0.0.1,::1"], |c| {
+            c.bind = ips(&["::1", "127.0.0.1"])
+        });
+        // percore's :: is v6-only, so it does not cover 0.0.0.0.
+        check(&["--bind", "0.0.0.0,[::]"], |c| {
+            c.bind = ips(&["0.0.0.0", "::"])
+        });
+        check(&["--bind", "0.0.0.0,::1"], |c| {
+            c.bind = ips(&["0.0.0.0", "::1"])
+        });
+        check_error(
+            &["--bind", "0.0.0.0,127.0.0.1"],
+            "percore: invalid --bind '0.0.0.0,127.0.0.1': 0.0.0.0 already listens on 127.0.0.1",
+        );
+        check_error(
+            &["--bind", "::1,::"],
+            "percore: invalid --bind '::1,::': [::] already listens on [::1]",
+        );
+        check_error(
+            &["--bind", "127.0.0.1,"],
+            "percore: invalid --bind '127.0.0.1,': expected an IP address such as 0.0.0.0, 127.0.0.1 or [::]",
+        );
+    }
+
+    #[test]
+    fn listen_addrs_are_every_address_on_every_port() {
+        let mut config = Config::defaults();
+        config.bind = vec![
+            IpAddr::from([127, 0, 0, 1]),
+            "::1".parse().unwrap_or(config.bind[0]),
+        ];
+        config.ports = vec![80, 8080];
+        let addrs: Vec<String> = config
+            .listen_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            addrs,
+            ["127.0.0.1:80", "127.0.0.1:8080", "[::1]:80", "[::1]:8080"]
+        );
+        assert_eq!(describe_addresses(&config.bind), "127.0.0.1,[::1]");
     }
 
     #[test]
@@ -1066,7 +1165,7 @@ mod tests {
         expected.max_body_size = 2048;
         expected.admin = None;
         expected.dotfiles = true;
-        expected.bind = "::1".parse().unwrap_or(expected.bind);
+        expected.bind = vec!["::1".parse().unwrap_or(expected.bind[0])];
         assert_eq!(config, expected);
     }
 
@@ -1075,8 +1174,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = dir.path().display().to_string();
         type Edit = fn(&mut Config);
-        let cases: [(&str, Edit); 4] = [
+        let cases: [(&str, Edit); 6] = [
             ("ports = 8001", |c| c.ports = vec![8001]),
+            ("bind = ['127.0.0.1', '::1']", |c| {
+                c.bind = vec![
+                    IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+                ]
+            }),
+            ("bind = '0.0.0.0, ::'", |c| {
+                c.bind = vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([0u16; 8])]
+            }),
             ("ports = \"80,90-91\"", |c| c.ports = vec![80, 90, 91]),
             ("small_file_max = \"8KiB\"", |c| c.small_file_max = 8192),
             ("dotfiles = false", |_| {}),
@@ -1243,7 +1351,7 @@ mod tests {
     /// Applies `text` as a config file to a config with every field changed.
     fn apply_to_scrambled(pairs: &[(String, String)]) -> Config {
         let mut config = Config::defaults();
-        config.bind = IpAddr::from([1, 2, 3, 4]);
+        config.bind = vec![IpAddr::from([1, 2, 3, 4])];
         config.ports = vec![1];
         config.workers += 7;
         config.root = PathBuf::from("elsewhere");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
-use crate::config::{describe_ports, Config};
+use crate::config::{describe_addresses, describe_ports, Config};
 use crate::metrics::{ProgressLog, Summary, Totals, WorkerReport};
 use crate::sys::{self, EventFd};
 use crate::worker::{self, WorkerEvent, WorkerSetup};
@@ -129,7 +129,7 @@ pub fn run(config: Config) -> i32 {
     info!(
         "ready: serving {} on {} port(s) {} with {} worker(s)",
         config.root.display(),
-        config.bind,
+        describe_addresses(&config.bind),
         describe_ports(&config.ports),
         workers.len()
     );

@@ -128,11 +128,13 @@ impl Server {
             let sink = Arc::clone(&log);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    // Into the log before the ready signal, so the ready line is in the log
+                    // once `start` returns.
+                    sink.lock().unwrap().push_str(&line);
+                    sink.lock().unwrap().push('\n');
                     if line.contains("ready: serving") {
                         let _ = ready_tx.send(true);
                     }
-                    sink.lock().unwrap().push_str(&line);
-                    sink.lock().unwrap().push('\n');
                 }
                 let _ = ready_tx.send(false);
             });

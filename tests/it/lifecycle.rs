@@ -228,6 +228,40 @@ fn binds_ipv6_loopback_when_asked() {
     assert_eq!(resp.body, b"hello, world\n");
 }
 
+/// `--bind 127.0.0.1,::1`: one server, each worker listening on both addresses on every port.
+#[test]
+fn one_server_answers_on_every_bind_address() {
+    let root = Root::new();
+    let server = Server::start_with(
+        &root,
+        Options {
+            ports: 2,
+            workers: 2,
+            extra: &["--bind", "127.0.0.1,::1"],
+            ..Options::default()
+        },
+    );
+    assert!(
+        server.log().contains("127.0.0.1,[::1] port(s)"),
+        "{}",
+        server.log()
+    );
+    for &port in &server.ports {
+        for ip in ["127.0.0.1", "::1"] {
+            let mut stream = std::net::TcpStream::connect((ip, port))
+                .unwrap_or_else(|e| panic!("{ip} port {port}: {e}"));
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+                .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let resp = read_response(&mut stream, false);
+            assert_eq!((resp.status, &resp.body[..]), (200, &b"hello, world\n"[..]));
+        }
+    }
+}
+
 /// Kills a server started by hand when the test ends, passed or not.
 struct KillOnDrop(std::process::Child);
 
