@@ -161,7 +161,7 @@ const OPTIONS: &[Opt] = &[
         flag: "ports",
         value_name: "LIST",
         default: "8001-8030",
-        help: "Ports to listen on: 8080, 8001-8030 or 80,8080,9000-9002",
+        help: "Ports to listen on: 8080, 8001-8030 or 80,8080,9000-9002; one another process listens on is refused",
     },
     Opt {
         flag: "workers",

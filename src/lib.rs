@@ -5,7 +5,8 @@
 //! - [`http`], [`ws`], [`files`]: sans-IO protocols and static-file decisions; no sockets, files or clocks.
 //! - [`worker`]: one reactor per core; moves bytes between sockets and the sans-IO layers.
 //! - [`metrics`], [`config`], [`log`]: shared read-only configuration and the worker → supervisor reports.
-//! - [`supervisor`], [`admin`]: process-wide concerns (threads, signals, readiness, exit code, /metrics).
+//! - [`supervisor`], [`admin`], [`portcheck`]: process-wide concerns (threads, signals, readiness,
+//!   exit code, /metrics, refusing ports another process listens on).
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod log;
 pub mod metrics;
 #[cfg(test)]
 mod mutation_tests;
+pub mod portcheck;
 pub mod supervisor;
 pub mod sys;
 pub mod worker;

@@ -5,6 +5,7 @@
 //! workers' metric reports, serves them to operators, turns SIGINT/SIGTERM into a graceful drain,
 //! and decides the exit code. It never touches a client connection.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
 use crate::config::{describe_addresses, describe_ports, Config};
 use crate::metrics::{ProgressLog, Summary, Totals, WorkerReport};
+use crate::portcheck;
 use crate::sys::{self, EventFd};
 use crate::worker::{self, WorkerEvent, WorkerSetup};
 
@@ -36,6 +38,11 @@ pub fn run(config: Config) -> i32 {
         return EXIT_FAILURE;
     }
     report_open_files_limit(config.workers, config.file_cache_entries);
+    // Before binding: SO_REUSEPORT would let the workers join another process's listeners.
+    if let Err(line) = portcheck::check_free(&config.listen_addrs(), &HashSet::new()) {
+        error!("{line}");
+        return EXIT_FAILURE;
+    }
     let config = Arc::new(config);
 
     let cpus = match sys::allowed_cpus() {
@@ -103,6 +110,15 @@ pub fn run(config: Config) -> i32 {
             }
             Err(_) => return abort(&starts, &mut workers, &event_rx),
         }
+    }
+
+    // Once more now that our listeners exist: another process that checked and bound in the
+    // meantime would share the ports (it finds ours too and gives up as well).
+    if let Err(line) =
+        portcheck::check_free(&config.listen_addrs(), &portcheck::own_socket_inodes())
+    {
+        error!("{line}");
+        return abort(&starts, &mut workers, &event_rx);
     }
 
     let totals = Arc::new(Mutex::new(Totals::new(workers.len())));

@@ -148,7 +148,9 @@ impl Server {
                 Ok(true) => return server,
                 _ => {
                     last_log = server.log();
-                    // A lost race for a port: try other ports.
+                    // A lost race for a port: another process took it between free_port and the
+                    // bind, or (both percores checking at once) it listens there too and each
+                    // refuses to share. Either way the start failed: try other ports.
                     if last_log.contains("cannot listen")
                         || last_log.contains("cannot serve metrics")
                     {

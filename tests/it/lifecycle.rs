@@ -166,6 +166,52 @@ fn a_second_signal_during_the_drain_exits_at_once() {
     }
 }
 
+/// SO_REUSEPORT would let a second percore join the first's listeners and take half of its
+/// connections; it must refuse to start instead, naming the port and the first process.
+#[test]
+fn a_second_server_on_the_same_port_refuses_to_start() {
+    let root = Root::new();
+    let first = Server::start(&root);
+    let port = first.port().to_string();
+    for bind in ["127.0.0.1", "0.0.0.0"] {
+        let child = std::process::Command::new(crate::harness::BIN)
+            .args(["--bind", bind, "--admin", "off", "--workers", "1"])
+            .args(["--ports", &port, "--root"])
+            .arg(root.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A second server that wrongly starts keeps running: give it a moment, then kill it.
+        let mut child = KillOnDrop(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.0.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        let _ = child.0.stderr.take().unwrap().read_to_string(&mut err);
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+        let expected = format!(
+            "cannot listen on {bind}:{port}: port {port} is already listened on at \
+             127.0.0.1:{port} by process percore (pid {})",
+            first.pid()
+        );
+        assert!(err.contains(&expected), "{err}");
+        assert!(!err.contains("ready: serving"), "{err}");
+    }
+    let mut s = connect(first.port());
+    s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).body, b"hello, world\n");
+}
+
 #[test]
 fn a_port_in_use_fails_start_up_naming_the_port() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
