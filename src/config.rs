@@ -102,7 +102,7 @@ impl Config {
             workers: available_cpus(),
             root: PathBuf::from("www"),
             config_file: None,
-            admin: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            admin: Some(SocketAddr::from(([127, 0, 0, 1], 7391))),
             log_level: Level::Info,
             max_request_line: 8 * KIB as usize,
             max_header_size: 8 * KIB as usize,
@@ -178,8 +178,8 @@ const OPTIONS: &[Opt] = &[
     Opt {
         flag: "admin",
         value_name: "ADDR|off",
-        default: "127.0.0.1:9090",
-        help: "Address of the operators' /metrics endpoint, or off",
+        default: "127.0.0.1:7391",
+        help: "Address of the operators' endpoint (/metrics, /healthz, /readyz), or off",
     },
     Opt {
         flag: "log-level",
@@ -623,7 +623,7 @@ fn parse_admin(raw: &str) -> Result<Option<SocketAddr>, String> {
         return Ok(None);
     }
     s.parse().map(Some).map_err(|_| {
-        "expected ADDRESS:PORT such as 127.0.0.1:9090 or [::1]:9090, or off".to_owned()
+        "expected ADDRESS:PORT such as 127.0.0.1:7391 or [::1]:7391, or off".to_owned()
     })
 }
 
@@ -1003,8 +1003,8 @@ mod tests {
         check(&["--log-level", "debug"], |c| c.log_level = Level::Debug);
         check(&["--log-level", "ERROR"], |c| c.log_level = Level::Error);
         check_error(
-            &["--admin", "9090"],
-            "percore: invalid --admin '9090': expected ADDRESS:PORT such as 127.0.0.1:9090 or [::1]:9090, or off",
+            &["--admin", "7391"],
+            "percore: invalid --admin '7391': expected ADDRESS:PORT such as 127.0.0.1:7391 or [::1]:7391, or off",
         );
         check_error(
             &["--log-level", "loud"],
@@ -1294,7 +1294,7 @@ mod tests {
                 message,
                 format!(
                     "percore: configuration is valid (no config file; root {}; 0.0.0.0 port(s) \
-                     80,8001,8002; 3 worker(s); admin on 127.0.0.1:9090)",
+                     80,8001,8002; 3 worker(s); admin on 127.0.0.1:7391)",
                     root.display()
                 )
             ),

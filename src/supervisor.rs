@@ -6,6 +6,7 @@
 //! and decides the exit code. It never touches a client connection.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +24,22 @@ const EXIT_FAILURE: i32 = 1;
 /// Extra time past the drain deadline for workers to close their sockets and exit.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// What `/readyz` reports, as the supervisor moves through its life.
+const STARTING: u8 = 0;
+const SERVING: u8 = 1;
+const DRAINING: u8 = 2;
+const WORKER_DOWN: u8 = 3;
+
+/// `/readyz`: ready only while every worker serves and no drain has begun.
+fn readiness(state: u8) -> Result<(), &'static str> {
+    match state {
+        SERVING => Ok(()),
+        STARTING => Err("starting"),
+        DRAINING => Err("draining"),
+        _ => Err("a worker stopped; shutting down"),
+    }
+}
 
 struct WorkerHandle {
     shutdown: Arc<EventFd>,
@@ -122,6 +139,7 @@ pub fn run(config: Config) -> i32 {
     }
 
     let totals = Arc::new(Mutex::new(Totals::new(workers.len())));
+    let state = Arc::new(AtomicU8::new(STARTING));
     if let Some(addr) = config.admin {
         let shared = Arc::clone(&totals);
         let render = move || {
@@ -130,8 +148,10 @@ pub fn run(config: Config) -> i32 {
                 .unwrap_or_else(PoisonError::into_inner)
                 .render_prometheus()
         };
-        match crate::admin::spawn(addr, render) {
-            Ok(_) => info!("metrics on http://{addr}/metrics"),
+        let seen = Arc::clone(&state);
+        let ready = move || readiness(seen.load(Ordering::Relaxed));
+        match crate::admin::spawn(addr, crate::admin::Endpoints::new(render, ready)) {
+            Ok(_) => info!("metrics on http://{addr}/metrics, probes on /healthz and /readyz"),
             Err(e) => {
                 error!("cannot serve metrics on {addr}: {e}");
                 return abort(&starts, &mut workers, &event_rx);
@@ -150,9 +170,14 @@ pub fn run(config: Config) -> i32 {
         workers.len()
     );
     notify_systemd("READY=1");
+    state.store(SERVING, Ordering::Relaxed);
 
     let signals = spawn_signal_thread();
     let code = serve(&config, &report_rx, &event_rx, &signals, &totals);
+    state.store(
+        if code == 0 { DRAINING } else { WORKER_DOWN },
+        Ordering::Relaxed,
+    );
 
     notify_systemd("STOPPING=1");
     for w in &workers {
@@ -406,6 +431,14 @@ mod tests {
             panicked: false,
         };
         assert_eq!(serve_after(Some(exited), None), EXIT_FAILURE);
+    }
+
+    #[test]
+    fn ready_only_while_serving() {
+        assert_eq!(readiness(SERVING), Ok(()));
+        assert_eq!(readiness(STARTING), Err("starting"));
+        assert_eq!(readiness(DRAINING), Err("draining"));
+        assert!(readiness(WORKER_DOWN).is_err());
     }
 
     #[test]

@@ -219,7 +219,20 @@ impl Server {
         None
     }
 
-    /// GET `path` on the admin port and return the body.
+    /// GET `path` on the admin port: the status and the body.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let port = self.admin.expect("server started without --admin");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut all = parse_all(&exchange(port, request.as_bytes()));
+        assert_eq!(all.len(), 1, "expected one response to {path}");
+        let resp = all.remove(0);
+        (
+            resp.status,
+            String::from_utf8_lossy(&resp.body).into_owned(),
+        )
+    }
+
+    /// GET `/metrics` on the admin port and return the whole response.
     pub fn metrics(&self) -> String {
         let port = self.admin.expect("server started without --admin");
         let resp = exchange(

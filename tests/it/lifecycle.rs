@@ -212,6 +212,40 @@ fn a_second_server_on_the_same_port_refuses_to_start() {
     assert_eq!(read_response(&mut s, false).body, b"hello, world\n");
 }
 
+/// /healthz answers while the process runs; /readyz only while it serves, 503 once a drain
+/// has begun.
+#[test]
+fn readyz_turns_503_when_the_drain_begins_while_healthz_stays_200() {
+    let root = Root::new();
+    root.write("big.bin", &big_body());
+    let mut server = Server::start_with(
+        &root,
+        Options {
+            admin: true,
+            extra: &["--drain-timeout", "60s"],
+            ..Options::default()
+        },
+    );
+    assert_eq!(server.admin_get("/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(server.admin_get("/readyz"), (200, "ready\n".to_owned()));
+    // A stalled download keeps the drain going while the probes are asked.
+    let mut s = connect(server.port());
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first_bytes = vec![0u8; 1024];
+    s.read_exact(&mut first_bytes).unwrap();
+    server.terminate();
+    server.wait_for_log("draining for up to", Duration::from_secs(10));
+    assert_eq!(
+        server.admin_get("/readyz"),
+        (503, "not ready: draining\n".to_owned())
+    );
+    assert_eq!(server.admin_get("/healthz"), (200, "ok\n".to_owned()));
+    server.terminate();
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", server.log());
+}
+
 #[test]
 fn a_port_in_use_fails_start_up_naming_the_port() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
