@@ -310,7 +310,10 @@ Examples:
   percore --ports 8080 --root ./public
   percore --config /etc/percore/percore.toml --workers 4
   percore --bind [::] --admin off
-  percore --config /etc/percore/percore.toml --check-config";
+  percore --config /etc/percore/percore.toml --check-config
+
+Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP re-reads the config file
+(log_level applies at once, other changes need a restart).";
 
 /// Parses the command line (`args` starts with the program name, like `std::env::args_os()`),
 /// reads the config file if `--config` is given, and validates everything once.
@@ -392,6 +395,77 @@ pub fn describe_ports(ports: &[u16]) -> String {
             .collect::<Vec<_>>()
             .join(","),
     }
+}
+
+/// Reads the configuration again from the same command line (`args` as at start), for a
+/// reload on SIGHUP: the config file is re-read, the flags still win. The error is the line
+/// a start would print, without the `percore: ` prefix.
+pub fn reload<I, T>(args: I) -> Result<Config, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command()
+        .try_get_matches_from(args)
+        .map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())?;
+    build(&matches)
+}
+
+/// The file keys (`ports`, `log_level`…) whose values differ between `old` and `new`.
+pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
+    let changed = [
+        ("bind", old.bind != new.bind),
+        ("ports", old.ports != new.ports),
+        ("workers", old.workers != new.workers),
+        ("root", old.root != new.root),
+        ("admin", old.admin != new.admin),
+        ("log_level", old.log_level != new.log_level),
+        (
+            "max_request_line",
+            old.max_request_line != new.max_request_line,
+        ),
+        (
+            "max_header_size",
+            old.max_header_size != new.max_header_size,
+        ),
+        ("max_headers", old.max_headers != new.max_headers),
+        ("max_body_size", old.max_body_size != new.max_body_size),
+        ("header_timeout", old.header_timeout != new.header_timeout),
+        (
+            "keepalive_timeout",
+            old.keepalive_timeout != new.keepalive_timeout,
+        ),
+        ("send_timeout", old.send_timeout != new.send_timeout),
+        ("drain_timeout", old.drain_timeout != new.drain_timeout),
+        ("small_file_max", old.small_file_max != new.small_file_max),
+        (
+            "file_cache_entries",
+            old.file_cache_entries != new.file_cache_entries,
+        ),
+        ("index", old.index != new.index),
+        ("dotfiles", old.dotfiles != new.dotfiles),
+        ("ws_paths", old.ws_paths != new.ws_paths),
+        ("ws_origins", old.ws_origins != new.ws_origins),
+        ("ws_max_message", old.ws_max_message != new.ws_max_message),
+        ("ws_deflate", old.ws_deflate != new.ws_deflate),
+        (
+            "ws_ping_interval",
+            old.ws_ping_interval != new.ws_ping_interval,
+        ),
+        (
+            "ws_ping_timeout",
+            old.ws_ping_timeout != new.ws_ping_timeout,
+        ),
+        (
+            "ws_close_timeout",
+            old.ws_close_timeout != new.ws_close_timeout,
+        ),
+    ];
+    changed
+        .into_iter()
+        .filter(|&(_, differs)| differs)
+        .map(|(key, _)| key)
+        .collect()
 }
 
 fn command() -> Command {
@@ -1311,6 +1385,65 @@ mod tests {
         assert_eq!(describe_ports(&[8001, 8002, 8003]), "8001-8003");
         assert_eq!(describe_ports(&[80, 8080]), "80,8080");
         assert_eq!(describe_ports(&[8001]), "8001");
+    }
+
+    #[test]
+    fn reload_reads_the_file_again_under_the_same_flags() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().display().to_string();
+        let path = write_file(dir.path(), "workers = 3\nlog_level = 'warn'\n");
+        let args = [
+            "percore",
+            "--config",
+            &path,
+            "--root",
+            &root,
+            "--workers",
+            "2",
+        ];
+        let CliOutcome::Run(first) = parse_args(args) else {
+            panic!("the first parse failed");
+        };
+        assert_eq!(reload(args), Ok(first.clone()));
+        std::fs::write(&path, "workers = 5\nlog_level = 'debug'\nports = 80\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let second = reload(args).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((second.workers, second.log_level), (2, Level::Debug));
+        assert_eq!(differences(&first, &second), ["ports", "log_level"]);
+        std::fs::write(&path, "workers = 0\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            reload(args),
+            Err(format!(
+                "config file '{path}': invalid workers '0': must be at least 1"
+            ))
+        );
+    }
+
+    /// Every field of `Config` is named by `differences` (a new field must be added there).
+    #[test]
+    fn differences_name_every_key() {
+        let defaults = Config::defaults();
+        let pairs: Vec<_> = OPTIONS
+            .iter()
+            .map(|o| (o.flag.to_owned(), o.default.to_owned()))
+            .collect();
+        let mut scrambled = apply_to_scrambled(&[]);
+        scrambled.ws_paths = vec!["/other".into()];
+        scrambled.ws_origins = Some(vec!["https://a".into()]);
+        scrambled.ws_max_message = 1;
+        scrambled.ws_deflate = false;
+        scrambled.ws_ping_interval = Duration::from_millis(1);
+        scrambled.ws_ping_timeout = Duration::from_millis(1);
+        scrambled.ws_close_timeout = Duration::from_millis(1);
+        let mut keys = differences(&defaults, &scrambled);
+        let mut expected: Vec<String> = OPTIONS.iter().map(Opt::file_key).collect();
+        keys.sort_unstable();
+        expected.sort();
+        assert_eq!(keys, expected);
+        assert_eq!(
+            differences(&defaults, &apply_to_scrambled(&pairs)),
+            Vec::<&str>::new()
+        );
     }
 
     #[test]

@@ -30,7 +30,8 @@ impl Level {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// The level's name as `--log-level` takes it.
+    pub fn label(self) -> &'static str {
         match self {
             Level::Error => "error",
             Level::Warn => "warn",

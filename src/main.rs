@@ -5,8 +5,12 @@ use std::io::Write;
 use percore::config::{parse_args, CliOutcome};
 
 fn main() {
-    match parse_args(std::env::args_os()) {
-        CliOutcome::Run(config) => std::process::exit(percore::supervisor::run(config)),
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match parse_args(args.clone()) {
+        CliOutcome::Run(config) => {
+            let reload = Box::new(move || percore::config::reload(args.clone()));
+            std::process::exit(percore::supervisor::run(config, reload))
+        }
         CliOutcome::Exit {
             code,
             message,

@@ -46,8 +46,12 @@ struct WorkerHandle {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Runs percore with `config` until a termination signal or a worker failure; returns the exit code.
-pub fn run(config: Config) -> i32 {
+/// Reads the configuration again for SIGHUP: the same command line, the config file re-read.
+pub type Reload = Box<dyn Fn() -> Result<Config, String>>;
+
+/// Runs percore with `config` until a termination signal or a worker failure; returns the exit
+/// code. SIGHUP calls `reload` and never stops the server.
+pub fn run(config: Config, reload: Reload) -> i32 {
     crate::log::set_level(config.log_level);
     crate::log::init_timestamps();
     if let Err(e) = sys::block_termination_signals() {
@@ -173,7 +177,12 @@ pub fn run(config: Config) -> i32 {
     state.store(SERVING, Ordering::Relaxed);
 
     let signals = spawn_signal_thread();
-    let code = serve(&config, &report_rx, &event_rx, &signals, &totals);
+    let channels = Channels {
+        reports: &report_rx,
+        events: &event_rx,
+        signals: &signals,
+    };
+    let code = serve(&config, &*reload, &channels, &totals);
     state.store(
         if code == 0 { DRAINING } else { WORKER_DOWN },
         Ordering::Relaxed,
@@ -196,14 +205,28 @@ pub fn run(config: Config) -> i32 {
     code
 }
 
-/// The steady state: aggregate reports, log progress, until a signal or a worker dies.
+/// What the supervisor hears from the workers and the signal thread while serving.
+struct Channels<'a> {
+    reports: &'a Receiver<WorkerReport>,
+    events: &'a Receiver<WorkerEvent>,
+    signals: &'a Receiver<i32>,
+}
+
+/// The steady state: aggregate reports, log progress, re-read the configuration on SIGHUP,
+/// until a termination signal or a worker dies.
 fn serve(
     config: &Config,
-    reports: &Receiver<WorkerReport>,
-    events: &Receiver<WorkerEvent>,
-    signals: &Receiver<i32>,
+    reload: &dyn Fn() -> Result<Config, String>,
+    channels: &Channels<'_>,
     totals: &Mutex<Totals>,
 ) -> i32 {
+    let Channels {
+        reports,
+        events,
+        signals,
+    } = *channels;
+    // What runs: the start-up configuration, with what a reload could apply in place.
+    let mut running = config.clone();
     let now = Instant::now();
     let mut progress = ProgressLog::new(1000, now);
     let mut summary = Summary::new(SUMMARY_EVERY, now);
@@ -230,6 +253,10 @@ fn serve(
                 Err(_) => return EXIT_FAILURE,
             },
             recv(signals) -> signal => {
+                if signal == Ok(libc::SIGHUP) {
+                    apply_reload(&mut running, reload());
+                    continue;
+                }
                 let name = signal.map(sys::signal_name).unwrap_or("signal");
                 info!("{name}: draining for up to {:?}", config.drain_timeout);
                 return 0;
@@ -243,6 +270,37 @@ fn serve(
         if let Some(line) = summary.tick(&sum, active, Instant::now()) {
             info!("{line}");
         }
+    }
+}
+
+/// SIGHUP: keeps running whatever the new configuration says. An invalid one is logged and
+/// changes nothing; `log_level` takes effect at once; any other change is logged as needing a
+/// restart, since the workers would need a new generation to apply it.
+fn apply_reload(running: &mut Config, reloaded: Result<Config, String>) {
+    let new = match reloaded {
+        Ok(new) => new,
+        Err(why) => {
+            error!("SIGHUP: configuration not reloaded, still running as before: {why}");
+            return;
+        }
+    };
+    let changed = crate::config::differences(running, &new);
+    if changed.is_empty() {
+        info!("SIGHUP: configuration reloaded; nothing changed");
+        return;
+    }
+    if new.log_level != running.log_level {
+        // Said under the old level, so that a quieter new one still shows the change.
+        info!("SIGHUP: log_level is now {}", new.log_level.label());
+        crate::log::set_level(new.log_level);
+        running.log_level = new.log_level;
+    }
+    let pending: Vec<&str> = changed.into_iter().filter(|&k| k != "log_level").collect();
+    if !pending.is_empty() {
+        warn!(
+            "SIGHUP: {} changed; restart percore to apply (a reload applies only log_level)",
+            pending.join(", ")
+        );
     }
 }
 
@@ -412,7 +470,17 @@ mod tests {
             signal_tx.send(signo).unwrap();
         }
         let totals = Mutex::new(Totals::new(1));
-        serve(&config, &reports, &events, &signals, &totals)
+        let channels = Channels {
+            reports: &reports,
+            events: &events,
+            signals: &signals,
+        };
+        serve(
+            &config,
+            &|| Err("no reload here".to_owned()),
+            &channels,
+            &totals,
+        )
     }
 
     #[test]
@@ -431,6 +499,35 @@ mod tests {
             panicked: false,
         };
         assert_eq!(serve_after(Some(exited), None), EXIT_FAILURE);
+    }
+
+    /// SIGHUP re-reads the configuration and serving goes on; only the SIGTERM after it ends
+    /// `serve`.
+    #[test]
+    fn sighup_reloads_and_keeps_serving() {
+        let config = Config::defaults();
+        let (_report_tx, reports) = bounded::<WorkerReport>(1);
+        let (_event_tx, events) = unbounded::<WorkerEvent>();
+        let (signal_tx, signals) = bounded(4);
+        for signo in [libc::SIGHUP, libc::SIGHUP, libc::SIGTERM] {
+            signal_tx.send(signo).unwrap();
+        }
+        let reloads = std::cell::Cell::new(0);
+        let reload = || {
+            reloads.set(reloads.get() + 1);
+            match reloads.get() {
+                1 => Err("invalid".to_owned()),
+                _ => Ok(Config::defaults()),
+            }
+        };
+        let totals = Mutex::new(Totals::new(1));
+        let channels = Channels {
+            reports: &reports,
+            events: &events,
+            signals: &signals,
+        };
+        assert_eq!(serve(&config, &reload, &channels, &totals), 0);
+        assert_eq!(reloads.get(), 2);
     }
 
     #[test]

@@ -246,6 +246,56 @@ fn readyz_turns_503_when_the_drain_begins_while_healthz_stays_200() {
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", server.log());
 }
 
+/// SIGHUP re-reads the config file and never stops the server: an invalid file is logged and
+/// changes nothing, an unchanged one is said to be so, a new log_level applies at once, and
+/// other changes are logged as needing a restart.
+#[test]
+fn sighup_rereads_the_config_and_keeps_serving() {
+    let root = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("percore.toml");
+    std::fs::write(&file, "log_level = 'info'\nkeepalive_timeout = '60s'\n").unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let mut server = Server::start_with_flags(&root, &["--config", &file_arg]);
+    let get_hello = |server: &Server| {
+        let mut s = connect(server.port());
+        s.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut s, false).body, b"hello, world\n");
+    };
+    let steps = [
+        (
+            "workers = 0\n",
+            "SIGHUP: configuration not reloaded, still running as before: config file",
+        ),
+        (
+            "log_level = 'info'\nkeepalive_timeout = '60s'\n",
+            "SIGHUP: configuration reloaded; nothing changed",
+        ),
+        (
+            "log_level = 'warn'\nkeepalive_timeout = '5s'\nindex = 'home.html'\n",
+            "SIGHUP: keepalive_timeout, index changed; restart percore to apply",
+        ),
+    ];
+    for (text, expected) in steps {
+        std::fs::write(&file, text).unwrap();
+        server.signal("HUP");
+        server.wait_for_log(expected, Duration::from_secs(10));
+        assert!(
+            server.wait_exit(Duration::from_millis(200)).is_none(),
+            "SIGHUP stopped the server; log:\n{}",
+            server.log()
+        );
+        get_hello(&server);
+    }
+    assert!(server.log().contains("SIGHUP: log_level is now warn"));
+    server.terminate();
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", server.log());
+    // The new level applies: the info line of the drain is no longer logged.
+    assert!(!server.log().contains("draining"), "{}", server.log());
+}
+
 #[test]
 fn a_port_in_use_fails_start_up_naming_the_port() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
