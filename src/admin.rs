@@ -1,9 +1,11 @@
-//! The operators' HTTP endpoint: `GET /metrics` in the Prometheus text format, served by one
-//! blocking thread named `percore-admin` on the supervisor side.
+//! The operators' HTTP endpoint, served by one blocking thread named `percore-admin` on the
+//! supervisor side: `GET /metrics` in the Prometheus text format, `GET /healthz` (200 while the
+//! process runs: a liveness probe) and `GET /readyz` (200 while every worker serves and the
+//! server is not draining, else 503 with the reason: a readiness probe).
 //!
 //! Owns its listener and one connection at a time (low volume: a scraper every few seconds).
-//! Must never touch the workers' sockets or state: it only calls the `render` closure it is
-//! given, and it never panics on client input. Every connection gets one response and is
+//! Must never touch the workers' sockets or state: it only calls the [`Endpoints`] closures it
+//! is given, and it never panics on client input. Every connection gets one response and is
 //! closed; a client gets at most 2 seconds to send its request head.
 
 use std::io::{self, Read, Write};
@@ -24,33 +26,50 @@ const DRAIN_TIME: Duration = Duration::from_millis(200);
 
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
-const INDEX: &str = "percore admin endpoint\n\n/metrics  counters in the Prometheus text format\n";
+const INDEX: &str = "percore admin endpoint\n\n\
+/metrics  counters in the Prometheus text format\n\
+/healthz  200 while the process runs\n\
+/readyz   200 while every worker serves and the server is not draining, else 503\n";
+
+/// What the endpoint reports, supplied by the supervisor.
+pub struct Endpoints {
+    /// The body of `/metrics`.
+    metrics: Box<dyn Fn() -> String + Send>,
+    /// `Ok` while the server is ready; otherwise why not, for the body of a 503 `/readyz`.
+    ready: Box<dyn Fn() -> Result<(), &'static str> + Send>,
+}
+
+impl Endpoints {
+    pub fn new(
+        metrics: impl Fn() -> String + Send + 'static,
+        ready: impl Fn() -> Result<(), &'static str> + Send + 'static,
+    ) -> Endpoints {
+        Endpoints {
+            metrics: Box::new(metrics),
+            ready: Box::new(ready),
+        }
+    }
+}
 
 /// Binds `addr` now (so a bind error reaches the caller before the server reports ready),
 /// then serves from a thread named `percore-admin`.
-pub fn spawn(
-    addr: SocketAddr,
-    render: impl Fn() -> String + Send + 'static,
-) -> io::Result<JoinHandle<()>> {
-    spawn_on(TcpListener::bind(addr)?, render)
+pub fn spawn(addr: SocketAddr, endpoints: Endpoints) -> io::Result<JoinHandle<()>> {
+    spawn_on(TcpListener::bind(addr)?, endpoints)
 }
 
 /// Serves on an already bound listener from a thread named `percore-admin`.
-pub fn spawn_on(
-    listener: TcpListener,
-    render: impl Fn() -> String + Send + 'static,
-) -> io::Result<JoinHandle<()>> {
+pub fn spawn_on(listener: TcpListener, endpoints: Endpoints) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("percore-admin".to_owned())
-        .spawn(move || serve(&listener, &render))
+        .spawn(move || serve(&listener, &endpoints))
 }
 
-fn serve(listener: &TcpListener, render: &dyn Fn() -> String) {
+fn serve(listener: &TcpListener, endpoints: &Endpoints) {
     for stream in listener.incoming() {
         match stream {
             // A client that goes away mid-exchange is its own problem, not ours.
             Ok(stream) => {
-                let _ = handle(stream, render);
+                let _ = handle(stream, endpoints);
             }
             // Out of descriptors or an aborted handshake: pause instead of spinning.
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -58,9 +77,9 @@ fn serve(listener: &TcpListener, render: &dyn Fn() -> String) {
     }
 }
 
-fn handle(mut stream: TcpStream, render: &dyn Fn() -> String) -> io::Result<()> {
+fn handle(mut stream: TcpStream, endpoints: &Endpoints) -> io::Result<()> {
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
-    let Some(response) = read_request(&mut stream, render)? else {
+    let Some(response) = read_request(&mut stream, endpoints)? else {
         return Ok(());
     };
     stream.write_all(&response)?;
@@ -71,15 +90,12 @@ fn handle(mut stream: TcpStream, render: &dyn Fn() -> String) -> io::Result<()> 
 
 /// Reads until the request head is complete, too large or malformed, and returns the
 /// response; `None` when the client closed or timed out first.
-fn read_request(
-    stream: &mut TcpStream,
-    render: &dyn Fn() -> String,
-) -> io::Result<Option<Vec<u8>>> {
+fn read_request(stream: &mut TcpStream, endpoints: &Endpoints) -> io::Result<Option<Vec<u8>>> {
     let deadline = Instant::now() + READ_TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        if let Some(response) = answer(&buf, render) {
+        if let Some(response) = answer(&buf, endpoints) {
             return Ok(Some(response));
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -118,14 +134,14 @@ fn drain(stream: &mut TcpStream) {
 
 /// The response to the request head at the start of `buf`, or `None` while it is incomplete.
 /// `buf` never holds more than [`HEAD_LIMIT`] bytes.
-fn answer(buf: &[u8], render: &dyn Fn() -> String) -> Option<Vec<u8>> {
+fn answer(buf: &[u8], endpoints: &Endpoints) -> Option<Vec<u8>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(buf) {
         Ok(httparse::Status::Complete(_)) => {
             let method = request.method.unwrap_or("");
             let path = request.path.unwrap_or("");
-            Some(route(method, path, render))
+            Some(route(method, path, endpoints))
         }
         Ok(httparse::Status::Partial) if buf.len() < HEAD_LIMIT => None,
         Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => Some(
@@ -135,7 +151,7 @@ fn answer(buf: &[u8], render: &dyn Fn() -> String) -> Option<Vec<u8>> {
     }
 }
 
-fn route(method: &str, target: &str, render: &dyn Fn() -> String) -> Vec<u8> {
+fn route(method: &str, target: &str, endpoints: &Endpoints) -> Vec<u8> {
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
@@ -143,9 +159,16 @@ fn route(method: &str, target: &str, render: &dyn Fn() -> String) -> Vec<u8> {
     };
     let path = target.split('?').next().unwrap_or(target);
     match path {
-        "/metrics" => match catch_unwind(AssertUnwindSafe(render)) {
+        "/metrics" => match catch_unwind(AssertUnwindSafe(&endpoints.metrics)) {
             Ok(body) => response(200, METRICS_TYPE, &body, head_only),
             Err(_) => text_response(500, "metrics unavailable\n", head_only),
+        },
+        // Liveness: this thread answering is the whole check.
+        "/healthz" => text_response(200, "ok\n", head_only),
+        "/readyz" => match catch_unwind(AssertUnwindSafe(&endpoints.ready)) {
+            Ok(Ok(())) => text_response(200, "ready\n", head_only),
+            Ok(Err(why)) => text_response(503, &format!("not ready: {why}\n"), head_only),
+            Err(_) => text_response(500, "readiness unavailable\n", head_only),
         },
         "/" => text_response(200, INDEX, head_only),
         _ => text_response(404, "not found\n", head_only),
@@ -163,6 +186,7 @@ fn response(status: u16, content_type: &str, body: &str, head_only: bool) -> Vec
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        503 => "Service Unavailable",
         431 => "Request Header Fields Too Large",
         _ => "Internal Server Error",
     };
@@ -194,6 +218,10 @@ mod tests {
         METRICS.to_owned()
     }
 
+    fn endpoints() -> Endpoints {
+        Endpoints::new(render, || Ok(()))
+    }
+
     fn expected(
         status: &str,
         content_type: &str,
@@ -212,7 +240,7 @@ mod tests {
     }
 
     fn check(request: &[u8], expected: Option<Vec<u8>>) {
-        let got = answer(request, &render);
+        let got = answer(request, &endpoints());
         assert_eq!(
             got.as_deref().map(String::from_utf8_lossy),
             expected.as_deref().map(String::from_utf8_lossy),
@@ -232,6 +260,40 @@ mod tests {
         check(b"GET /metrics?name[]=x HTTP/1.0\r\n\r\n", get);
         let head = Some(expected("200 OK", METRICS_TYPE, "", METRICS, true));
         check(b"HEAD /metrics HTTP/1.1\r\n\r\n", head);
+    }
+
+    #[test]
+    fn healthz_and_readyz() {
+        check(b"GET /healthz HTTP/1.1\r\n\r\n", text("200 OK", "ok\n"));
+        check(b"GET /readyz HTTP/1.1\r\n\r\n", text("200 OK", "ready\n"));
+        let head = Some(expected("200 OK", TEXT_TYPE, "", "ready\n", true));
+        check(b"HEAD /readyz?verbose HTTP/1.1\r\n\r\n", head);
+        let draining = Endpoints::new(render, || Err("draining"));
+        let got = answer(b"GET /readyz HTTP/1.1\r\n\r\n", &draining);
+        let want = expected(
+            "503 Service Unavailable",
+            TEXT_TYPE,
+            "",
+            "not ready: draining\n",
+            false,
+        );
+        assert_eq!(got.as_deref(), Some(&want[..]));
+        let healthy = answer(b"GET /healthz HTTP/1.1\r\n\r\n", &draining);
+        assert_eq!(
+            healthy,
+            text("200 OK", "ok\n"),
+            "liveness ignores readiness"
+        );
+        let panicking = Endpoints::new(render, || -> Result<(), &'static str> { panic!("bug") });
+        let got = route("GET", "/readyz", &panicking);
+        let want = expected(
+            "500 Internal Server Error",
+            TEXT_TYPE,
+            "",
+            "readiness unavailable\n",
+            false,
+        );
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -277,7 +339,7 @@ mod tests {
 
     #[test]
     fn every_truncation_is_partial() {
-        let request = b"GET /metrics HTTP/1.1\r\nHost: localhost:9090\r\nAccept: */*\r\n\r\n";
+        let request = b"GET /metrics HTTP/1.1\r\nHost: localhost:7391\r\nAccept: */*\r\n\r\n";
         for end in 0..request.len() {
             check(&request[..end], None);
         }
@@ -317,7 +379,7 @@ mod tests {
 
     #[test]
     fn render_panic_gives_500() {
-        let panicking = || -> String { panic!("render failed") };
+        let panicking = Endpoints::new(|| -> String { panic!("render failed") }, || Ok(()));
         let got = route("GET", "/metrics", &panicking);
         let want = expected(
             "500 Internal Server Error",
@@ -358,7 +420,8 @@ mod tests {
             let name = std::thread::current().name().unwrap_or("?").to_owned();
             format!("served by {name}\n")
         };
-        spawn_on(listener, thread_name).unwrap_or_else(|e| panic!("spawn: {e}"));
+        spawn_on(listener, Endpoints::new(thread_name, || Ok(())))
+            .unwrap_or_else(|e| panic!("spawn: {e}"));
         addr
     }
 
@@ -418,10 +481,10 @@ mod tests {
     fn spawn_binds_before_returning() {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
         let addr = taken.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
-        let err = spawn(addr, render).map(|_| ()).err().map(|e| e.kind());
+        let err = spawn(addr, endpoints()).map(|_| ()).err().map(|e| e.kind());
         assert_eq!(err, Some(io::ErrorKind::AddrInUse));
         drop(taken);
-        spawn(addr, render).unwrap_or_else(|e| panic!("spawn on a free port: {e}"));
+        spawn(addr, endpoints()).unwrap_or_else(|e| panic!("spawn on a free port: {e}"));
         let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n", false);
         assert_eq!(
             reply,

@@ -22,8 +22,9 @@ use crate::log::Level;
 /// The validated server configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// `--bind`: the IP address every listener binds.
-    pub bind: IpAddr,
+    /// `--bind`: the IP addresses to listen on (each on every port); never empty, no address
+    /// twice, and no wildcard beside an address of its own family that it already covers.
+    pub bind: Vec<IpAddr>,
     /// `--ports`: sorted, deduplicated, never empty.
     pub ports: Vec<u16>,
     /// `--workers`: reactor threads, at least 1.
@@ -96,12 +97,12 @@ impl Config {
     /// The built-in defaults. `root` is the unchecked relative path `www`.
     pub fn defaults() -> Config {
         Config {
-            bind: IpAddr::from([0, 0, 0, 0]),
+            bind: vec![IpAddr::from([0, 0, 0, 0])],
             ports: (8001..=8030).collect(),
             workers: available_cpus(),
             root: PathBuf::from("www"),
             config_file: None,
-            admin: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            admin: Some(SocketAddr::from(([127, 0, 0, 1], 7391))),
             log_level: Level::Info,
             max_request_line: 8 * KIB as usize,
             max_header_size: 8 * KIB as usize,
@@ -152,15 +153,15 @@ impl Opt {
 const OPTIONS: &[Opt] = &[
     Opt {
         flag: "bind",
-        value_name: "ADDR",
+        value_name: "ADDRS",
         default: "0.0.0.0",
-        help: "IP address to listen on, e.g. 127.0.0.1 or [::]",
+        help: "IP addresses to listen on, each on every port: 127.0.0.1, [::] or 127.0.0.1,::1",
     },
     Opt {
         flag: "ports",
         value_name: "LIST",
         default: "8001-8030",
-        help: "Ports to listen on: 8080, 8001-8030 or 80,8080,9000-9002",
+        help: "Ports to listen on: 8080, 8001-8030 or 80,8080,9000-9002; one another process listens on is refused",
     },
     Opt {
         flag: "workers",
@@ -177,14 +178,14 @@ const OPTIONS: &[Opt] = &[
     Opt {
         flag: "admin",
         value_name: "ADDR|off",
-        default: "127.0.0.1:9090",
-        help: "Address of the operators' /metrics endpoint, or off",
+        default: "127.0.0.1:7391",
+        help: "Address of the operators' endpoint (/metrics, /healthz, /readyz), or off",
     },
     Opt {
         flag: "log-level",
         value_name: "LEVEL",
         default: "info",
-        help: "error, warn, info or debug",
+        help: "error, warn, info or debug; lines go to stderr, timestamped (UTC) unless it is journald",
     },
     Opt {
         flag: "max-request-line",
@@ -232,7 +233,7 @@ const OPTIONS: &[Opt] = &[
         flag: "drain-timeout",
         value_name: "DURATION",
         default: "10s",
-        help: "Time open connections get to finish at shutdown",
+        help: "Time open connections get to finish at shutdown; a second SIGTERM/SIGINT ends it at once",
     },
     Opt {
         flag: "small-file-max",
@@ -308,7 +309,11 @@ Sizes take k/KiB, m/MiB or g/GiB (powers of 1024); durations take ms, s, m or h 
 Examples:
   percore --ports 8080 --root ./public
   percore --config /etc/percore/percore.toml --workers 4
-  percore --bind [::] --admin off";
+  percore --bind [::] --admin off
+  percore --config /etc/percore/percore.toml --check-config
+
+Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP re-reads the config file
+(log_level applies at once, other changes need a restart).";
 
 /// Parses the command line (`args` starts with the program name, like `std::env::args_os()`),
 /// reads the config file if `--config` is given, and validates everything once.
@@ -319,11 +324,148 @@ where
 {
     match command().try_get_matches_from(args) {
         Ok(matches) => match build(&matches) {
+            Ok(config) if matches.get_flag("check-config") => CliOutcome::Exit {
+                code: 0,
+                message: format!("percore: {}", config.describe_valid()),
+                to_stderr: false,
+            },
             Ok(config) => CliOutcome::Run(config),
             Err(message) => fail(&message),
         },
         Err(error) => clap_outcome(&error),
     }
+}
+
+impl Config {
+    /// Every (address, port) to listen on: each `--bind` address on each port.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.bind
+            .iter()
+            .flat_map(|&ip| {
+                self.ports
+                    .iter()
+                    .map(move |&port| SocketAddr::new(ip, port))
+            })
+            .collect()
+    }
+
+    /// The one line `--check-config` prints for a valid configuration.
+    fn describe_valid(&self) -> String {
+        let file = match &self.config_file {
+            Some(path) => format!("config file {}", path.display()),
+            None => "no config file".to_owned(),
+        };
+        let admin = match self.admin {
+            Some(addr) => format!("admin on {addr}"),
+            None => "admin off".to_owned(),
+        };
+        format!(
+            "configuration is valid ({file}; root {}; {} port(s) {}; {} worker(s); {admin})",
+            self.root.display(),
+            describe_addresses(&self.bind),
+            describe_ports(&self.ports),
+            self.workers,
+        )
+    }
+}
+
+/// "0.0.0.0" or "127.0.0.1,[::1]": the addresses as `--bind` takes them.
+pub fn describe_addresses(addrs: &[IpAddr]) -> String {
+    addrs
+        .iter()
+        .map(|addr| match addr {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// "8001-8030" for a contiguous range, else a comma list.
+pub fn describe_ports(ports: &[u16]) -> String {
+    match (ports.first(), ports.last()) {
+        (Some(first), Some(last))
+            if usize::from(last - first) + 1 == ports.len() && ports.len() > 1 =>
+        {
+            format!("{first}-{last}")
+        }
+        _ => ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+/// Reads the configuration again from the same command line (`args` as at start), for a
+/// reload on SIGHUP: the config file is re-read, the flags still win. The error is the line
+/// a start would print, without the `percore: ` prefix.
+pub fn reload<I, T>(args: I) -> Result<Config, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command()
+        .try_get_matches_from(args)
+        .map_err(|e| e.to_string().lines().next().unwrap_or("").to_owned())?;
+    build(&matches)
+}
+
+/// The file keys (`ports`, `log_level`…) whose values differ between `old` and `new`.
+pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
+    let changed = [
+        ("bind", old.bind != new.bind),
+        ("ports", old.ports != new.ports),
+        ("workers", old.workers != new.workers),
+        ("root", old.root != new.root),
+        ("admin", old.admin != new.admin),
+        ("log_level", old.log_level != new.log_level),
+        (
+            "max_request_line",
+            old.max_request_line != new.max_request_line,
+        ),
+        (
+            "max_header_size",
+            old.max_header_size != new.max_header_size,
+        ),
+        ("max_headers", old.max_headers != new.max_headers),
+        ("max_body_size", old.max_body_size != new.max_body_size),
+        ("header_timeout", old.header_timeout != new.header_timeout),
+        (
+            "keepalive_timeout",
+            old.keepalive_timeout != new.keepalive_timeout,
+        ),
+        ("send_timeout", old.send_timeout != new.send_timeout),
+        ("drain_timeout", old.drain_timeout != new.drain_timeout),
+        ("small_file_max", old.small_file_max != new.small_file_max),
+        (
+            "file_cache_entries",
+            old.file_cache_entries != new.file_cache_entries,
+        ),
+        ("index", old.index != new.index),
+        ("dotfiles", old.dotfiles != new.dotfiles),
+        ("ws_paths", old.ws_paths != new.ws_paths),
+        ("ws_origins", old.ws_origins != new.ws_origins),
+        ("ws_max_message", old.ws_max_message != new.ws_max_message),
+        ("ws_deflate", old.ws_deflate != new.ws_deflate),
+        (
+            "ws_ping_interval",
+            old.ws_ping_interval != new.ws_ping_interval,
+        ),
+        (
+            "ws_ping_timeout",
+            old.ws_ping_timeout != new.ws_ping_timeout,
+        ),
+        (
+            "ws_close_timeout",
+            old.ws_close_timeout != new.ws_close_timeout,
+        ),
+    ];
+    changed
+        .into_iter()
+        .filter(|&(_, differs)| differs)
+        .map(|(key, _)| key)
+        .collect()
 }
 
 fn command() -> Command {
@@ -344,6 +486,15 @@ fn command() -> Command {
                 .long("config")
                 .value_name("FILE")
                 .help("TOML file read before the flags (flags win); see config/percore.toml"),
+        )
+        .arg(
+            Arg::new("check-config")
+                .long("check-config")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "Validate the flags and config file and check that the root is a readable \
+                     directory, then exit (0: valid, 2: not); binds nothing",
+                ),
         )
         .args(options)
         .args_override_self(true)
@@ -428,7 +579,7 @@ fn value_text(value: &toml::Value) -> Option<String> {
 /// Sets the option named by `flag` from its text; the error says what was expected.
 fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
     match flag {
-        "bind" => config.bind = parse_ip(raw)?,
+        "bind" => config.bind = parse_addresses(raw)?,
         "ports" => config.ports = parse_ports(raw)?,
         "workers" => config.workers = parse_workers(raw)?,
         "root" => config.root = PathBuf::from(raw),
@@ -459,6 +610,31 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         _ => return Err(format!("unknown option '{flag}'")),
     }
     Ok(())
+}
+
+/// A comma list of IP addresses. A wildcard (0.0.0.0 or ::) beside another address of its
+/// family is refused: the wildcard already listens there.
+fn parse_addresses(raw: &str) -> Result<Vec<IpAddr>, String> {
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for item in raw.split(',') {
+        let addr = parse_ip(item)?;
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    for wildcard in addrs.iter().filter(|a| a.is_unspecified()) {
+        let covered = addrs
+            .iter()
+            .find(|a| !a.is_unspecified() && a.is_ipv4() == wildcard.is_ipv4());
+        if let Some(covered) = covered {
+            return Err(format!(
+                "{} already listens on {}",
+                describe_addresses(&[*wildcard]),
+                describe_addresses(&[*covered])
+            ));
+        }
+    }
+    Ok(addrs)
 }
 
 fn parse_ip(raw: &str) -> Result<IpAddr, String> {
@@ -521,7 +697,7 @@ fn parse_admin(raw: &str) -> Result<Option<SocketAddr>, String> {
         return Ok(None);
     }
     s.parse().map(Some).map_err(|_| {
-        "expected ADDRESS:PORT such as 127.0.0.1:9090 or [::1]:9090, or off".to_owned()
+        "expected ADDRESS:PORT such as 127.0.0.1:7391 or [::1]:7391, or off".to_owned()
     })
 }
 
@@ -636,16 +812,43 @@ fn parse_bool(raw: &str) -> Result<bool, String> {
     }
 }
 
-/// The canonical root, or an error naming the path as given.
+/// How to change the root, appended to every root error.
+const ROOT_HINT: &str = "set it with --root DIR or root = \"...\" in the config file";
+
+/// The canonical root, or an error naming the absolute path tried and how to set another.
 fn check_root(root: &Path) -> Result<PathBuf, String> {
-    let shown = root.display();
-    match std::fs::metadata(root) {
+    // A relative root is resolved against the current directory, which an operator running an
+    // installed binary may not have in mind: name both.
+    let (tried, context) = match std::env::current_dir() {
+        Ok(cwd) if root.is_relative() => (
+            cwd.join(root),
+            format!(
+                "relative to the current directory {}; {ROOT_HINT}",
+                cwd.display()
+            ),
+        ),
+        _ => (root.to_path_buf(), ROOT_HINT.to_owned()),
+    };
+    let shown = tried.display();
+    match std::fs::metadata(&tried) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("root directory '{shown}' does not exist"))
+            Err(format!("root directory {shown} does not exist ({context})"))
         }
-        Err(e) => Err(format!("root directory '{shown}': {e}")),
-        Ok(meta) if !meta.is_dir() => Err(format!("root '{shown}' is not a directory")),
-        Ok(_) => std::fs::canonicalize(root).map_err(|e| format!("root directory '{shown}': {e}")),
+        Err(e) => Err(format!("root directory {shown}: {e} ({context})")),
+        Ok(meta) if !meta.is_dir() => Err(format!("root {shown} is not a directory ({context})")),
+        Ok(_) => {
+            // Workers list nothing, but they open files beneath the root: it must be readable
+            // and searchable, which reading it and its "." entry show.
+            let readable =
+                std::fs::read_dir(&tried).and_then(|_| std::fs::metadata(tried.join(".")));
+            if let Err(e) = readable {
+                return Err(format!(
+                    "root directory {shown} cannot be read: {e} ({context})"
+                ));
+            }
+            std::fs::canonicalize(&tried)
+                .map_err(|e| format!("root directory {shown}: {e} ({context})"))
+        }
     }
 }
 
@@ -744,13 +947,62 @@ mod tests {
 
     #[test]
     fn bind_forms() {
-        let v6 = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
-        check(&["--bind", "::"], |c| c.bind = v6("::"));
-        check(&["--bind", "[::]"], |c| c.bind = v6("::"));
-        check(&["--bind", "::1"], |c| c.bind = v6("::1"));
-        check(&["--bind", "[::1]"], |c| c.bind = v6("::1"));
-        check(&["--bind", "127.0.0.1"], |c| c.bind = v6("127.0.0.1"));
-        check(&["--bind=10.1.2.3"], |c| c.bind = v6("10.1.2.3"));
+        let ips = |list: &[&str]| -> Vec<IpAddr> {
+            list.iter()
+                .map(|s| s.parse().unwrap_or_else(|e| panic!("{s}: {e}")))
+                .collect()
+        };
+        check(&["--bind", "::"], |c| c.bind = ips(&["::"]));
+        check(&["--bind", "[::]"], |c| c.bind = ips(&["::"]));
+        check(&["--bind", "::1"], |c| c.bind = ips(&["::1"]));
+        check(&["--bind", "[::1]"], |c| c.bind = ips(&["::1"]));
+        check(&["--bind", "127.0.0.1"], |c| c.bind = ips(&["127.0.0.1"]));
+        check(&["--bind=10.1.2.3"], |c| c.bind = ips(&["10.1.2.3"]));
+        check(&["--bind", "127.0.0.1,::1"], |c| {
+            c.bind = ips(&["127.0.0.1", "::1"])
+        });
+        check(&["--bind", " [::1] , 127.0.0.1,::1"], |c| {
+            c.bind = ips(&["::1", "127.0.0.1"])
+        });
+        // percore's :: is v6-only, so it does not cover 0.0.0.0.
+        check(&["--bind", "0.0.0.0,[::]"], |c| {
+            c.bind = ips(&["0.0.0.0", "::"])
+        });
+        check(&["--bind", "0.0.0.0,::1"], |c| {
+            c.bind = ips(&["0.0.0.0", "::1"])
+        });
+        check_error(
+            &["--bind", "0.0.0.0,127.0.0.1"],
+            "percore: invalid --bind '0.0.0.0,127.0.0.1': 0.0.0.0 already listens on 127.0.0.1",
+        );
+        check_error(
+            &["--bind", "::1,::"],
+            "percore: invalid --bind '::1,::': [::] already listens on [::1]",
+        );
+        check_error(
+            &["--bind", "127.0.0.1,"],
+            "percore: invalid --bind '127.0.0.1,': expected an IP address such as 0.0.0.0, 127.0.0.1 or [::]",
+        );
+    }
+
+    #[test]
+    fn listen_addrs_are_every_address_on_every_port() {
+        let mut config = Config::defaults();
+        config.bind = vec![
+            IpAddr::from([127, 0, 0, 1]),
+            "::1".parse().unwrap_or(config.bind[0]),
+        ];
+        config.ports = vec![80, 8080];
+        let addrs: Vec<String> = config
+            .listen_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            addrs,
+            ["127.0.0.1:80", "127.0.0.1:8080", "[::1]:80", "[::1]:8080"]
+        );
+        assert_eq!(describe_addresses(&config.bind), "127.0.0.1,[::1]");
     }
 
     #[test]
@@ -825,8 +1077,8 @@ mod tests {
         check(&["--log-level", "debug"], |c| c.log_level = Level::Debug);
         check(&["--log-level", "ERROR"], |c| c.log_level = Level::Error);
         check_error(
-            &["--admin", "9090"],
-            "percore: invalid --admin '9090': expected ADDRESS:PORT such as 127.0.0.1:9090 or [::1]:9090, or off",
+            &["--admin", "7391"],
+            "percore: invalid --admin '7391': expected ADDRESS:PORT such as 127.0.0.1:7391 or [::1]:7391, or off",
         );
         check_error(
             &["--log-level", "loud"],
@@ -934,16 +1186,22 @@ mod tests {
         let missing = format!("{}/nope", dir.path().display());
         check_error_argv(
             &["percore", "--root", &missing],
-            &format!("percore: root directory '{missing}' does not exist"),
+            &format!("percore: root directory {missing} does not exist ({ROOT_HINT})"),
         );
         let file = write_file(dir.path(), "");
         check_error_argv(
             &["percore", "--root", &file],
-            &format!("percore: root '{file}' is not a directory"),
+            &format!("percore: root {file} is not a directory ({ROOT_HINT})"),
         );
+        let cwd = std::env::current_dir().unwrap_or_else(|e| panic!("{e}"));
         check_error_argv(
             &["percore", "--root", "nope-\n-x"],
-            "percore: root directory 'nope-\\n-x' does not exist",
+            &format!(
+                "percore: root directory {}/nope-\\n-x does not exist \
+                 (relative to the current directory {}; {ROOT_HINT})",
+                cwd.display(),
+                cwd.display()
+            ),
         );
     }
 
@@ -981,7 +1239,7 @@ mod tests {
         expected.max_body_size = 2048;
         expected.admin = None;
         expected.dotfiles = true;
-        expected.bind = "::1".parse().unwrap_or(expected.bind);
+        expected.bind = vec!["::1".parse().unwrap_or(expected.bind[0])];
         assert_eq!(config, expected);
     }
 
@@ -990,8 +1248,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = dir.path().display().to_string();
         type Edit = fn(&mut Config);
-        let cases: [(&str, Edit); 4] = [
+        let cases: [(&str, Edit); 6] = [
             ("ports = 8001", |c| c.ports = vec![8001]),
+            ("bind = ['127.0.0.1', '::1']", |c| {
+                c.bind = vec![
+                    IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+                ]
+            }),
+            ("bind = '0.0.0.0, ::'", |c| {
+                c.bind = vec![IpAddr::from([0, 0, 0, 0]), IpAddr::from([0u16; 8])]
+            }),
             ("ports = \"80,90-91\"", |c| c.ports = vec![80, 90, 91]),
             ("small_file_max = \"8KiB\"", |c| c.small_file_max = 8192),
             ("dotfiles = false", |_| {}),
@@ -1083,6 +1350,103 @@ mod tests {
     }
 
     #[test]
+    fn check_config_reports_a_valid_configuration_on_stdout() {
+        let (outcome, root) = run(&[
+            "--check-config",
+            "--ports",
+            "80,8001-8002",
+            "--workers",
+            "3",
+        ]);
+        let root = std::fs::canonicalize(root.path()).unwrap_or_default();
+        match outcome {
+            CliOutcome::Exit {
+                code: 0,
+                message,
+                to_stderr: false,
+            } => assert_eq!(
+                message,
+                format!(
+                    "percore: configuration is valid (no config file; root {}; 0.0.0.0 port(s) \
+                     80,8001,8002; 3 worker(s); admin on 127.0.0.1:7391)",
+                    root.display()
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+        check_error(
+            &["--check-config", "--workers", "0"],
+            "percore: invalid --workers '0': must be at least 1",
+        );
+    }
+
+    #[test]
+    fn ports_are_described_as_a_range_when_contiguous() {
+        assert_eq!(describe_ports(&[8001, 8002, 8003]), "8001-8003");
+        assert_eq!(describe_ports(&[80, 8080]), "80,8080");
+        assert_eq!(describe_ports(&[8001]), "8001");
+    }
+
+    #[test]
+    fn reload_reads_the_file_again_under_the_same_flags() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().display().to_string();
+        let path = write_file(dir.path(), "workers = 3\nlog_level = 'warn'\n");
+        let args = [
+            "percore",
+            "--config",
+            &path,
+            "--root",
+            &root,
+            "--workers",
+            "2",
+        ];
+        let CliOutcome::Run(first) = parse_args(args) else {
+            panic!("the first parse failed");
+        };
+        assert_eq!(reload(args), Ok(first.clone()));
+        std::fs::write(&path, "workers = 5\nlog_level = 'debug'\nports = 80\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let second = reload(args).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((second.workers, second.log_level), (2, Level::Debug));
+        assert_eq!(differences(&first, &second), ["ports", "log_level"]);
+        std::fs::write(&path, "workers = 0\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            reload(args),
+            Err(format!(
+                "config file '{path}': invalid workers '0': must be at least 1"
+            ))
+        );
+    }
+
+    /// Every field of `Config` is named by `differences` (a new field must be added there).
+    #[test]
+    fn differences_name_every_key() {
+        let defaults = Config::defaults();
+        let pairs: Vec<_> = OPTIONS
+            .iter()
+            .map(|o| (o.flag.to_owned(), o.default.to_owned()))
+            .collect();
+        let mut scrambled = apply_to_scrambled(&[]);
+        scrambled.ws_paths = vec!["/other".into()];
+        scrambled.ws_origins = Some(vec!["https://a".into()]);
+        scrambled.ws_max_message = 1;
+        scrambled.ws_deflate = false;
+        scrambled.ws_ping_interval = Duration::from_millis(1);
+        scrambled.ws_ping_timeout = Duration::from_millis(1);
+        scrambled.ws_close_timeout = Duration::from_millis(1);
+        let mut keys = differences(&defaults, &scrambled);
+        let mut expected: Vec<String> = OPTIONS.iter().map(Opt::file_key).collect();
+        keys.sort_unstable();
+        expected.sort();
+        assert_eq!(keys, expected);
+        assert_eq!(
+            differences(&defaults, &apply_to_scrambled(&pairs)),
+            Vec::<&str>::new()
+        );
+    }
+
+    #[test]
     fn last_flag_wins() {
         check(&["--ports", "80", "--ports", "81"], |c| c.ports = vec![81]);
     }
@@ -1120,7 +1484,7 @@ mod tests {
     /// Applies `text` as a config file to a config with every field changed.
     fn apply_to_scrambled(pairs: &[(String, String)]) -> Config {
         let mut config = Config::defaults();
-        config.bind = IpAddr::from([1, 2, 3, 4]);
+        config.bind = vec![IpAddr::from([1, 2, 3, 4])];
         config.ports = vec![1];
         config.workers += 7;
         config.root = PathBuf::from("elsewhere");

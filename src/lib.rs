@@ -6,7 +6,8 @@
 //! - [`conn`]: one connection's state machine over them (sans-IO: a transport and "now" come in).
 //! - [`worker`]: one reactor per core; moves bytes between sockets and the sans-IO layers.
 //! - [`metrics`], [`config`], [`log`]: shared read-only configuration and the worker → supervisor reports.
-//! - [`supervisor`], [`admin`]: process-wide concerns (threads, signals, readiness, exit code, /metrics).
+//! - [`supervisor`], [`admin`], [`portcheck`]: process-wide concerns (threads, signals, readiness,
+//!   exit code, /metrics, refusing ports another process listens on).
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod log;
 pub mod metrics;
 #[cfg(test)]
 mod mutation_tests;
+pub mod portcheck;
 pub mod supervisor;
 pub mod sys;
 pub mod worker;

@@ -5,14 +5,17 @@
 //! workers' metric reports, serves them to operators, turns SIGINT/SIGTERM into a graceful drain,
 //! and decides the exit code. It never touches a client connection.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
-use crate::config::Config;
+use crate::config::{describe_addresses, describe_ports, Config};
 use crate::metrics::{ProgressLog, Summary, Totals, WorkerReport};
+use crate::portcheck;
 use crate::sys::{self, EventFd};
 use crate::worker::{self, WorkerEvent, WorkerSetup};
 
@@ -22,19 +25,45 @@ const EXIT_FAILURE: i32 = 1;
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
+/// What `/readyz` reports, as the supervisor moves through its life.
+const STARTING: u8 = 0;
+const SERVING: u8 = 1;
+const DRAINING: u8 = 2;
+const WORKER_DOWN: u8 = 3;
+
+/// `/readyz`: ready only while every worker serves and no drain has begun.
+fn readiness(state: u8) -> Result<(), &'static str> {
+    match state {
+        SERVING => Ok(()),
+        STARTING => Err("starting"),
+        DRAINING => Err("draining"),
+        _ => Err("a worker stopped; shutting down"),
+    }
+}
+
 struct WorkerHandle {
     shutdown: Arc<EventFd>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Runs percore with `config` until a termination signal or a worker failure; returns the exit code.
-pub fn run(config: Config) -> i32 {
+/// Reads the configuration again for SIGHUP: the same command line, the config file re-read.
+pub type Reload = Box<dyn Fn() -> Result<Config, String>>;
+
+/// Runs percore with `config` until a termination signal or a worker failure; returns the exit
+/// code. SIGHUP calls `reload` and never stops the server.
+pub fn run(config: Config, reload: Reload) -> i32 {
     crate::log::set_level(config.log_level);
+    crate::log::init_timestamps();
     if let Err(e) = sys::block_termination_signals() {
         error!("cannot block termination signals: {e}");
         return EXIT_FAILURE;
     }
     report_open_files_limit(config.workers, config.file_cache_entries);
+    // Before binding: SO_REUSEPORT would let the workers join another process's listeners.
+    if let Err(line) = portcheck::check_free(&config.listen_addrs(), &HashSet::new()) {
+        error!("{line}");
+        return EXIT_FAILURE;
+    }
     let config = Arc::new(config);
 
     let cpus = match sys::allowed_cpus() {
@@ -104,7 +133,17 @@ pub fn run(config: Config) -> i32 {
         }
     }
 
+    // Once more now that our listeners exist: another process that checked and bound in the
+    // meantime would share the ports (it finds ours too and gives up as well).
+    if let Err(line) =
+        portcheck::check_free(&config.listen_addrs(), &portcheck::own_socket_inodes())
+    {
+        error!("{line}");
+        return abort(&starts, &mut workers, &event_rx);
+    }
+
     let totals = Arc::new(Mutex::new(Totals::new(workers.len())));
+    let state = Arc::new(AtomicU8::new(STARTING));
     if let Some(addr) = config.admin {
         let shared = Arc::clone(&totals);
         let render = move || {
@@ -113,8 +152,10 @@ pub fn run(config: Config) -> i32 {
                 .unwrap_or_else(PoisonError::into_inner)
                 .render_prometheus()
         };
-        match crate::admin::spawn(addr, render) {
-            Ok(_) => info!("metrics on http://{addr}/metrics"),
+        let seen = Arc::clone(&state);
+        let ready = move || readiness(seen.load(Ordering::Relaxed));
+        match crate::admin::spawn(addr, crate::admin::Endpoints::new(render, ready)) {
+            Ok(_) => info!("metrics on http://{addr}/metrics, probes on /healthz and /readyz"),
             Err(e) => {
                 error!("cannot serve metrics on {addr}: {e}");
                 return abort(&starts, &mut workers, &event_rx);
@@ -128,33 +169,64 @@ pub fn run(config: Config) -> i32 {
     info!(
         "ready: serving {} on {} port(s) {} with {} worker(s)",
         config.root.display(),
-        config.bind,
+        describe_addresses(&config.bind),
         describe_ports(&config.ports),
         workers.len()
     );
     notify_systemd("READY=1");
+    state.store(SERVING, Ordering::Relaxed);
 
     let signals = spawn_signal_thread();
-    let code = serve(&config, &report_rx, &event_rx, &signals, &totals);
+    let channels = Channels {
+        reports: &report_rx,
+        events: &event_rx,
+        signals: &signals,
+    };
+    let code = serve(&config, &*reload, &channels, &totals);
+    state.store(
+        if code == 0 { DRAINING } else { WORKER_DOWN },
+        Ordering::Relaxed,
+    );
 
     notify_systemd("STOPPING=1");
     for w in &workers {
         let _ = w.shutdown.notify();
     }
     let deadline = Instant::now() + config.drain_timeout + EXIT_GRACE;
-    let code = wait_for_exit(&mut workers, &event_rx, &report_rx, &totals, deadline, code);
+    let stopping = Stopping {
+        events: &event_rx,
+        reports: &report_rx,
+        signals: &signals,
+        totals: &totals,
+        deadline,
+    };
+    let code = wait_for_exit(&mut workers, &stopping, code);
     info!("bye (exit status {code})");
     code
 }
 
-/// The steady state: aggregate reports, log progress, until a signal or a worker dies.
+/// What the supervisor hears from the workers and the signal thread while serving.
+struct Channels<'a> {
+    reports: &'a Receiver<WorkerReport>,
+    events: &'a Receiver<WorkerEvent>,
+    signals: &'a Receiver<i32>,
+}
+
+/// The steady state: aggregate reports, log progress, re-read the configuration on SIGHUP,
+/// until a termination signal or a worker dies.
 fn serve(
     config: &Config,
-    reports: &Receiver<WorkerReport>,
-    events: &Receiver<WorkerEvent>,
-    signals: &Receiver<i32>,
+    reload: &dyn Fn() -> Result<Config, String>,
+    channels: &Channels<'_>,
     totals: &Mutex<Totals>,
 ) -> i32 {
+    let Channels {
+        reports,
+        events,
+        signals,
+    } = *channels;
+    // What runs: the start-up configuration, with what a reload could apply in place.
+    let mut running = config.clone();
     let now = Instant::now();
     let mut progress = ProgressLog::new(1000, now);
     let mut summary = Summary::new(SUMMARY_EVERY, now);
@@ -181,6 +253,10 @@ fn serve(
                 Err(_) => return EXIT_FAILURE,
             },
             recv(signals) -> signal => {
+                if signal == Ok(libc::SIGHUP) {
+                    apply_reload(&mut running, reload());
+                    continue;
+                }
                 let name = signal.map(sys::signal_name).unwrap_or("signal");
                 info!("{name}: draining for up to {:?}", config.drain_timeout);
                 return 0;
@@ -197,20 +273,56 @@ fn serve(
     }
 }
 
-/// Waits for every worker to exit (or the deadline); a panic on the way makes the exit code non-zero.
-fn wait_for_exit(
-    workers: &mut [WorkerHandle],
-    events: &Receiver<WorkerEvent>,
-    reports: &Receiver<WorkerReport>,
-    totals: &Mutex<Totals>,
+/// SIGHUP: keeps running whatever the new configuration says. An invalid one is logged and
+/// changes nothing; `log_level` takes effect at once; any other change is logged as needing a
+/// restart, since the workers would need a new generation to apply it.
+fn apply_reload(running: &mut Config, reloaded: Result<Config, String>) {
+    let new = match reloaded {
+        Ok(new) => new,
+        Err(why) => {
+            error!("SIGHUP: configuration not reloaded, still running as before: {why}");
+            return;
+        }
+    };
+    let changed = crate::config::differences(running, &new);
+    if changed.is_empty() {
+        info!("SIGHUP: configuration reloaded; nothing changed");
+        return;
+    }
+    if new.log_level != running.log_level {
+        // Said under the old level, so that a quieter new one still shows the change.
+        info!("SIGHUP: log_level is now {}", new.log_level.label());
+        crate::log::set_level(new.log_level);
+        running.log_level = new.log_level;
+    }
+    let pending: Vec<&str> = changed.into_iter().filter(|&k| k != "log_level").collect();
+    if !pending.is_empty() {
+        warn!(
+            "SIGHUP: {} changed; restart percore to apply (a reload applies only log_level)",
+            pending.join(", ")
+        );
+    }
+}
+
+/// What the supervisor watches while the workers stop.
+struct Stopping<'a> {
+    events: &'a Receiver<WorkerEvent>,
+    reports: &'a Receiver<WorkerReport>,
+    signals: &'a Receiver<i32>,
+    totals: &'a Mutex<Totals>,
     deadline: Instant,
-    mut code: i32,
-) -> i32 {
+}
+
+/// Waits for every worker to exit (or the deadline); a panic on the way makes the exit code
+/// non-zero. A second SIGINT or SIGTERM ends the wait at once with `code` (0 after a drain
+/// asked for by a signal): the operator asked twice, so the process exits without waiting for
+/// the connections still in flight, and systemd must not read that as a failure.
+fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code: i32) -> i32 {
     let mut exited = vec![false; workers.len()];
     while exited.iter().any(|e| !e) {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = stopping.deadline.saturating_duration_since(Instant::now());
         select! {
-            recv(events) -> event => match event {
+            recv(stopping.events) -> event => match event {
                 Ok(WorkerEvent::Exited { worker, panicked }) => {
                     if let Some(flag) = exited.get_mut(worker) {
                         *flag = true;
@@ -223,11 +335,24 @@ fn wait_for_exit(
                 Ok(_) => {}
                 Err(_) => break,
             },
-            recv(reports) -> report => {
+            recv(stopping.reports) -> report => {
                 if let Ok(report) = report {
-                    totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report);
+                    stopping.totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report);
                 }
             }
+            recv(stopping.signals) -> signal => match signal {
+                Ok(signo @ (libc::SIGINT | libc::SIGTERM)) => {
+                    let active = stopping.totals.lock().unwrap_or_else(PoisonError::into_inner).active();
+                    info!(
+                        "{} again: exiting now, without waiting for {active} open connection(s)",
+                        sys::signal_name(signo)
+                    );
+                    return code;
+                }
+                Ok(signo) => info!("{} ignored: already stopping", sys::signal_name(signo)),
+                // The signal thread is gone; keep waiting for the workers.
+                Err(_) => {}
+            },
             default(left) => {
                 error!("workers did not stop in time; exiting anyway");
                 return EXIT_FAILURE;
@@ -309,22 +434,6 @@ fn report_open_files_limit(workers: usize, file_cache_entries: usize) {
     }
 }
 
-/// "8001-8030" for a contiguous range, else a comma list.
-fn describe_ports(ports: &[u16]) -> String {
-    match (ports.first(), ports.last()) {
-        (Some(first), Some(last))
-            if usize::from(last - first) + 1 == ports.len() && ports.len() > 1 =>
-        {
-            format!("{first}-{last}")
-        }
-        _ => ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    }
-}
-
 /// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if set.
 fn notify_systemd(state: &str) {
     use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -361,7 +470,17 @@ mod tests {
             signal_tx.send(signo).unwrap();
         }
         let totals = Mutex::new(Totals::new(1));
-        serve(&config, &reports, &events, &signals, &totals)
+        let channels = Channels {
+            reports: &reports,
+            events: &events,
+            signals: &signals,
+        };
+        serve(
+            &config,
+            &|| Err("no reload here".to_owned()),
+            &channels,
+            &totals,
+        )
     }
 
     #[test]
@@ -382,15 +501,94 @@ mod tests {
         assert_eq!(serve_after(Some(exited), None), EXIT_FAILURE);
     }
 
+    /// SIGHUP re-reads the configuration and serving goes on; only the SIGTERM after it ends
+    /// `serve`.
+    #[test]
+    fn sighup_reloads_and_keeps_serving() {
+        let config = Config::defaults();
+        let (_report_tx, reports) = bounded::<WorkerReport>(1);
+        let (_event_tx, events) = unbounded::<WorkerEvent>();
+        let (signal_tx, signals) = bounded(4);
+        for signo in [libc::SIGHUP, libc::SIGHUP, libc::SIGTERM] {
+            signal_tx.send(signo).unwrap();
+        }
+        let reloads = std::cell::Cell::new(0);
+        let reload = || {
+            reloads.set(reloads.get() + 1);
+            match reloads.get() {
+                1 => Err("invalid".to_owned()),
+                _ => Ok(Config::defaults()),
+            }
+        };
+        let totals = Mutex::new(Totals::new(1));
+        let channels = Channels {
+            reports: &reports,
+            events: &events,
+            signals: &signals,
+        };
+        assert_eq!(serve(&config, &reload, &channels, &totals), 0);
+        assert_eq!(reloads.get(), 2);
+    }
+
+    #[test]
+    fn ready_only_while_serving() {
+        assert_eq!(readiness(SERVING), Ok(()));
+        assert_eq!(readiness(STARTING), Err("starting"));
+        assert_eq!(readiness(DRAINING), Err("draining"));
+        assert!(readiness(WORKER_DOWN).is_err());
+    }
+
     #[test]
     fn a_termination_signal_ends_serving_with_success() {
         assert_eq!(serve_after(None, Some(libc::SIGTERM)), 0);
     }
 
+    /// Waits on one worker that never exits, with `signal` queued; returns the exit code and
+    /// how long the wait took.
+    fn stop_with_signal(signal: i32, code: i32) -> (i32, Duration) {
+        let (_event_tx, events) = unbounded();
+        let (_report_tx, reports) = bounded::<WorkerReport>(1);
+        let (signal_tx, signals) = bounded(1);
+        signal_tx.send(signal).unwrap();
+        let totals = Mutex::new(Totals::new(1));
+        let stopping = Stopping {
+            events: &events,
+            reports: &reports,
+            signals: &signals,
+            totals: &totals,
+            deadline: Instant::now() + Duration::from_millis(500),
+        };
+        let mut workers = [WorkerHandle {
+            shutdown: Arc::new(EventFd::new().unwrap()),
+            thread: None,
+        }];
+        let started = Instant::now();
+        let code = wait_for_exit(&mut workers, &stopping, code);
+        (code, started.elapsed())
+    }
+
     #[test]
-    fn ports_are_described_as_a_range_when_contiguous() {
-        assert_eq!(describe_ports(&[8001, 8002, 8003]), "8001-8003");
-        assert_eq!(describe_ports(&[80, 8080]), "80,8080");
-        assert_eq!(describe_ports(&[8001]), "8001");
+    fn a_second_sigterm_or_sigint_stops_at_once_with_the_same_code() {
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            let (code, took) = stop_with_signal(signal, 0);
+            assert_eq!(code, 0);
+            assert!(took < Duration::from_millis(400), "{took:?}");
+        }
+        assert_eq!(
+            stop_with_signal(libc::SIGTERM, EXIT_FAILURE).0,
+            EXIT_FAILURE
+        );
+    }
+
+    #[test]
+    fn sighup_or_sigquit_during_the_drain_changes_nothing() {
+        for signal in [libc::SIGHUP, libc::SIGQUIT] {
+            let (code, took) = stop_with_signal(signal, 0);
+            assert_eq!(
+                code, EXIT_FAILURE,
+                "the worker never exited: the deadline ends the wait"
+            );
+            assert!(took >= Duration::from_millis(450), "{took:?}");
+        }
     }
 }

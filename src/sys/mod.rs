@@ -2,9 +2,10 @@
 //!
 //! It owns thin, safe wrappers over Linux system calls: epoll, listening and accepting sockets,
 //! sendfile, opening files beneath the document root, CPU affinity, termination signals,
-//! the open-files limit and eventfd wake-ups. Every file descriptor is wrapped in an `OwnedFd`
-//! (or a std type built from one) the moment the kernel returns it, and every `unsafe` block
-//! carries a `// SAFETY:` comment directly above it.
+//! the open-files limit, eventfd wake-ups and the identity (device, inode) of a descriptor.
+//! Every file descriptor is wrapped in an `OwnedFd` (or a std type built from one) the moment
+//! the kernel returns it, and every `unsafe` block carries a `// SAFETY:` comment directly
+//! above it.
 //!
 //! It must never know anything of HTTP, WebSocket, connections or configuration: it speaks only
 //! in file descriptors, byte counts and `io::Result`.
@@ -35,6 +36,7 @@ pub mod file;
 pub mod limits;
 pub mod net;
 pub mod signal;
+pub mod stat;
 
 pub use affinity::{allowed_cpus, pin_current_thread};
 pub use epoll::{Epoll, Event, Events, Interest};
@@ -45,6 +47,7 @@ pub use net::{
     accept_nonblocking, reuseport_listener, send_more, sendfile, set_defer_accept, somaxconn,
 };
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
+pub use stat::device_and_inode;
 
 /// Runs `op` again for as long as it fails with `EINTR`: an interrupted call did nothing.
 fn retry_interrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
@@ -59,7 +62,7 @@ fn retry_interrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> 
 #[cfg(test)]
 mod tests {
     /// Every source file of this module, for the lint below.
-    const SOURCES: [(&str, &str); 8] = [
+    const SOURCES: [(&str, &str); 9] = [
         ("mod.rs", include_str!("mod.rs")),
         ("affinity.rs", include_str!("affinity.rs")),
         ("epoll.rs", include_str!("epoll.rs")),
@@ -68,6 +71,7 @@ mod tests {
         ("limits.rs", include_str!("limits.rs")),
         ("net.rs", include_str!("net.rs")),
         ("signal.rs", include_str!("signal.rs")),
+        ("stat.rs", include_str!("stat.rs")),
     ];
 
     /// Lines `syscall!` is used on whose comment block just above has no `// SAFETY:`.

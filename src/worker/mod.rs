@@ -158,9 +158,10 @@ impl Worker {
             )
             .map_err(|e| format!("registering the shutdown eventfd: {e}"))?;
         let backlog = sys::somaxconn();
-        let mut listeners = Vec::with_capacity(config.ports.len());
-        for (i, &port) in config.ports.iter().enumerate() {
-            let addr = SocketAddr::new(config.bind, port);
+        let addrs: Vec<SocketAddr> = config.listen_addrs();
+        let mut listeners = Vec::with_capacity(addrs.len());
+        for (i, addr) in addrs.into_iter().enumerate() {
+            let port = addr.port();
             let listener = sys::reuseport_listener(addr, backlog)
                 .map_err(|e| format!("cannot listen on {addr} (port {port}): {e}"))?;
             sys::set_defer_accept(&listener, DEFER_ACCEPT_SECS)
@@ -530,7 +531,7 @@ mod tests {
             .expect("a free port")
             .port();
         let mut config = Config::defaults();
-        config.bind = std::net::IpAddr::from([127, 0, 0, 1]);
+        config.bind = vec![std::net::IpAddr::from([127, 0, 0, 1])];
         config.ports = vec![port];
         let (reports, _) = crossbeam_channel::unbounded();
         let (events, _) = crossbeam_channel::unbounded();

@@ -57,3 +57,120 @@ fn unknown_config_key_is_rejected() {
     assert_eq!(code, 2);
     assert!(err.contains("portz"), "{err}");
 }
+
+/// An installed binary started outside the repository has no `www` beside it: the error names
+/// the absolute path tried, the directory it was relative to, and how to set another root.
+#[test]
+fn a_missing_default_root_names_the_absolute_path_and_how_to_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::fs::canonicalize(dir.path()).unwrap();
+    let out = Command::new(BIN)
+        .current_dir(&cwd)
+        .output()
+        .expect("running percore");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let expected = format!(
+        "percore: root directory {}/www does not exist (relative to the current directory {}; \
+         set it with --root DIR or root = \"...\" in the config file)\n",
+        cwd.display(),
+        cwd.display()
+    );
+    assert_eq!(err, expected);
+}
+
+/// nginx's `-t`: a valid configuration is reported on one line and exit status 0, without
+/// binding anything (the ports and the admin address are taken by this test, so a bind or a
+/// started worker would fail).
+#[test]
+fn check_config_validates_without_binding() {
+    let root = tempfile::tempdir().unwrap();
+    let root_path = std::fs::canonicalize(root.path()).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let admin = format!("127.0.0.1:{port}");
+    let file = root.path().join("percore.toml");
+    std::fs::write(
+        &file,
+        format!("root = '{}'\nworkers = 7\nports = 1\n", root_path.display()),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let (code, out, err) = run(&[
+        "--config",
+        file,
+        "--bind",
+        "127.0.0.1",
+        "--ports",
+        &port,
+        "--admin",
+        &admin,
+        "--check-config",
+    ]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "percore: configuration is valid (config file {file}; root {}; 127.0.0.1 port(s) \
+             {port}; 7 worker(s); admin on {admin})\n",
+            root_path.display()
+        )
+    );
+}
+
+#[test]
+fn check_config_fails_with_status_2_and_the_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("missing");
+    let not_dir = root.path().join("file.txt");
+    std::fs::write(&not_dir, "x").unwrap();
+    let bad_file = root.path().join("bad.toml");
+    std::fs::write(&bad_file, "workers = 0\n").unwrap();
+    let root_arg = root.path().to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["--root", missing.to_str().unwrap()],
+            format!("root directory {} does not exist", missing.display()),
+        ),
+        (
+            vec!["--root", not_dir.to_str().unwrap()],
+            format!("root {} is not a directory", not_dir.display()),
+        ),
+        (
+            vec!["--root", root_arg, "--config", bad_file.to_str().unwrap()],
+            "invalid workers '0': must be at least 1".to_owned(),
+        ),
+    ] {
+        let mut args = args;
+        args.push("--check-config");
+        let (code, out, err) = run(&args);
+        assert_eq!((code, out.as_str()), (2, ""), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&needle), "{args:?}: {err}");
+    }
+}
+
+/// `percore -h | head -1`: the reader may close the pipe before percore writes. Here the read
+/// end is closed before percore starts (it belonged to a `true` that has exited), so every
+/// write fails with EPIPE; `println!` used to panic on that (status 101).
+#[test]
+fn help_and_version_into_a_closed_pipe_do_not_panic() {
+    for flag in ["-h", "--help", "--version", "--check-config"] {
+        let mut reader = Command::new("true")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawning true");
+        let writer = reader.stdin.take().expect("the pipe's write end");
+        reader.wait().expect("true exits");
+        let root = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args([flag, "--root", root.path().to_str().unwrap()])
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("running percore");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{flag}: {err}");
+        assert!(!err.contains("panicked"), "{flag}: {err}");
+    }
+}

@@ -128,11 +128,13 @@ impl Server {
             let sink = Arc::clone(&log);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    // Into the log before the ready signal, so the ready line is in the log
+                    // once `start` returns.
+                    sink.lock().unwrap().push_str(&line);
+                    sink.lock().unwrap().push('\n');
                     if line.contains("ready: serving") {
                         let _ = ready_tx.send(true);
                     }
-                    sink.lock().unwrap().push_str(&line);
-                    sink.lock().unwrap().push('\n');
                 }
                 let _ = ready_tx.send(false);
             });
@@ -146,7 +148,9 @@ impl Server {
                 Ok(true) => return server,
                 _ => {
                     last_log = server.log();
-                    // A lost race for a port: try other ports.
+                    // A lost race for a port: another process took it between free_port and the
+                    // bind, or (both percores checking at once) it listens there too and each
+                    // refuses to share. Either way the start failed: try other ports.
                     if last_log.contains("cannot listen")
                         || last_log.contains("cannot serve metrics")
                     {
@@ -177,12 +181,30 @@ impl Server {
 
     /// Sends SIGTERM by PID.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal named `name` (`TERM`, `INT`, `HUP`…) by PID.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// Waits until the log contains `needle`, at most `limit`; panics with the log otherwise.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log after {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the process to exit, at most `limit`.
@@ -197,7 +219,20 @@ impl Server {
         None
     }
 
-    /// GET `path` on the admin port and return the body.
+    /// GET `path` on the admin port: the status and the body.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let port = self.admin.expect("server started without --admin");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut all = parse_all(&exchange(port, request.as_bytes()));
+        assert_eq!(all.len(), 1, "expected one response to {path}");
+        let resp = all.remove(0);
+        (
+            resp.status,
+            String::from_utf8_lossy(&resp.body).into_owned(),
+        )
+    }
+
+    /// GET `/metrics` on the admin port and return the whole response.
     pub fn metrics(&self) -> String {
         let port = self.admin.expect("server started without --admin");
         let resp = exchange(

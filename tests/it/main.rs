@@ -10,6 +10,7 @@ mod cli;
 mod curl;
 mod http_basics;
 mod lifecycle;
+mod logging;
 mod static_files;
 mod timeouts;
 mod websocket;
