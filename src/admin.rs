@@ -14,6 +14,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::http::{http_date, HeadWriter, Status, Version};
+
 /// Total time a client has to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head; a longer one gets 431.
@@ -144,10 +146,14 @@ fn answer(buf: &[u8], endpoints: &Endpoints) -> Option<Vec<u8>> {
             Some(route(method, path, endpoints))
         }
         Ok(httparse::Status::Partial) if buf.len() < HEAD_LIMIT => None,
-        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => Some(
-            text_response(431, "request header fields too large\n", false),
-        ),
-        Err(_) => Some(text_response(400, "bad request\n", false)),
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            Some(text_response(
+                Status::HEADER_FIELDS_TOO_LARGE,
+                "request header fields too large\n",
+                false,
+            ))
+        }
+        Err(_) => Some(text_response(Status::BAD_REQUEST, "bad request\n", false)),
     }
 }
 
@@ -155,53 +161,62 @@ fn route(method: &str, target: &str, endpoints: &Endpoints) -> Vec<u8> {
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
-        _ => return response(405, TEXT_TYPE, "method not allowed\n", false),
+        _ => {
+            return response(
+                Status::METHOD_NOT_ALLOWED,
+                TEXT_TYPE,
+                "method not allowed\n",
+                false,
+            )
+        }
     };
     let path = target.split('?').next().unwrap_or(target);
     match path {
         "/metrics" => match catch_unwind(AssertUnwindSafe(&endpoints.metrics)) {
-            Ok(body) => response(200, METRICS_TYPE, &body, head_only),
-            Err(_) => text_response(500, "metrics unavailable\n", head_only),
+            Ok(body) => response(Status::OK, METRICS_TYPE, &body, head_only),
+            Err(_) => text_response(
+                Status::INTERNAL_SERVER_ERROR,
+                "metrics unavailable\n",
+                head_only,
+            ),
         },
         // Liveness: this thread answering is the whole check.
-        "/healthz" => text_response(200, "ok\n", head_only),
+        "/healthz" => text_response(Status::OK, "ok\n", head_only),
         "/readyz" => match catch_unwind(AssertUnwindSafe(&endpoints.ready)) {
-            Ok(Ok(())) => text_response(200, "ready\n", head_only),
-            Ok(Err(why)) => text_response(503, &format!("not ready: {why}\n"), head_only),
-            Err(_) => text_response(500, "readiness unavailable\n", head_only),
+            Ok(Ok(())) => text_response(Status::OK, "ready\n", head_only),
+            Ok(Err(why)) => text_response(
+                Status::SERVICE_UNAVAILABLE,
+                &format!("not ready: {why}\n"),
+                head_only,
+            ),
+            Err(_) => text_response(
+                Status::INTERNAL_SERVER_ERROR,
+                "readiness unavailable\n",
+                head_only,
+            ),
         },
-        "/" => text_response(200, INDEX, head_only),
-        _ => text_response(404, "not found\n", head_only),
+        "/" => text_response(Status::OK, INDEX, head_only),
+        _ => text_response(Status::NOT_FOUND, "not found\n", head_only),
     }
 }
 
-fn text_response(status: u16, body: &str, head_only: bool) -> Vec<u8> {
+fn text_response(status: Status, body: &str, head_only: bool) -> Vec<u8> {
     response(status, TEXT_TYPE, body, head_only)
 }
 
 /// A complete response; `Content-Length` is the body's even when `head_only` leaves it out.
-fn response(status: u16, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        503 => "Service Unavailable",
-        431 => "Request Header Fields Too Large",
-        _ => "Internal Server Error",
-    };
+fn response(status: Status, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 256);
+    let date = http_date(std::time::SystemTime::now());
+    let mut head = HeadWriter::new(&mut out, status, &date);
+    head.header("Content-Type", content_type.as_bytes());
+    head.content_length(body.len() as u64);
     // RFC 9110, 15.5.6: "The origin server MUST generate an Allow header field in a 405
     // response containing a list of the target resource's currently supported methods."
-    let allow = if status == 405 {
-        "Allow: GET, HEAD\r\n"
-    } else {
-        ""
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    if status == Status::METHOD_NOT_ALLOWED {
+        head.header("Allow", b"GET, HEAD");
+    }
+    head.finish(Version::Http11, false);
     if !head_only {
         out.extend_from_slice(body.as_bytes());
     }
@@ -230,7 +245,7 @@ mod tests {
         head_only: bool,
     ) -> Vec<u8> {
         let mut out = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+            "HTTP/1.1 {status}\r\nServer: percore\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
             body.len()
         );
         if !head_only {
@@ -239,8 +254,20 @@ mod tests {
         out.into_bytes()
     }
 
+    /// A response without its Date line, which changes every second.
+    fn undated(response: Vec<u8>) -> Vec<u8> {
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let mut out = String::new();
+        for line in text.split_inclusive("\r\n") {
+            if !line.starts_with("Date: ") {
+                out.push_str(line);
+            }
+        }
+        out.into_bytes()
+    }
+
     fn check(request: &[u8], expected: Option<Vec<u8>>) {
-        let got = answer(request, &endpoints());
+        let got = answer(request, &endpoints()).map(undated);
         assert_eq!(
             got.as_deref().map(String::from_utf8_lossy),
             expected.as_deref().map(String::from_utf8_lossy),
@@ -269,7 +296,7 @@ mod tests {
         let head = Some(expected("200 OK", TEXT_TYPE, "", "ready\n", true));
         check(b"HEAD /readyz?verbose HTTP/1.1\r\n\r\n", head);
         let draining = Endpoints::new(render, || Err("draining"));
-        let got = answer(b"GET /readyz HTTP/1.1\r\n\r\n", &draining);
+        let got = answer(b"GET /readyz HTTP/1.1\r\n\r\n", &draining).map(undated);
         let want = expected(
             "503 Service Unavailable",
             TEXT_TYPE,
@@ -278,14 +305,14 @@ mod tests {
             false,
         );
         assert_eq!(got.as_deref(), Some(&want[..]));
-        let healthy = answer(b"GET /healthz HTTP/1.1\r\n\r\n", &draining);
+        let healthy = answer(b"GET /healthz HTTP/1.1\r\n\r\n", &draining).map(undated);
         assert_eq!(
             healthy,
             text("200 OK", "ok\n"),
             "liveness ignores readiness"
         );
         let panicking = Endpoints::new(render, || -> Result<(), &'static str> { panic!("bug") });
-        let got = route("GET", "/readyz", &panicking);
+        let got = undated(route("GET", "/readyz", &panicking));
         let want = expected(
             "500 Internal Server Error",
             TEXT_TYPE,
@@ -380,7 +407,7 @@ mod tests {
     #[test]
     fn render_panic_gives_500() {
         let panicking = Endpoints::new(|| -> String { panic!("render failed") }, || Ok(()));
-        let got = route("GET", "/metrics", &panicking);
+        let got = undated(route("GET", "/metrics", &panicking));
         let want = expected(
             "500 Internal Server Error",
             TEXT_TYPE,
@@ -408,7 +435,7 @@ mod tests {
         stream
             .read_to_end(&mut out)
             .unwrap_or_else(|e| panic!("read: {e}"));
-        String::from_utf8_lossy(&out).into_owned()
+        String::from_utf8_lossy(&undated(out)).into_owned()
     }
 
     fn loopback_server() -> SocketAddr {
