@@ -50,12 +50,21 @@ pub fn own_socket_inodes() -> HashSet<u64> {
     socket_inodes_of("self").unwrap_or_default()
 }
 
-/// Every listener in `/proc/net/tcp` and `/proc/net/tcp6` that can be read.
+/// Every listener in `/proc/net/tcp` and `/proc/net/tcp6` that can be read. The files list
+/// every socket of the host (a busy one has hundreds of thousands in TIME_WAIT, megabytes of
+/// text), so they are read a line at a time, never whole.
 fn read_listeners() -> Vec<Listener> {
+    use std::io::BufRead;
     let mut all = Vec::new();
     for (path, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
-        if let Ok(text) = fs::read_to_string(path) {
-            all.extend(parse_proc_net(&text, v6));
+        let Ok(file) = fs::File::open(path) else {
+            continue;
+        };
+        let mut lines = std::io::BufReader::new(file);
+        let mut line = String::new();
+        while matches!(lines.read_line(&mut line), Ok(1..)) {
+            all.extend(parse_line(&line, v6));
+            line.clear();
         }
     }
     all
@@ -65,22 +74,29 @@ fn read_listeners() -> Vec<Listener> {
 /// do not parse are skipped.
 pub fn parse_proc_net(text: &str, v6: bool) -> Vec<Listener> {
     text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.get(3) != Some(&LISTEN) {
-                return None;
-            }
-            let (ip, port) = fields.get(1)?.split_once(':')?;
-            let ip = if v6 { parse_ipv6(ip)? } else { parse_ipv4(ip)? };
-            let port = u16::from_str_radix(port, 16).ok()?;
-            Some(Listener {
-                addr: SocketAddr::new(ip, port),
-                uid: fields.get(7)?.parse().ok()?,
-                inode: fields.get(9)?.parse().ok()?,
-            })
-        })
+        .filter_map(|line| parse_line(line, v6))
         .collect()
+}
+
+/// One line of `/proc/net/tcp{,6}` if it is a listener: `sl local_address rem_address st
+/// tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...`. The header line and
+/// sockets in any other state give None.
+fn parse_line(line: &str, v6: bool) -> Option<Listener> {
+    let mut fields = line.split_whitespace();
+    let local = fields.nth(1)?;
+    if fields.nth(1)? != LISTEN {
+        return None;
+    }
+    let uid = fields.nth(3)?.parse().ok()?;
+    let inode = fields.nth(1)?.parse().ok()?;
+    let (ip, port) = local.split_once(':')?;
+    let ip = if v6 { parse_ipv6(ip)? } else { parse_ipv4(ip)? };
+    let port = u16::from_str_radix(port, 16).ok()?;
+    Some(Listener {
+        addr: SocketAddr::new(ip, port),
+        uid,
+        inode,
+    })
 }
 
 /// The kernel prints an IPv4 address as the `%08X` of its 32-bit word as it lies in memory
