@@ -6,17 +6,16 @@
 use super::{BodyFraming, RequestError};
 
 /// The longest chunk-size line (with extensions), and the longest trailer section.
-const MAX_LINE: usize = 4096;
+const MAX_LINE: u32 = 4096;
 
 /// Reads and discards one request body, a buffer at a time.
 #[derive(Debug)]
 pub struct BodySkipper {
     state: State,
-    /// The chunk data seen so far, never above `max_body`.
-    total: u64,
-    max_body: u64,
+    /// How much more chunk data the body may carry: `max_body` less what was announced.
+    allowance: u64,
     /// Bytes of the current chunk-size line, or of the whole trailer section.
-    line: usize,
+    line: u32,
 }
 
 /// What [`BodySkipper::skip`] did with a buffer.
@@ -55,8 +54,7 @@ impl BodySkipper {
         };
         Some(BodySkipper {
             state,
-            total: 0,
-            max_body,
+            allowance: max_body,
             line: 0,
         })
     }
@@ -116,7 +114,7 @@ impl BodySkipper {
                 State::TrailerStart
             }
             (State::SizeLf { size }, b'\n') => {
-                self.total += size;
+                self.allowance = self.allowance.saturating_sub(size);
                 State::Data { remaining: size }
             }
             (State::DataCr, b'\r') => State::DataLf,
@@ -148,7 +146,7 @@ impl BodySkipper {
             .checked_mul(16)
             .and_then(|s| s.checked_add(u64::from(digit)))
             .ok_or(RequestError::BadRequest("chunk size overflows"))?;
-        if size > self.max_body.saturating_sub(self.total) {
+        if size > self.allowance {
             return Err(RequestError::PayloadTooLarge);
         }
         Ok(size)
@@ -291,7 +289,7 @@ mod tests {
             bad("chunk size overflows"),
         );
         let mut long_extension = b"1;".to_vec();
-        long_extension.extend_from_slice(&vec![b'a'; MAX_LINE]);
+        long_extension.extend_from_slice(&vec![b'a'; MAX_LINE as usize]);
         check_err(&long_extension, 100, bad("chunk line or trailer too long"));
         let mut long_trailer = b"0\r\n".to_vec();
         for _ in 0..1000 {
