@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Idle-connection memory: open K keep-alive connections to a running server and measure it.
+"""Per-connection memory: open K connections to a running server, leave each in one state, and
+measure the server.
 
 Usage: benches/idle_connections.py K --pid PID [--host 127.0.0.1] [--ports 8001-8030] [--ws]
+           [--state idle|mid-head|mid-body] [--after SECONDS]
 
 Each connection completes one GET / (so it went through the whole request path and holds
 whatever an idle keep-alive connection holds), then stays open and idle. With --ws, each
 completes a WebSocket upgrade on /ws instead (offering permessage-deflate, as browsers do)
-and stays open as an idle WebSocket. Connections are
-spread round-robin over the ports. The script reports the server's resident memory (VmRSS of
-PID) before and after, as bytes per idle connection, and the kernel's slab growth over the
-same interval (shared by both ends of each loopback connection, so per connection it counts
-one client socket and one server socket). It closes every connection before exiting.
+and stays open as an idle WebSocket. --state leaves each connection as a slow or hostile client
+would instead: mid-head (a slow-loris: part of a second request head sent, the rest never
+comes), mid-body (a request whose body stops after 10 of 1000 bytes); with --ws, mid-head and
+mid-body both mean a frame that stops after its header and 10 of 1000 payload bytes.
+Connections are spread round-robin over the ports. The script reports the server's resident
+memory (VmRSS of PID) before and after, as bytes per connection, and the kernel's slab growth
+over the same interval (shared by both ends of each loopback connection, so per connection it
+counts one client socket and one server socket). It closes every connection before exiting,
+and with --after N reports the server's memory N seconds after that, against before.
 """
 
 import argparse
@@ -94,6 +100,8 @@ def main():
     ap.add_argument("--ports", default="8001-8030")
     ap.add_argument("--path", default=None, help="default: / (HTTP) or /ws (--ws)")
     ap.add_argument("--ws", action="store_true", help="idle WebSockets instead of keep-alive")
+    ap.add_argument("--state", choices=["idle", "mid-head", "mid-body"], default="idle")
+    ap.add_argument("--after", type=float, default=0, help="report RSS this long after closing")
     args = ap.parse_args()
     path = args.path or ("/ws" if args.ws else "/")
     expected = 101 if args.ws else 200
@@ -119,24 +127,41 @@ def main():
                 status = read_response(s)
             if status != expected:
                 raise RuntimeError(f"connection {i}: status {status}")
+            if args.state != "idle":
+                s.sendall(stall(args))
             socks.append(s)
         opened = time.monotonic() - started
         time.sleep(1.0)  # let the server settle (pool trimming, metrics reports)
         rss1, slab1 = rss_bytes(args.pid), slab_bytes()
         n = len(socks)
         kind = "WebSocket" if args.ws else "HTTP keep-alive"
-        print(f"idle {kind} connections: {n} (opened in {opened:.1f} s)")
+        print(f"{args.state} {kind} connections: {n} (opened in {opened:.1f} s)")
         print(f"server RSS: {rss0 / 1048576:.1f} MiB -> {rss1 / 1048576:.1f} MiB, "
-              f"{(rss1 - rss0) / n:.0f} bytes per idle connection")
+              f"{(rss1 - rss0) / n:.0f} bytes per {args.state} connection")
         print(f"kernel slab: +{(slab1 - slab0) / 1048576:.1f} MiB, "
               f"{(slab1 - slab0) / n:.0f} bytes per connection (client + server socket)")
-        if not args.ws:
+        if not args.ws and args.state == "idle":
             # Still alive and answering?
             socks[0].sendall(request)
             assert read_response(socks[0]) == 200
     finally:
         for s in socks:
             s.close()
+    if args.after > 0:
+        time.sleep(args.after)
+        rss2 = rss_bytes(args.pid)
+        print(f"server RSS {args.after:g} s after closing: {rss2 / 1048576:.1f} MiB "
+              f"({(rss2 - rss0) / 1048576:+.1f} MiB against before)")
+
+
+def stall(args):
+    """The bytes that leave a connection in the chosen state, waiting for more."""
+    if args.ws:
+        # A masked binary frame announcing 1000 bytes, of which 10 arrive.
+        return bytes([0x82, 0x80 | 126]) + (1000).to_bytes(2, "big") + b"\x01\x02\x03\x04" + b"x" * 10
+    if args.state == "mid-head":
+        return f"GET / HTTP/1.1\r\nHost: {args.host}\r\nUser-Agent: slow".encode()
+    return (f"POST / HTTP/1.1\r\nHost: {args.host}\r\nContent-Length: 1000\r\n\r\n").encode() + b"x" * 10
 
 
 if __name__ == "__main__":

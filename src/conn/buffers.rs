@@ -16,6 +16,10 @@ pub const BUFFER_SIZE: usize = 64 * 1024;
 /// that they are freed. Only connections with bytes in flight across turns hold buffers, so a
 /// worker rarely has more out at once.
 const POOL_LIMIT: usize = 32;
+/// Unconsumed input up to this size is kept in a buffer of its own size between reads, not in
+/// a pooled 64 KiB one: a client that stops mid-head (a slow-loris) or mid-frame then holds
+/// a few hundred bytes, not a 64 KiB buffer. The next read moves them back into a pooled one.
+const SMALL_INPUT_MAX: usize = 4096;
 /// A write buffer that grew past this is freed, not pooled. A connection's answers accumulate up
 /// to 128 KiB before a write (`FLUSH_AT`), plus one more answer (a 64 KiB cached file, a
 /// WebSocket frame), so a busy connection's buffer of 256 KiB is kept.
@@ -71,7 +75,9 @@ pub struct Filled {
     pub eof: bool,
 }
 
-/// Received bytes not yet consumed by a protocol: `data[start..end]`.
+/// Received bytes not yet consumed by a protocol: `data[start..end]`. While bytes arrive,
+/// `data` is a pooled buffer of at least [`BUFFER_SIZE`]; between reads it is empty, or a
+/// buffer just the size of a small unconsumed rest (see [`InputBuffer::settle`]).
 #[derive(Default)]
 pub struct InputBuffer {
     data: Vec<u8>,
@@ -113,8 +119,12 @@ impl InputBuffer {
     /// unconsumed bytes to the front or growing the buffer (up to `max` bytes) when it is
     /// full. Empty when `max` unconsumed bytes are held: the protocol decides what that means.
     pub fn space(&mut self, pool: &mut Pool, max: usize) -> &mut [u8] {
-        if self.data.is_empty() {
-            self.data = pool.take_read();
+        if self.data.len() < BUFFER_SIZE {
+            let small = std::mem::replace(&mut self.data, pool.take_read());
+            let rest = small.get(self.start..self.end).unwrap_or_default();
+            self.data[..rest.len()].copy_from_slice(rest);
+            self.start = 0;
+            self.end = rest.len();
         }
         if self.end == self.data.len() {
             if self.start > 0 {
@@ -150,11 +160,29 @@ impl InputBuffer {
         taken
     }
 
-    /// Returns the buffer to the pool if nothing is left in it.
-    pub fn release_if_empty(&mut self, pool: &mut Pool) {
-        if self.is_empty() && !self.data.is_empty() {
+    /// Between reads: returns the pooled buffer when nothing is left in it, and moves a small
+    /// rest into a buffer of its own size (so a stalled client holds only what it sent).
+    pub fn settle(&mut self, pool: &mut Pool) {
+        let rest = self.end - self.start;
+        if rest == 0 {
+            self.clear();
             pool.give_read(std::mem::take(&mut self.data));
+            return;
         }
+        if self.data.len() < BUFFER_SIZE || rest > SMALL_INPUT_MAX {
+            return;
+        }
+        let kept = self.bytes().to_vec();
+        pool.give_read(std::mem::replace(&mut self.data, kept));
+        self.start = 0;
+        self.end = rest;
+    }
+
+    /// Gives the buffer back (the connection is closing): what it holds is dropped.
+    pub fn release(&mut self, pool: &mut Pool) {
+        self.clear();
+        self.settle(pool);
+        self.data = Vec::new();
     }
 
     /// Whether a buffer is held.
@@ -169,8 +197,6 @@ pub struct Output {
     buf: Vec<u8>,
     pos: usize,
     file: Option<FileRegion>,
-    /// Bytes handed to the peer since [`Output::take_written`] was last called.
-    written: u64,
 }
 
 impl Output {
@@ -208,9 +234,7 @@ impl Output {
 
     /// Records that the first `n` pending bytes were written.
     pub fn advance(&mut self, n: usize) {
-        let n = n.min(self.buffered());
-        self.pos += n;
-        self.written += n as u64;
+        self.pos += n.min(self.buffered());
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -225,18 +249,11 @@ impl Output {
         self.file.as_mut()
     }
 
-    /// Records that `n` bytes of the file region were sent (the region's offset has moved);
-    /// drops the region once it is all sent.
-    pub fn file_sent(&mut self, n: u64) {
-        self.written += n;
+    /// Drops the file region once its offset has reached its end.
+    pub fn file_sent(&mut self) {
         if self.file.as_ref().is_some_and(|f| f.offset >= f.end) {
             self.file = None;
         }
-    }
-
-    /// Bytes handed to the peer since the last call.
-    pub fn take_written(&mut self) -> u64 {
-        std::mem::take(&mut self.written)
     }
 
     /// Drops everything not yet written (the connection is being closed).
@@ -299,15 +316,41 @@ mod tests {
         let mut output = Output::default();
         input.push(b"abc", &mut pool, BUFFER_SIZE);
         output.buf(&mut pool).extend_from_slice(b"xyz");
-        input.release_if_empty(&mut pool);
         output.release_if_empty(&mut pool);
         assert_eq!(pool.held(), (0, 0));
         input.consume(3);
         output.advance(3);
-        assert_eq!(output.take_written(), 3);
-        input.release_if_empty(&mut pool);
+        input.settle(&mut pool);
         output.release_if_empty(&mut pool);
         assert_eq!(pool.held(), (1, 1));
         assert!(!input.holds_buffer() && !output.holds_buffer());
+    }
+
+    #[test]
+    fn a_small_rest_is_kept_in_a_buffer_of_its_own_size() {
+        let mut pool = Pool::default();
+        let mut input = InputBuffer::default();
+        input.push(
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HT",
+            &mut pool,
+            BUFFER_SIZE,
+        );
+        input.consume(27);
+        input.settle(&mut pool);
+        // The pooled buffer went back; the rest sits in a small one.
+        assert_eq!(pool.held(), (1, 0));
+        assert_eq!(input.bytes(), b"GET /next HT");
+        assert!(input.holds_buffer() && input.data.capacity() < 64);
+        // The next read moves it back into a pooled buffer, in front of the new bytes.
+        assert_eq!(input.push(b"TP/1.1\r\n", &mut pool, BUFFER_SIZE), 8);
+        assert_eq!(pool.held(), (0, 0));
+        assert_eq!(input.bytes(), b"GET /next HTTP/1.1\r\n");
+        // A large rest stays where it is.
+        input.push(&[b'x'; SMALL_INPUT_MAX], &mut pool, BUFFER_SIZE);
+        input.settle(&mut pool);
+        assert_eq!(input.data.len(), BUFFER_SIZE);
+        input.release(&mut pool);
+        assert_eq!(pool.held(), (1, 0));
+        assert!(!input.holds_buffer());
     }
 }

@@ -7,7 +7,7 @@
 
 use std::io;
 
-use super::{Filled, Flushed, InputBuffer, Output, Pool, Transport};
+use super::{Filled, InputBuffer, Output, Pool, Transport, Written};
 
 /// A client's end of a connection, in memory.
 #[derive(Debug, Default)]
@@ -72,13 +72,17 @@ impl Transport for Peer {
         Ok(filled)
     }
 
-    fn write(&mut self, output: &mut Output, _last: bool) -> io::Result<Flushed> {
+    fn write(&mut self, output: &mut Output, _last: bool) -> io::Result<Written> {
         let pending = output.pending().len();
         let n = self.take_window(pending);
         self.received.extend_from_slice(&output.pending()[..n]);
         output.advance(n);
+        let mut written = Written {
+            bytes: n as u64,
+            all: false,
+        };
         if n < pending {
-            return Ok(Flushed::Blocked);
+            return Ok(written);
         }
         if let Some(region) = output.file_mut() {
             let len = region.end - region.offset;
@@ -86,12 +90,14 @@ impl Transport for Peer {
             let marker = format!("<file {}-{}>", region.offset, region.offset + n);
             self.received.extend_from_slice(marker.as_bytes());
             region.offset += n;
-            output.file_sent(n);
+            written.bytes += n;
+            output.file_sent();
             if n < len {
-                return Ok(Flushed::Blocked);
+                return Ok(written);
             }
         }
-        Ok(Flushed::All)
+        written.all = true;
+        Ok(written)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {

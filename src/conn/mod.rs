@@ -56,18 +56,18 @@ pub trait Transport {
     /// Writes the pending bytes, then the file region, until done or the peer is full. `last`
     /// promises that the write side is shut right after a complete write, so the final bytes
     /// may be held back to leave with the FIN.
-    fn write(&mut self, output: &mut Output, last: bool) -> io::Result<Flushed>;
+    fn write(&mut self, output: &mut Output, last: bool) -> io::Result<Written>;
     /// Sends a FIN after what was written.
     fn shutdown_write(&mut self) -> io::Result<()>;
 }
 
 /// What one [`Transport::write`] achieved.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Flushed {
-    /// Everything was handed over.
-    All,
-    /// The peer is full; wait until it can take more.
-    Blocked,
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes handed to the peer.
+    pub bytes: u64,
+    /// Everything was handed over; otherwise the peer is full: wait until it can take more.
+    pub all: bool,
 }
 
 /// How long each phase of a connection may last.
@@ -198,8 +198,9 @@ impl Driven {
 
 /// The protocol phase of a connection.
 enum State {
-    /// No request in progress and nothing buffered: before the first request, or between
-    /// requests.
+    /// Nothing has arrived yet: the header timeout runs from the accept.
+    New,
+    /// Between requests, nothing buffered.
     Idle,
     /// Part of a request head has arrived.
     Head,
@@ -236,11 +237,12 @@ pub struct Conn {
     state: State,
     input: InputBuffer,
     output: Output,
-    deadline: Deadline,
+    /// The current phase's deadline and its timer (kept apart, not as a [`Deadline`], so the
+    /// timer's byte packs with the flags below: an idle connection's size is its memory).
+    deadline_at: Instant,
+    timer: Timer,
     /// When the oldest request whose response is not yet fully written began to arrive.
     request_started: Option<Instant>,
-    /// Requests answered so far.
-    served: u32,
     /// Responses queued but not yet fully written.
     unflushed: u32,
     /// The peer said it has bytes that have not been read yet (an edge not yet drained).
@@ -260,15 +262,12 @@ impl Conn {
     /// A new connection: the header timeout runs from now.
     pub fn new(now: Instant, timeouts: &Timeouts) -> Conn {
         Conn {
-            state: State::Idle,
+            state: State::New,
             input: InputBuffer::default(),
             output: Output::default(),
-            deadline: Deadline {
-                timer: Timer::Header,
-                at: now + timeouts.header,
-            },
+            deadline_at: now + timeouts.header,
+            timer: Timer::Header,
             request_started: None,
-            served: 0,
             unflushed: 0,
             readable: false,
             eof: false,
@@ -285,7 +284,10 @@ impl Conn {
     }
 
     pub fn deadline(&self) -> Deadline {
-        self.deadline
+        Deadline {
+            timer: self.timer,
+            at: self.deadline_at,
+        }
     }
 
     /// Whether the connection was ever upgraded to WebSocket.
@@ -296,7 +298,7 @@ impl Conn {
     /// Whether a drain may close this connection at once: nothing received or owed, and no
     /// WebSocket (which gets a close frame first).
     pub fn is_idle(&self) -> bool {
-        matches!(self.state, State::Idle | State::Lingering)
+        matches!(self.state, State::New | State::Idle | State::Lingering)
             && self.input.is_empty()
             && self.output.is_empty()
     }
@@ -310,8 +312,7 @@ impl Conn {
     /// closed: its last turn usually ends in a close, not in the release at the end of `drive`,
     /// and a freed read buffer would cost the next connection a fresh zeroed 64 KiB.
     pub fn release_buffers(&mut self, pool: &mut Pool) {
-        self.input.clear();
-        self.input.release_if_empty(pool);
+        self.input.release(pool);
         self.output.discard();
         self.output.release_if_empty(pool);
     }
@@ -346,10 +347,13 @@ impl Conn {
                 continue;
             }
             let last = self.is_closing();
-            let flushed = io.write(&mut self.output, last);
-            let wrote = self.count_written(&mut shared.counters);
-            match flushed {
-                Ok(Flushed::All) => match self.flushed(shared) {
+            let written = match io.write(&mut self.output, last) {
+                Ok(written) => written,
+                Err(_) => return Driven::CLOSE,
+            };
+            let wrote = self.count_written(written, &mut shared.counters);
+            if written.all {
+                match self.flushed(shared) {
                     // Output that drained may unblock requests held back by backpressure.
                     AfterFlush::Continue => progress |= wrote,
                     AfterFlush::Close => return Driven::CLOSE,
@@ -360,9 +364,7 @@ impl Conn {
                         }
                         progress = true;
                     }
-                },
-                Ok(Flushed::Blocked) => {}
-                Err(_) => return Driven::CLOSE,
+                }
             }
             if !progress {
                 break;
@@ -372,7 +374,7 @@ impl Conn {
         if self.eof && self.output.is_empty() {
             return Driven::CLOSE;
         }
-        self.input.release_if_empty(&mut shared.pool);
+        self.input.settle(&mut shared.pool);
         self.output.release_if_empty(&mut shared.pool);
         self.settle(now, &shared.timeouts);
         Driven {
@@ -391,7 +393,7 @@ impl Conn {
         shared: &mut Shared,
         now: Instant,
     ) -> Verdict {
-        match (&mut self.state, self.deadline.timer) {
+        match (&mut self.state, self.timer) {
             (State::Head, Timer::Header) => {
                 self.refuse(Refusal::HeaderTimeout, shared, now);
                 self.write_once(io, shared, true);
@@ -446,21 +448,24 @@ impl Conn {
 
     /// One write attempt outside `drive` (a ping, a close frame, a 408).
     fn write_once<T: Transport>(&mut self, io: &mut T, shared: &mut Shared, last: bool) {
-        let _ = io.write(&mut self.output, last);
-        self.count_written(&mut shared.counters);
+        if let Ok(written) = io.write(&mut self.output, last) {
+            self.count_written(written, &mut shared.counters);
+        }
     }
 
-    /// Moves the output's written-byte count into the counters; whether any bytes moved.
-    fn count_written(&mut self, counters: &mut Counters) -> bool {
-        let written = self.output.take_written();
-        counters.bytes_sent += written;
-        self.wrote |= written > 0;
-        written > 0
+    /// Counts written bytes; whether any moved.
+    fn count_written(&mut self, written: Written, counters: &mut Counters) -> bool {
+        counters.bytes_sent += written.bytes;
+        self.wrote |= written.bytes > 0;
+        written.bytes > 0
     }
 
     /// Whether requests are still being read (not closing, not upgraded).
     fn is_answering(&self) -> bool {
-        matches!(self.state, State::Idle | State::Head | State::Body(_))
+        matches!(
+            self.state,
+            State::New | State::Idle | State::Head | State::Body(_)
+        )
     }
 
     fn wants_input(&self) -> bool {
@@ -492,7 +497,9 @@ impl Conn {
     /// Turns what the input holds into answers; returns whether anything happened.
     fn process<R: Respond>(&mut self, app: &mut R, shared: &mut Shared, now: Instant) -> bool {
         match self.state {
-            State::Idle | State::Head | State::Body(_) => self.answer_http(app, shared, now),
+            State::New | State::Idle | State::Head | State::Body(_) => {
+                self.answer_http(app, shared, now)
+            }
             State::WebSocket(_) => self.answer_ws(shared),
             State::Lingering => {
                 self.input.clear();
@@ -567,12 +574,10 @@ impl Conn {
             };
             progress = true;
         }
-        if let State::Idle | State::Head = self.state {
-            self.state = if self.input.is_empty() {
-                State::Idle
-            } else {
-                State::Head
-            };
+        match self.state {
+            State::New | State::Idle if !self.input.is_empty() => self.state = State::Head,
+            State::Head if self.input.is_empty() => self.state = State::Idle,
+            _ => {}
         }
         progress
     }
@@ -612,8 +617,7 @@ impl Conn {
     }
 
     fn on_answered(&mut self, now: Instant) {
-        self.served = self.served.saturating_add(1);
-        self.unflushed += 1;
+        self.unflushed = self.unflushed.saturating_add(1);
         self.answered = true;
         if self.request_started.is_none() {
             self.request_started = Some(now);
@@ -698,15 +702,14 @@ impl Conn {
     }
 
     /// The deadline class this connection is in now.
-    fn timer(&self) -> Timer {
+    fn current_timer(&self) -> Timer {
         match &self.state {
             State::Lingering => Timer::Linger,
             _ if !self.output.is_empty() => Timer::Send,
             State::WebSocket(ws) if ws.session.state() != ws::State::Open => Timer::WsClose,
             State::WebSocket(ws) if ws.pinged => Timer::WsPong,
             State::WebSocket(_) => Timer::WsPing,
-            State::Head | State::Body(_) => Timer::Header,
-            State::Idle if self.served == 0 => Timer::Header,
+            State::New | State::Head | State::Body(_) => Timer::Header,
             State::Idle => Timer::KeepAlive,
             State::Closing { .. } => Timer::Send,
         }
@@ -718,8 +721,8 @@ impl Conn {
     /// send timer with every write that moved bytes, a WebSocket's ping interval with every
     /// byte received; the closing phases run from their start.
     fn settle(&mut self, now: Instant, timeouts: &Timeouts) {
-        let timer = self.timer();
-        let restart = timer != self.deadline.timer
+        let timer = self.current_timer();
+        let restart = timer != self.timer
             || match timer {
                 Timer::Header => {
                     self.answered || (self.received && matches!(self.state, State::Body(_)))
@@ -730,10 +733,8 @@ impl Conn {
                 Timer::Linger | Timer::WsPong | Timer::WsClose => false,
             };
         if restart {
-            self.deadline = Deadline {
-                timer,
-                at: now + timeouts.of(timer),
-            };
+            self.timer = timer;
+            self.deadline_at = now + timeouts.of(timer);
         }
         self.received = false;
         self.answered = false;

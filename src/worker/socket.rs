@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 
-use crate::conn::{Filled, Flushed, InputBuffer, Output, Pool, Transport};
+use crate::conn::{Filled, InputBuffer, Output, Pool, Transport, Written};
 use crate::http::FileRegion;
 
 /// A connection's socket, borrowed for one drive.
@@ -58,24 +58,26 @@ impl Transport for Socket<'_> {
     /// With `last` the final write carries MSG_MORE too, so the kernel holds the bytes back for
     /// the instant until the FIN is added and both leave in one segment (one packet less per
     /// closed connection for both TCP stacks; `compare.sh close`).
-    fn write(&mut self, output: &mut Output, last: bool) -> io::Result<Flushed> {
+    fn write(&mut self, output: &mut Output, last: bool) -> io::Result<Written> {
+        let mut written = Written::default();
         while !output.pending().is_empty() {
             let pending = output.pending();
-            let written = if last || output.has_file() {
+            let sent = if last || output.has_file() {
                 crate::sys::send_more(self.0, pending)
             } else {
                 (&*self.0).write(pending)
             };
-            match written {
+            match sent {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     let short = n < pending.len();
                     output.advance(n);
+                    written.bytes += n as u64;
                     if short {
-                        return Ok(Flushed::Blocked);
+                        return Ok(written);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -86,12 +88,16 @@ impl Transport for Socket<'_> {
             match crate::sys::sendfile(self.0.as_fd(), file.as_fd(), offset, count) {
                 // The file shrank under us: the promised length cannot be kept.
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => output.file_sent(n as u64),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Ok(n) => {
+                    written.bytes += n as u64;
+                    output.file_sent();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
                 Err(e) => return Err(e),
             }
         }
-        Ok(Flushed::All)
+        written.all = true;
+        Ok(written)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
