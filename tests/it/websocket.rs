@@ -811,20 +811,5 @@ fn metrics_count_upgrades_messages_and_close_codes() {
         "percore_ws_close_frames_total{worker=\"0\",direction=\"sent\",code=\"1000\"} 1"
             .to_string(),
     ];
-    let started = Instant::now();
-    loop {
-        let text = server.metrics();
-        let missing: Vec<&String> = expected
-            .iter()
-            .filter(|line| !text.lines().any(|l| l == line.as_str()))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "missing {missing:?} in:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_for_metrics(&expected, Duration::from_secs(5));
 }
