@@ -104,6 +104,15 @@ fn echo_page_round_trips_text_and_binary_in_chromium() {
         "the close: {entries:?}"
     );
 
+    // The site's icon, which browsers ask for by default, decodes as an image.
+    page.eval("window.icon = new Image(); icon.src = '/favicon.ico'; true");
+    page.wait_for("the favicon to load or fail", "icon.complete");
+    assert_eq!(
+        page.eval("[icon.naturalWidth, icon.naturalHeight]"),
+        Json::Arr(vec![Json::Num(32.0), Json::Num(32.0)]),
+        "the favicon as Chromium decodes it (its largest image)"
+    );
+
     page.screenshot(Path::new(SCREENSHOT));
     assert_eq!(
         page.exceptions,
@@ -197,6 +206,13 @@ fn the_c_tutorials_echo_page_works_unchanged_against_the_defaults() {
         ],
         LIMIT,
     );
+    // Nothing the browser loaded for the page failed (a missing favicon.ico was logged here).
+    let errors: Vec<&String> = page
+        .browser_log
+        .iter()
+        .filter(|entry| entry.starts_with("error:"))
+        .collect();
+    assert_eq!(errors, Vec::<&String>::new(), "errors in the browser's log");
     assert_eq!(
         page.exceptions,
         Vec::<String>::new(),
@@ -339,7 +355,7 @@ struct Cdp {
     /// The page's `console` calls, oldest first (`Runtime.consoleAPICalled`).
     console: Vec<ConsoleCall>,
     /// What the browser itself logged for the page, such as a failed WebSocket handshake
-    /// (`Log.entryAdded`), as "level: text".
+    /// (`Log.entryAdded`), as "level: text (url)".
     browser_log: Vec<String>,
 }
 
@@ -421,7 +437,11 @@ impl Cdp {
                 let entry = reply.get("params").get("entry");
                 let level = entry.get("level").as_str().unwrap_or_default();
                 let text = entry.get("text").as_str().unwrap_or_default();
-                self.browser_log.push(format!("{level}: {text}"));
+                let line = match entry.get("url").as_str() {
+                    Some(url) => format!("{level}: {text} ({url})"),
+                    None => format!("{level}: {text}"),
+                };
+                self.browser_log.push(line);
             }
             if reply.get("id") == &Json::Num(id as f64) {
                 let error = reply.get("error");
