@@ -61,8 +61,9 @@ pub struct Config {
     pub index: String,
     /// `--dotfiles`: serve names starting with a dot (otherwise they get 404).
     pub dotfiles: bool,
-    /// `--ws-paths`: request paths that accept a WebSocket upgrade (404 elsewhere).
-    pub ws_paths: Vec<String>,
+    /// `--ws-paths`: request paths that accept a WebSocket upgrade (404 elsewhere); `None`
+    /// (`any`) accepts an upgrade on every path.
+    pub ws_paths: Option<Vec<String>>,
     /// `--ws-origins`: allowed `Origin` values; `None` (`any`) accepts every origin.
     pub ws_origins: Option<Vec<String>>,
     /// `--ws-max-message`: largest WebSocket message in bytes, after decompression (1009 beyond).
@@ -116,7 +117,7 @@ impl Config {
             file_cache_entries: 1024,
             index: "index.html".to_owned(),
             dotfiles: false,
-            ws_paths: vec!["/ws".to_owned()],
+            ws_paths: None,
             ws_origins: None,
             ws_max_message: 16 * MIB as usize,
             ws_deflate: true,
@@ -261,9 +262,9 @@ const OPTIONS: &[Opt] = &[
     },
     Opt {
         flag: "ws-paths",
-        value_name: "LIST",
-        default: "/ws",
-        help: "Paths that accept a WebSocket upgrade (echo), comma-separated",
+        value_name: "LIST|any",
+        default: "any",
+        help: "Paths that accept a WebSocket upgrade (echo; 404 elsewhere), comma-separated, or any",
     },
     Opt {
         flag: "ws-origins",
@@ -600,7 +601,7 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "file-cache-entries" => config.file_cache_entries = parse_count(raw)?,
         "index" => config.index = parse_index(raw)?,
         "dotfiles" => config.dotfiles = parse_bool(raw)?,
-        "ws-paths" => config.ws_paths = parse_paths(raw)?,
+        "ws-paths" => config.ws_paths = parse_ws_paths(raw)?,
         "ws-origins" => config.ws_origins = parse_origins(raw)?,
         "ws-max-message" => config.ws_max_message = at_least_one(parse_size_usize(raw)?)?,
         "ws-deflate" => config.ws_deflate = parse_bool(raw)?,
@@ -780,8 +781,11 @@ fn parse_index(raw: &str) -> Result<String, String> {
     Ok(raw.to_owned())
 }
 
-/// Comma-separated absolute paths, e.g. `/ws,/echo`.
-fn parse_paths(raw: &str) -> Result<Vec<String>, String> {
+/// `any`, or comma-separated absolute paths such as `/ws,/echo`.
+fn parse_ws_paths(raw: &str) -> Result<Option<Vec<String>>, String> {
+    if raw.trim() == "any" {
+        return Ok(None);
+    }
     let paths: Vec<String> = raw.split(',').map(|p| p.trim().to_owned()).collect();
     if let Some(bad) = paths
         .iter()
@@ -789,7 +793,7 @@ fn parse_paths(raw: &str) -> Result<Vec<String>, String> {
     {
         return Err(format!("'{bad}' is not an absolute path"));
     }
-    Ok(paths)
+    Ok(Some(paths))
 }
 
 /// `any`, or comma-separated origins such as `https://example.com`.
@@ -1174,6 +1178,35 @@ mod tests {
     }
 
     #[test]
+    fn ws_paths_and_origins() {
+        check(&["--ws-paths", "/ws"], |c| {
+            c.ws_paths = Some(vec!["/ws".into()])
+        });
+        check(&["--ws-paths", "/ws, /echo"], |c| {
+            c.ws_paths = Some(vec!["/ws".into(), "/echo".into()])
+        });
+        check(&["--ws-paths", "/ws", "--ws-paths", "any"], |c| {
+            c.ws_paths = None
+        });
+        for (raw, bad) in [
+            ("", ""),
+            ("ws", "ws"),
+            ("/ws,", ""),
+            ("/a b", "/a b"),
+            ("any,/ws", "any"),
+        ] {
+            check_error(
+                &[&format!("--ws-paths={raw}")],
+                &format!("percore: invalid --ws-paths '{raw}': '{bad}' is not an absolute path"),
+            );
+        }
+        check(&["--ws-origins", "https://a.example"], |c| {
+            c.ws_origins = Some(vec!["https://a.example".into()])
+        });
+        check(&["--ws-origins", "any"], |_| {});
+    }
+
+    #[test]
     fn root_is_canonicalized_and_checked() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let sub = dir.path().join("site");
@@ -1248,7 +1281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = dir.path().display().to_string();
         type Edit = fn(&mut Config);
-        let cases: [(&str, Edit); 6] = [
+        let cases: [(&str, Edit); 8] = [
             ("ports = 8001", |c| c.ports = vec![8001]),
             ("bind = ['127.0.0.1', '::1']", |c| {
                 c.bind = vec![
@@ -1262,6 +1295,10 @@ mod tests {
             ("ports = \"80,90-91\"", |c| c.ports = vec![80, 90, 91]),
             ("small_file_max = \"8KiB\"", |c| c.small_file_max = 8192),
             ("dotfiles = false", |_| {}),
+            ("ws_paths = ['/ws', '/echo']", |c| {
+                c.ws_paths = Some(vec!["/ws".into(), "/echo".into()])
+            }),
+            ("ws_paths = 'any'", |_| {}),
         ];
         for (line, edit) in cases {
             let path = write_file(dir.path(), line);
@@ -1428,7 +1465,7 @@ mod tests {
             .map(|o| (o.flag.to_owned(), o.default.to_owned()))
             .collect();
         let mut scrambled = apply_to_scrambled(&[]);
-        scrambled.ws_paths = vec!["/other".into()];
+        scrambled.ws_paths = Some(vec!["/other".into()]);
         scrambled.ws_origins = Some(vec!["https://a".into()]);
         scrambled.ws_max_message = 1;
         scrambled.ws_deflate = false;
@@ -1502,6 +1539,7 @@ mod tests {
         config.file_cache_entries = 1;
         config.index = "x".into();
         config.dotfiles = true;
+        config.ws_paths = Some(vec!["/scrambled".into()]);
         for (flag, raw) in pairs {
             if let Err(why) = set(&mut config, flag, raw) {
                 panic!("{flag} = {raw}: {why}");

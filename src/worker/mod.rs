@@ -192,9 +192,8 @@ impl Worker {
             deflate: config.ws_deflate,
             paths: config
                 .ws_paths
-                .iter()
-                .map(|p| p.as_bytes().to_vec())
-                .collect(),
+                .as_ref()
+                .map(|list| list.iter().map(|p| p.as_bytes().to_vec()).collect()),
             origins: config
                 .ws_origins
                 .as_ref()

@@ -32,7 +32,7 @@ pub enum Upgrade {
 pub enum Refused {
     /// Not a valid handshake: method, version, Upgrade/Connection tokens, key.
     Malformed,
-    /// The path is not one of the WebSocket paths.
+    /// The WebSocket paths are restricted and the path is not one of them.
     Path,
     /// A `Sec-WebSocket-Version` other than 13.
     Version,
@@ -71,8 +71,10 @@ pub fn evaluate(req: &Request<'_>, cfg: &WsConfig) -> Upgrade {
     {
         return reject(Refused::Malformed);
     }
-    if !cfg.paths.iter().any(|path| path.as_slice() == req.path) {
-        return reject(Refused::Path);
+    if let Some(paths) = &cfg.paths {
+        if !paths.iter().any(|path| path.as_slice() == req.path) {
+            return reject(Refused::Path);
+        }
     }
     // §4.2.2: "If this version does not match a version understood by the server, the server
     // MUST abort the WebSocket handshake ... and instead send an appropriate HTTP error code
@@ -244,8 +246,6 @@ Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client
             &cfg,
             Err(Refused::Malformed),
         );
-        check(("GET /ws", "GET /other"), "", &cfg, Err(Refused::Path));
-        check(("GET /ws", "GET /ws?x=1"), "", &cfg, Ok(()));
         check(
             ("Version: 13", "Version: 8"),
             "",
@@ -300,6 +300,40 @@ Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client
             "",
             &cfg,
             Ok(()),
+        );
+    }
+
+    #[test]
+    fn any_path_is_accepted_by_default() {
+        let cfg = WsConfig::default();
+        for path in ["/ws", "/", "/other", "/a/b.html", "/ws?x=1", "/?"] {
+            check(("GET /ws", &format!("GET {path}")), "", &cfg, Ok(()));
+        }
+    }
+
+    #[test]
+    fn restricted_paths_refuse_the_others() {
+        let cfg = WsConfig {
+            paths: Some(vec![b"/ws".to_vec(), b"/echo".to_vec()]),
+            ..WsConfig::default()
+        };
+        for path in ["/ws", "/echo", "/ws?x=1", "/echo?"] {
+            check(("GET /ws", &format!("GET {path}")), "", &cfg, Ok(()));
+        }
+        for path in ["/", "/other", "/ws/", "/WS", "/echo/x", "/ws.html"] {
+            check(
+                ("GET /ws", &format!("GET {path}")),
+                "",
+                &cfg,
+                Err(Refused::Path),
+            );
+        }
+        // A malformed handshake is refused as such whatever its path.
+        check(
+            ("GET /ws HTTP/1.1", "GET /other HTTP/1.0"),
+            "",
+            &cfg,
+            Err(Refused::Malformed),
         );
     }
 

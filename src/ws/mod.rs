@@ -66,8 +66,9 @@ pub struct WsConfig {
     pub max_frame: usize,
     /// Whether permessage-deflate is negotiated when offered.
     pub deflate: bool,
-    /// The request paths that accept an upgrade (404 otherwise).
-    pub paths: Vec<Vec<u8>>,
+    /// The request paths that accept an upgrade (404 on others); `None` accepts any path, since
+    /// a request carrying `Upgrade: websocket` never asks for a file.
+    pub paths: Option<Vec<Vec<u8>>>,
     /// The allowed `Origin` values (ASCII case-insensitive); `None` accepts any.
     pub origins: Option<Vec<Vec<u8>>>,
 }
@@ -78,7 +79,7 @@ impl Default for WsConfig {
             max_message: 16 << 20,
             max_frame: 16 << 20,
             deflate: true,
-            paths: vec![b"/ws".to_vec()],
+            paths: None,
             origins: None,
         }
     }

@@ -232,6 +232,24 @@ impl Server {
         )
     }
 
+    /// Waits until every one of `expected` is a line of `/metrics`, at most `limit` (workers
+    /// report once a second); panics naming the missing lines otherwise.
+    pub fn wait_for_metrics(&self, expected: &[String], limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let text = self.metrics();
+            let missing: Vec<&String> = expected
+                .iter()
+                .filter(|line| !text.lines().any(|l| l == line.as_str()))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(started.elapsed() < limit, "missing {missing:?} in:\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// GET `/metrics` on the admin port and return the whole response.
     pub fn metrics(&self) -> String {
         let port = self.admin.expect("server started without --admin");

@@ -391,6 +391,73 @@ fn content_types_follow_the_extension() {
     }
 }
 
+/// The site's icon, `www/favicon.ico`: browsers ask for `/favicon.ico` on every page load.
+#[test]
+fn the_favicon_is_served_as_an_icon() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/favicon.ico");
+    let icon = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    check_ico(&icon);
+    let root = Root::new();
+    root.write("favicon.ico", &icon);
+    let server = Server::start(&root);
+    let resp = get(server.port(), "/favicon.ico", "");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("Content-Type"), Some("image/x-icon"));
+    assert_eq!(resp.body, icon);
+}
+
+/// Checks an ICO file's structure: its header, and for each directory entry an image inside
+/// the file that is a PNG or a 32-bit BMP of the entry's size (whose height counts the AND mask
+/// below the colours, so it is twice the icon's).
+fn check_ico(icon: &[u8]) {
+    let u16_at = |at: usize| {
+        icon.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        icon.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    assert_eq!((u16_at(0), u16_at(2)), (Some(0), Some(1)), "ICO header");
+    let count = usize::from(u16_at(4).unwrap_or(0));
+    assert!(count > 0, "an icon without images");
+    for i in 0..count {
+        let entry = 6 + 16 * i;
+        let side = |at: usize| match icon.get(at) {
+            Some(0) => 256,
+            Some(&n) => u32::from(n),
+            None => panic!("entry {i} is cut short"),
+        };
+        let (width, height) = (side(entry), side(entry + 1));
+        let (Some(len), Some(offset)) = (u32_at(entry + 8), u32_at(entry + 12)) else {
+            panic!("entry {i} is cut short");
+        };
+        let image = icon
+            .get(offset as usize..(offset as usize).saturating_add(len as usize))
+            .unwrap_or_else(|| panic!("image {i} lies outside the file"));
+        if image.starts_with(b"\x89PNG\r\n\x1a\n") {
+            continue;
+        }
+        let field = |at: usize| {
+            image
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let bits = image.get(14..16).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        assert_eq!(
+            (field(0), field(4), field(8), bits),
+            (Some(40), Some(width), Some(2 * height), Some(32)),
+            "image {i}: BITMAPINFOHEADER size, width, height and bits per pixel"
+        );
+        let mask_row = width.div_ceil(32) * 4;
+        assert_eq!(
+            image.len() as u32,
+            40 + width * height * 4 + mask_row * height,
+            "image {i}: header, colours and mask"
+        );
+    }
+}
+
 #[test]
 fn a_file_changed_on_disk_is_served_fresh_within_seconds() {
     let root = Root::new();

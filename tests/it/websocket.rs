@@ -487,11 +487,37 @@ fn a_missing_or_malformed_key_gets_400() {
 }
 
 #[test]
-fn an_upgrade_on_a_path_not_in_ws_paths_gets_404() {
+fn by_default_an_upgrade_is_accepted_on_any_path() {
     let root = Root::new();
     let server = Server::start(&root);
-    let (resp, _) = send_upgrade(server.port(), &upgrade_request("/other", &upgrade_fields()));
-    assert_eq!(resp.status, 404);
+    // The C tutorial's echo page connects to `ws://localhost:8001`, path `/`, which is also a
+    // directory with an index here; the others are a file, nothing, and a query.
+    for path in ["/", "/hello.txt", "/no/such/file", "/ws?x=1"] {
+        let (mut ws, _) = RawWs::open_with(server.port(), path, "");
+        ws.assert_echo(path);
+    }
+    // Without `Upgrade`, `/` is still the index page.
+    let resp = get(server.port(), "/", "");
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.body,
+        b"<!doctype html><title>percore test</title><p>hello</p>\n"
+    );
+    assert_http_serves(&server);
+}
+
+#[test]
+fn ws_paths_restricts_the_upgrade_and_other_paths_get_404() {
+    let root = Root::new();
+    let server = Server::start_with_flags(&root, &["--ws-paths", "/ws,/echo"]);
+    for path in ["/", "/other", "/ws/", "/hello.txt"] {
+        let (resp, _) = send_upgrade(server.port(), &upgrade_request(path, &upgrade_fields()));
+        assert_eq!(resp.status, 404, "{path}");
+    }
+    for path in ["/ws", "/echo?x=1"] {
+        let (mut ws, _) = RawWs::open_with(server.port(), path, "");
+        ws.assert_echo(path);
+    }
     assert_http_serves(&server);
 }
 
@@ -785,20 +811,5 @@ fn metrics_count_upgrades_messages_and_close_codes() {
         "percore_ws_close_frames_total{worker=\"0\",direction=\"sent\",code=\"1000\"} 1"
             .to_string(),
     ];
-    let started = Instant::now();
-    loop {
-        let text = server.metrics();
-        let missing: Vec<&String> = expected
-            .iter()
-            .filter(|line| !text.lines().any(|l| l == line.as_str()))
-            .collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "missing {missing:?} in:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.wait_for_metrics(&expected, Duration::from_secs(5));
 }

@@ -94,16 +94,22 @@ fn small_text_and_compressed_messages_are_all_echoed() {
 #[test]
 fn a_server_that_is_not_websocket_fails_the_run() {
     let root = Root::new();
-    let server = Server::start(&root);
+    // Any path accepts an upgrade by default; limited to `/ws`, `/index.html` answers 404 as a
+    // server without WebSocket would.
+    let server = Server::start_with_flags(&root, &["--ws-paths", "/ws"]);
     let port = server.port().to_string();
-    let status = Command::new(WSLOAD)
+    let output = Command::new(WSLOAD)
         .args(["--ports", &port, "--path", "/index.html", "-c", "1"])
         .args(["--messages", "10"])
         .output()
-        .expect("run wsload")
-        .status;
+        .expect("run wsload");
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !status.success(),
+        !output.status.success(),
         "a refused handshake must not look like success"
+    );
+    assert!(
+        stderr.contains("status Some(404) instead of 101"),
+        "wsload names the refusal: {stderr}"
     );
 }
