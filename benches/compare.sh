@@ -476,7 +476,7 @@ run_measured() {
 
 # Server CPU µs per item: ticks / CLK_TCK / n, or nan when nothing completed.
 cpu_us_per() {
-    awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", t / hz * 1e6 / n; else print "nan" }'
+    awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { if (n > 0) printf "%.3f", t / hz * 1e6 / n; else print "nan" }'
 }
 
 measure_ws() {
