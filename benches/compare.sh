@@ -21,6 +21,8 @@
 #   TOKIO_ECHO_BIN  use this binary instead of building benches/tokio-echo
 #   TCP_CC          run with this TCP congestion control (e.g. cubic): sets the machine-wide
 #                   net.ipv4.tcp_congestion_control for the run and restores it on exit (root)
+#   PERCORE_FLAGS   extra flags for percore (not for a baseline), e.g. "--access-log FILE";
+#                   with BASELINE_BIN set to the same binary this measures what a flag costs
 #   BASELINE_BIN    before/after mode: compare percore with this other percore build (e.g. one
 #                   built from main before a change) instead of nginx and tokio-echo, on every
 #                   workload; results go to benches/results/baseline.md only
@@ -48,7 +50,7 @@ ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 ws64 ws16k ws64-deep w
 COMMAND_LINE="$0 $*"
 
 usage() {
-    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # Each workload is "connections|path"; run_wrk adds the close header and the pipelining script.
@@ -273,8 +275,9 @@ wait_until_serving() {
 }
 
 PERCORE_PORT=$(pick_free_port 18080)
+# shellcheck disable=SC2086 # PERCORE_FLAGS is a list of words
 taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 --ports "$PERCORE_PORT" \
-    --workers "$WORKERS" --root "$ROOT" --admin off --log-level warn \
+    --workers "$WORKERS" --root "$ROOT" --admin off --log-level warn ${PERCORE_FLAGS:-} \
     >"$TMP/percore.log" 2>&1 &
 PERCORE_PID=$!
 wait_until_serving percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
@@ -724,7 +727,7 @@ report=$(
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- machine: $NCPU CPUs, $cpu_model, kernel $(uname -r), TCP congestion control $TCP_CC"
-    echo "- percore: $percore_rev, --workers $WORKERS"
+    echo "- percore: $percore_rev, --workers $WORKERS${PERCORE_FLAGS:+ $PERCORE_FLAGS}"
     [ -n "$BASELINE_PID" ] && echo "- baseline: $BASELINE_BIN, --workers $WORKERS"
     [ "$NEED_NGINX" = 1 ] && echo "- nginx: $nginx_version, worker_processes $WORKERS; wrk -t$WRK_THREADS"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"

@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
+use crate::access_log;
 use crate::log::Level;
 
 /// The validated server configuration.
@@ -37,6 +38,10 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// `--log-level`.
     pub log_level: Level,
+    /// `--access-log`: off, stderr or a file appended to.
+    pub access_log: access_log::Target,
+    /// `--access-log-format`: combined or json.
+    pub access_log_format: access_log::Format,
     /// `--max-request-line`: longest request line in bytes (414 beyond).
     pub max_request_line: usize,
     /// `--max-header-size`: largest header block in bytes (431 beyond).
@@ -105,6 +110,8 @@ impl Config {
             config_file: None,
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 7391))),
             log_level: Level::Info,
+            access_log: access_log::Target::Off,
+            access_log_format: access_log::Format::Combined,
             max_request_line: 8 * KIB as usize,
             max_header_size: 8 * KIB as usize,
             max_headers: 100,
@@ -187,6 +194,18 @@ const OPTIONS: &[Opt] = &[
         value_name: "LEVEL",
         default: "info",
         help: "error, warn, info or debug; lines go to stderr, timestamped (UTC) unless it is journald",
+    },
+    Opt {
+        flag: "access-log",
+        value_name: "off|stderr|FILE",
+        default: "off",
+        help: "One line per response, to stderr or appended to FILE; buffered per worker, written at least once a second",
+    },
+    Opt {
+        flag: "access-log-format",
+        value_name: "combined|json",
+        default: "combined",
+        help: "Access log lines: nginx's combined format, or JSON with the duration and the worker",
     },
     Opt {
         flag: "max-request-line",
@@ -421,6 +440,11 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
         ("root", old.root != new.root),
         ("admin", old.admin != new.admin),
         ("log_level", old.log_level != new.log_level),
+        ("access_log", old.access_log != new.access_log),
+        (
+            "access_log_format",
+            old.access_log_format != new.access_log_format,
+        ),
         (
             "max_request_line",
             old.max_request_line != new.max_request_line,
@@ -589,6 +613,8 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
             config.log_level =
                 Level::parse(raw.trim()).ok_or("expected error, warn, info or debug")?
         }
+        "access-log" => config.access_log = parse_access_log(raw)?,
+        "access-log-format" => config.access_log_format = parse_access_log_format(raw)?,
         "max-request-line" => config.max_request_line = at_least_one(parse_size_usize(raw)?)?,
         "max-header-size" => config.max_header_size = at_least_one(parse_size_usize(raw)?)?,
         "max-headers" => config.max_headers = headers_count(parse_count(raw)?)?,
@@ -700,6 +726,24 @@ fn parse_admin(raw: &str) -> Result<Option<SocketAddr>, String> {
     s.parse().map(Some).map_err(|_| {
         "expected ADDRESS:PORT such as 127.0.0.1:7391 or [::1]:7391, or off".to_owned()
     })
+}
+
+/// `off`, `stderr`, or a file path (relative to the current directory).
+fn parse_access_log(raw: &str) -> Result<access_log::Target, String> {
+    match raw.trim() {
+        "" => Err("expected off, stderr or a file path".to_owned()),
+        s if s.eq_ignore_ascii_case("off") => Ok(access_log::Target::Off),
+        s if s.eq_ignore_ascii_case("stderr") => Ok(access_log::Target::Stderr),
+        s => Ok(access_log::Target::File(PathBuf::from(s))),
+    }
+}
+
+fn parse_access_log_format(raw: &str) -> Result<access_log::Format, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "combined" => Ok(access_log::Format::Combined),
+        "json" => Ok(access_log::Format::Json),
+        _ => Err("expected combined or json".to_owned()),
+    }
 }
 
 fn parse_count(raw: &str) -> Result<usize, String> {
@@ -1066,6 +1110,24 @@ mod tests {
         check_error(
             &["--max-headers", "257"],
             "percore: invalid --max-headers '257': must be between 1 and 256",
+        );
+    }
+
+    #[test]
+    fn access_log_options() {
+        check(&["--access-log", "stderr"], |c| {
+            c.access_log = access_log::Target::Stderr
+        });
+        check(&["--access-log", "/var/log/percore/access.log"], |c| {
+            c.access_log = access_log::Target::File("/var/log/percore/access.log".into())
+        });
+        check(
+            &["--access-log", "OFF", "--access-log-format", "json"],
+            |c| c.access_log_format = access_log::Format::Json,
+        );
+        check_error(
+            &["--access-log-format", "xml"],
+            "percore: invalid --access-log-format 'xml': expected combined or json",
         );
     }
 
@@ -1527,6 +1589,8 @@ mod tests {
         config.root = PathBuf::from("elsewhere");
         config.admin = None;
         config.log_level = Level::Error;
+        config.access_log = access_log::Target::Stderr;
+        config.access_log_format = access_log::Format::Json;
         config.max_request_line = 1;
         config.max_header_size = 1;
         config.max_headers = 1;

@@ -17,6 +17,7 @@ pub mod files;
 pub mod http;
 #[macro_use]
 pub mod log;
+pub mod access_log;
 pub mod metrics;
 #[cfg(test)]
 mod mutation_tests;

@@ -110,7 +110,7 @@ pub fn rfc3339(time: SystemTime) -> String {
 /// The proleptic Gregorian date `days` after 1970-01-01: Howard Hinnant's `civil_from_days`
 /// ("chrono-Compatible Low-Level Date Algorithms"), for days on or after the epoch. The year
 /// is shifted to start on 1 March so that the leap day is the last day of a year.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468; // days since 0000-03-01
     let era = z / 146_097; // 400-year eras of 146,097 days
     let doe = z - era * 146_097; // day of the era, [0, 146096]

@@ -65,6 +65,15 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         return EXIT_FAILURE;
     }
     let config = Arc::new(config);
+    // The access log's writer runs until every worker, holding its sender, has ended.
+    let (log_sink, log_writer) = match crate::access_log::spawn_writer(&config.access_log) {
+        Ok(Some(writer)) => (Some(writer.sink), Some(writer.thread)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            error!("cannot open the access log {}: {e}", config.access_log);
+            return EXIT_FAILURE;
+        }
+    };
 
     let cpus = match sys::allowed_cpus() {
         Ok(cpus) if !cpus.is_empty() => cpus,
@@ -95,6 +104,7 @@ pub fn run(config: Config, reload: Reload) -> i32 {
             events: event_tx.clone(),
             start: start_rx,
             shutdown: Arc::clone(&shutdown),
+            access_log: log_sink.clone(),
         };
         match worker::spawn(setup) {
             Ok(thread) => {
@@ -115,6 +125,7 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         }
     }
     drop(event_tx);
+    drop(log_sink);
 
     // The latch: nobody serves until every worker has bound every port.
     let mut ready = 0;
@@ -201,6 +212,12 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         deadline,
     };
     let code = wait_for_exit(&mut workers, &stopping, code);
+    if let Some(writer) = log_writer {
+        // Every worker has ended and handed over its last lines; the writer ends with them.
+        if workers.iter().all(|w| w.thread.is_none()) {
+            let _ = writer.join();
+        }
+    }
     info!("bye (exit status {code})");
     code
 }

@@ -22,9 +22,11 @@ pub use buffers::{Filled, InputBuffer, Output, Pool, BUFFER_SIZE};
 pub use refusal::Refusal;
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::http::{self, BodySkipper, Method, Parse, Request, Response, Skip, Version};
+use crate::access_log::{self, Recorder};
+use crate::http::{self, BodySkipper, Method, Parse, Request, Response, Skip, Status, Version};
 use crate::metrics::{Counters, WsCounters};
 use crate::ws::{self, Session, WsConfig};
 
@@ -59,6 +61,8 @@ pub trait Transport {
     fn write(&mut self, output: &mut Output, last: bool) -> io::Result<Written>;
     /// Sends a FIN after what was written.
     fn shutdown_write(&mut self) -> io::Result<()>;
+    /// The client's address, for the access log (asked only while it is on).
+    fn peer(&self) -> Option<SocketAddr>;
 }
 
 /// What one [`Transport::write`] achieved.
@@ -126,6 +130,8 @@ pub struct Shared {
     /// Reads the clock when a response is fully written, for the latency histogram
     /// (`Instant::now`; a test passes its own).
     pub clock: fn() -> Instant,
+    /// The worker's access log, when it is on.
+    pub access_log: Option<Recorder>,
 }
 
 impl Shared {
@@ -143,6 +149,7 @@ impl Shared {
             codec: ws::Codec::new(),
             timeouts,
             clock: Instant::now,
+            access_log: None,
         }
     }
 }
@@ -341,7 +348,7 @@ impl Conn {
                     self.on_received(now);
                 }
             }
-            progress |= self.process(app, shared, now);
+            progress |= self.process(&*io, app, shared, now);
             // More input is waiting and little is queued: read on, then write it all at once.
             if progress && self.readable && !self.eof && budget > 0 && self.may_defer_flush() {
                 continue;
@@ -395,7 +402,7 @@ impl Conn {
     ) -> Verdict {
         match (&mut self.state, self.timer) {
             (State::Head, Timer::Header) => {
-                self.refuse(Refusal::HeaderTimeout, shared, now);
+                self.refuse(Refusal::HeaderTimeout, &*io, shared, now);
                 self.write_once(io, shared, true);
                 let _ = io.shutdown_write();
                 Verdict::Close
@@ -495,10 +502,16 @@ impl Conn {
     }
 
     /// Turns what the input holds into answers; returns whether anything happened.
-    fn process<R: Respond>(&mut self, app: &mut R, shared: &mut Shared, now: Instant) -> bool {
+    fn process<T: Transport, R: Respond>(
+        &mut self,
+        io: &T,
+        app: &mut R,
+        shared: &mut Shared,
+        now: Instant,
+    ) -> bool {
         match self.state {
             State::New | State::Idle | State::Head | State::Body(_) => {
-                self.answer_http(app, shared, now)
+                self.answer_http(io, app, shared, now)
             }
             State::WebSocket(_) => self.answer_ws(shared),
             State::Lingering => {
@@ -510,7 +523,13 @@ impl Conn {
     }
 
     /// Answers every complete request in the input, skipping bodies between them.
-    fn answer_http<R: Respond>(&mut self, app: &mut R, shared: &mut Shared, now: Instant) -> bool {
+    fn answer_http<T: Transport, R: Respond>(
+        &mut self,
+        io: &T,
+        app: &mut R,
+        shared: &mut Shared,
+        now: Instant,
+    ) -> bool {
         let mut progress = false;
         while self.is_answering() && !self.input.is_empty() && !self.output_backlogged() {
             if let State::Body(skipper) = &mut self.state {
@@ -539,13 +558,24 @@ impl Conn {
                 Ok(Parse::Complete(req)) => req,
                 Ok(Parse::Partial) => break,
                 Err(error) => {
-                    self.refuse(Refusal::Request(error), shared, now);
+                    self.refuse(Refusal::Request(error), io, shared, now);
                     return true;
                 }
             };
             let head_len = req.head_len;
             if ws::is_upgrade_request(&req) {
                 let decision = ws::evaluate(&req, &shared.ws);
+                if shared.access_log.is_some() {
+                    let (status, bytes) = match &decision {
+                        ws::Upgrade::Accept(_) => (Status::SWITCHING_PROTOCOLS, 0),
+                        ws::Upgrade::Reject(refused) => {
+                            let response = Refusal::Handshake(*refused).response();
+                            (response.status, response.content_length().unwrap_or(0))
+                        }
+                    };
+                    let started = self.request_started;
+                    log_response(shared, io, Some(&req), status, bytes, started, now);
+                }
                 self.input.consume(head_len);
                 self.upgrade(decision, shared, now);
                 return true;
@@ -554,6 +584,14 @@ impl Conn {
             let (version, framing, head_only) = (req.version, req.body, req.method == Method::Head);
             let response = app.respond(&req, shared.now_secs);
             shared.counters.record_status(response.status);
+            if shared.access_log.is_some() {
+                let bytes = match head_only {
+                    true => 0,
+                    false => response.content_length().unwrap_or(0),
+                };
+                let (status, started) = (response.status, self.request_started);
+                log_response(shared, io, Some(&req), status, bytes, started, now);
+            }
             let out = self.output.buf(&mut shared.pool);
             if let Some(region) = response.write(out, &shared.date, version, keep_alive, head_only)
             {
@@ -599,14 +637,32 @@ impl Conn {
                 }));
             }
             ws::Upgrade::Reject(refused) => {
-                self.refuse(Refusal::Handshake(refused), shared, now);
+                self.refuse_logged(Refusal::Handshake(refused), shared, now);
             }
         }
     }
 
     /// Answers a request that cannot be served and closes after it, by lingering: the client
-    /// may still be sending what came with it.
-    fn refuse(&mut self, refusal: Refusal, shared: &mut Shared, now: Instant) {
+    /// may still be sending what came with it. The access log gets a line without a request:
+    /// its head could not be read.
+    fn refuse<T: Transport>(
+        &mut self,
+        refusal: Refusal,
+        io: &T,
+        shared: &mut Shared,
+        now: Instant,
+    ) {
+        if shared.access_log.is_some() {
+            let response = refusal.response();
+            let bytes = response.content_length().unwrap_or(0);
+            let started = self.request_started;
+            log_response(shared, io, None, response.status, bytes, started, now);
+        }
+        self.refuse_logged(refusal, shared, now);
+    }
+
+    /// [`Conn::refuse`] for a refusal whose line is already in the access log.
+    fn refuse_logged(&mut self, refusal: Refusal, shared: &mut Shared, now: Instant) {
         let response = refusal.response();
         shared.counters.record_status(response.status);
         let out = self.output.buf(&mut shared.pool);
@@ -739,6 +795,29 @@ impl Conn {
         self.received = false;
         self.answered = false;
         self.wrote = false;
+    }
+}
+
+/// Writes the access-log line of one response (the caller checked that the log is on).
+fn log_response<T: Transport>(
+    shared: &mut Shared,
+    io: &T,
+    request: Option<&Request<'_>>,
+    status: Status,
+    bytes: u64,
+    started: Option<Instant>,
+    now: Instant,
+) {
+    let now_secs = shared.now_secs;
+    if let Some(log) = shared.access_log.as_mut() {
+        let entry = access_log::Entry {
+            peer: io.peer(),
+            request,
+            status,
+            bytes,
+            duration: now.saturating_duration_since(started.unwrap_or(now)),
+        };
+        log.record(&entry, now_secs);
     }
 }
 

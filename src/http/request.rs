@@ -26,6 +26,8 @@ pub enum Parse<'b> {
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'b> {
     pub method: Method,
+    /// The method token as sent ("GET", "PROPFIND").
+    pub method_name: &'b [u8],
     pub version: Version,
     /// The raw request-target as sent.
     pub target: &'b [u8],
@@ -153,6 +155,7 @@ pub fn parse_request<'b>(buf: &'b mut [u8], limits: &Limits) -> Result<Parse<'b>
 
     Ok(Parse::Complete(Request {
         method: method_of(method),
+        method_name: method.as_bytes(),
         version,
         target,
         path,

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::access_log::Recorder;
 use crate::config::Config;
 use crate::conn::{self, Conn, Shared, Timeouts, Verdict};
 use crate::http;
@@ -68,6 +69,8 @@ pub struct WorkerSetup {
     /// `true` to start serving, `false` to give up (another worker failed).
     pub start: Receiver<bool>,
     pub shutdown: Arc<EventFd>,
+    /// Where this worker's access-log lines go, when the log is on.
+    pub access_log: Option<Sender<Vec<u8>>>,
 }
 
 /// Starts worker `setup.id` on a thread named `percore-w<id>`.
@@ -208,10 +211,12 @@ impl Worker {
             ws_ping_timeout: config.ws_ping_timeout,
             ws_close: config.ws_close_timeout,
         };
-        let svc = Service {
-            files,
-            shared: Shared::new(limits, ws_config, timeouts),
-        };
+        let mut shared = Shared::new(limits, ws_config, timeouts);
+        shared.access_log = setup
+            .access_log
+            .clone()
+            .map(|sink| Recorder::new(config.access_log_format, setup.id, sink));
+        let svc = Service { files, shared };
         let now = Instant::now();
         let mut worker = Worker {
             id: setup.id,
@@ -502,6 +507,16 @@ impl Worker {
         }
         self.last_report = self.now;
         self.accepts_since_report = 0;
+        if let Some(log) = &mut self.svc.shared.access_log {
+            log.flush();
+            let dropped = log.take_dropped();
+            if dropped > 0 {
+                warn!(
+                    "worker {}: access log: {dropped} line(s) dropped: the writer is behind",
+                    self.id
+                );
+            }
+        }
         let counters = &mut self.svc.shared.counters;
         if counters.is_zero() {
             return;
@@ -543,6 +558,7 @@ mod tests {
             events,
             start,
             shutdown: Arc::new(EventFd::new().expect("eventfd")),
+            access_log: None,
         };
         (Worker::new(&setup).expect("worker"), port)
     }

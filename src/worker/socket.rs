@@ -103,4 +103,8 @@ impl Transport for Socket<'_> {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.0.shutdown(std::net::Shutdown::Write)
     }
+
+    fn peer(&self) -> Option<std::net::SocketAddr> {
+        self.0.peer_addr().ok()
+    }
 }

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod access_log;
 mod bad_requests;
 mod browser;
 mod cli;
