@@ -13,6 +13,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -140,10 +142,12 @@ impl Recorder {
     }
 }
 
-/// The writer thread and where the workers send it their lines.
+/// The writer thread, where the workers send it their lines, and the flag that makes it open
+/// its file again (SIGUSR1, after logrotate moved the file away).
 pub struct Writer {
     pub sink: Sender<Vec<u8>>,
     pub thread: JoinHandle<()>,
+    pub reopen: Arc<AtomicBool>,
 }
 
 impl Drop for Recorder {
@@ -165,20 +169,48 @@ pub fn spawn_writer(target: &Target) -> io::Result<Option<Writer>> {
         Target::Stderr => Box::new(io::stderr()),
         Target::File(path) => Box::new(open(path)?),
     };
+    let path = match target {
+        Target::File(path) => Some(path.clone()),
+        _ => None,
+    };
     let (sink, lines) = bounded(CHANNEL_DEPTH);
+    let reopen = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&reopen);
     let thread = std::thread::Builder::new()
         .name("percore-log".to_owned())
-        .spawn(move || write_all(out, lines))?;
-    Ok(Some(Writer { sink, thread }))
+        .spawn(move || write_all(out, path, &flag, lines))?;
+    Ok(Some(Writer {
+        sink,
+        thread,
+        reopen,
+    }))
 }
 
 fn open(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn write_all(mut out: Box<dyn Write + Send>, lines: Receiver<Vec<u8>>) {
+fn write_all(
+    mut out: Box<dyn Write + Send>,
+    path: Option<PathBuf>,
+    reopen: &AtomicBool,
+    lines: Receiver<Vec<u8>>,
+) {
     let mut failed = false;
     for chunk in lines {
+        // Asked to reopen: the next lines go to a file of the same name, created if missing.
+        if reopen.swap(false, Ordering::Relaxed) {
+            if let Some(path) = &path {
+                let _ = out.flush();
+                match open(path) {
+                    Ok(file) => {
+                        out = Box::new(file);
+                        failed = false;
+                    }
+                    Err(e) => error!("access log: cannot reopen {}: {e}", path.display()),
+                }
+            }
+        }
         // One write per chunk of whole lines: with O_APPEND, lines from this process and any
         // other writer of the file never split each other.
         if let Err(e) = out.write_all(&chunk) {

@@ -6,7 +6,7 @@
 //! and decides the exit code. It never touches a client connection.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,14 +66,15 @@ pub fn run(config: Config, reload: Reload) -> i32 {
     }
     let config = Arc::new(config);
     // The access log's writer runs until every worker, holding its sender, has ended.
-    let (log_sink, log_writer) = match crate::access_log::spawn_writer(&config.access_log) {
-        Ok(Some(writer)) => (Some(writer.sink), Some(writer.thread)),
-        Ok(None) => (None, None),
-        Err(e) => {
-            error!("cannot open the access log {}: {e}", config.access_log);
-            return EXIT_FAILURE;
-        }
-    };
+    let (log_sink, log_writer, log_reopen) =
+        match crate::access_log::spawn_writer(&config.access_log) {
+            Ok(Some(writer)) => (Some(writer.sink), Some(writer.thread), Some(writer.reopen)),
+            Ok(None) => (None, None, None),
+            Err(e) => {
+                error!("cannot open the access log {}: {e}", config.access_log);
+                return EXIT_FAILURE;
+            }
+        };
 
     let cpus = match sys::allowed_cpus() {
         Ok(cpus) if !cpus.is_empty() => cpus,
@@ -192,6 +193,7 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         reports: &report_rx,
         events: &event_rx,
         signals: &signals,
+        log_reopen: log_reopen.as_deref(),
     };
     let code = serve(&config, &*reload, &channels, &totals);
     state.store(
@@ -227,6 +229,8 @@ struct Channels<'a> {
     reports: &'a Receiver<WorkerReport>,
     events: &'a Receiver<WorkerEvent>,
     signals: &'a Receiver<i32>,
+    /// Set on SIGUSR1: the access log's writer opens its file again before its next write.
+    log_reopen: Option<&'a AtomicBool>,
 }
 
 /// The steady state: aggregate reports, log progress, re-read the configuration on SIGHUP,
@@ -241,6 +245,7 @@ fn serve(
         reports,
         events,
         signals,
+        log_reopen,
     } = *channels;
     // What runs: the start-up configuration, with what a reload could apply in place.
     let mut running = config.clone();
@@ -272,6 +277,16 @@ fn serve(
             recv(signals) -> signal => {
                 if signal == Ok(libc::SIGHUP) {
                     apply_reload(&mut running, reload());
+                    continue;
+                }
+                if signal == Ok(libc::SIGUSR1) {
+                    match log_reopen {
+                        Some(flag) => {
+                            flag.store(true, Ordering::Relaxed);
+                            info!("SIGUSR1: reopening the access log");
+                        }
+                        None => info!("SIGUSR1 ignored: the access log is off or not a file"),
+                    }
                     continue;
                 }
                 let name = signal.map(sys::signal_name).unwrap_or("signal");
@@ -491,6 +506,7 @@ mod tests {
             reports: &reports,
             events: &events,
             signals: &signals,
+            log_reopen: None,
         };
         serve(
             &config,
@@ -542,6 +558,7 @@ mod tests {
             reports: &reports,
             events: &events,
             signals: &signals,
+            log_reopen: None,
         };
         assert_eq!(serve(&config, &reload, &channels, &totals), 0);
         assert_eq!(reloads.get(), 2);

@@ -1,4 +1,5 @@
-//! Termination signals: blocked in every thread, received by one dedicated thread with sigwait.
+//! Control signals (termination, reload, reopening logs): blocked in every thread, received by
+//! one dedicated thread with sigwait.
 //!
 //! Owns the signal mask and the SIGPIPE disposition. It must never install handlers that run
 //! code asynchronously, nor decide what a signal means for the server (the supervisor does).
@@ -7,11 +8,17 @@ use std::io;
 use std::mem;
 use std::ptr;
 
-/// The signals that ask the server to stop (or, for SIGHUP, that the supervisor may reinterpret).
-const TERMINATION_SIGNALS: [libc::c_int; 4] =
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+/// The signals that ask the server to stop (or, for SIGHUP and SIGUSR1, that the supervisor
+/// reinterprets: reload, reopen the access log).
+const TERMINATION_SIGNALS: [libc::c_int; 5] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+];
 
-/// Blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT in the calling thread (threads spawned afterwards
+/// Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR1 in the calling thread (threads spawned afterwards
 /// inherit the mask) and ignores SIGPIPE process-wide, so a write to a closed socket is EPIPE.
 pub fn block_termination_signals() -> io::Result<()> {
     let set = termination_set()?;

@@ -154,3 +154,26 @@ fn an_access_log_that_cannot_be_opened_stops_the_start() {
         "{stderr}"
     );
 }
+
+/// logrotate's `create` mode: the file is moved away, SIGUSR1 asks for a new one, and the
+/// next lines go there while the old lines stay in the moved file.
+#[test]
+fn sigusr1_reopens_the_file_after_it_was_moved() {
+    let root = Root::new();
+    let log = root.path().join("access.log");
+    let rotated = root.path().join("access.log.1");
+    let log_arg = log.to_string_lossy().into_owned();
+    let server = Server::start_with_flags(&root, &["--access-log", &log_arg]);
+    assert_eq!(get(server.port(), "/hello.txt?before", "").status, 200);
+    wait_for_lines(&log, 1);
+    std::fs::rename(&log, &rotated).unwrap();
+    server.signal("USR1");
+    server.wait_for_log("SIGUSR1: reopening the access log", Duration::from_secs(5));
+    assert_eq!(get(server.port(), "/hello.txt?after", "").status, 200);
+    let lines = wait_for_lines(&log, 1);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("GET /hello.txt?after "), "{lines:#?}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(old.lines().count(), 1, "{old}");
+    assert!(old.contains("GET /hello.txt?before "), "{old}");
+}
