@@ -178,6 +178,8 @@ pub fn run(config: Config, reload: Reload) -> i32 {
     for start in &starts {
         let _ = start.send(true);
     }
+    // Ready before saying so: whoever reads the line (a test, an operator) finds /readyz 200.
+    state.store(SERVING, Ordering::Relaxed);
     info!(
         "ready: serving {} on {} port(s) {} with {} worker(s)",
         config.root.display(),
@@ -186,7 +188,6 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         workers.len()
     );
     notify_systemd("READY=1");
-    state.store(SERVING, Ordering::Relaxed);
 
     let signals = spawn_signal_thread();
     let channels = Channels {
