@@ -22,6 +22,7 @@ pub mod metrics;
 #[cfg(test)]
 mod mutation_tests;
 pub mod portcheck;
+pub mod procstat;
 pub mod supervisor;
 pub mod sys;
 pub mod worker;

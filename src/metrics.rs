@@ -100,8 +100,8 @@ pub struct Counters {
     pub accepted: u64,
     /// Connections closed (for any reason).
     pub closed: u64,
-    /// Responses by status class: index 0 is 1xx, 4 is 5xx.
-    pub requests: [u64; 5],
+    /// Responses by status: index `i` counts `Status::SENT[i]`, the last any other code.
+    pub requests: [u64; STATUS_SLOTS],
     /// Bytes written to clients (heads and bodies).
     pub bytes_sent: u64,
     /// Request latency as measured by the worker.
@@ -109,6 +109,9 @@ pub struct Counters {
     /// WebSocket traffic.
     pub ws: WsCounters,
 }
+
+/// Responses are counted per status percore sends, plus one slot for any other code.
+pub const STATUS_SLOTS: usize = Status::SENT.len() + 1;
 
 /// A metric family rendered per worker: name, type, help, and how to read its value.
 type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
@@ -142,12 +145,13 @@ impl WsCounters {
         }
     }
 
-    /// The label of slot `i`: its code, or "other".
+    /// The label of slot `i`: its code; "none" for a close frame without a code (counted as
+    /// 1005, which RFC 6455 §7.4.1 forbids on the wire); "other" for the last slot.
     fn slot_label(i: usize) -> String {
-        if i + 1 == CLOSE_CODE_SLOTS {
-            "other".to_owned()
-        } else {
-            (1000 + i).to_string()
+        match i {
+            5 => "none".to_owned(),
+            _ if i + 1 == CLOSE_CODE_SLOTS => "other".to_owned(),
+            _ => (1000 + i).to_string(),
         }
     }
 
@@ -173,14 +177,20 @@ impl WsCounters {
 }
 
 impl Counters {
-    /// Counts one response with `status`; statuses outside 100..=599 are not counted.
+    /// Counts one response with `status`.
     pub fn record_status(&mut self, status: Status) {
-        if let Some(n) = (usize::from(status.code()) / 100)
-            .checked_sub(1)
-            .and_then(|class| self.requests.get_mut(class))
-        {
+        if let Some(n) = self.requests.get_mut(status.sent_index()) {
             *n = n.saturating_add(1);
         }
+    }
+
+    /// Responses whose status is in `class` (2 for 2xx).
+    pub fn requests_in_class(&self, class: u16) -> u64 {
+        Status::SENT
+            .iter()
+            .zip(self.requests)
+            .filter(|(status, _)| status.code() / 100 == class)
+            .fold(0, |sum, (_, n)| sum.saturating_add(n))
     }
 
     /// Adds `other` to these counters.
@@ -292,6 +302,17 @@ impl Totals {
     /// The Prometheus text exposition format (version 0.0.4), one series per worker.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
+        family(
+            &mut out,
+            "percore_build_info",
+            "gauge",
+            "Always 1; the labels say which percore this is.",
+        );
+        let _ = writeln!(
+            out,
+            "percore_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         family(&mut out, "percore_workers", "gauge", "Worker threads.");
         let _ = writeln!(out, "percore_workers {}", self.workers.len());
         self.per_worker(
@@ -317,12 +338,21 @@ impl Totals {
             &mut out,
             name,
             "counter",
-            "Responses sent, by status class.",
+            "Responses sent, by status code (and class).",
         );
         for (w, c) in self.workers.iter().enumerate() {
-            for (class, n) in c.requests.iter().enumerate() {
-                let class = class + 1;
-                let _ = writeln!(out, "{name}{{worker=\"{w}\",class=\"{class}xx\"}} {n}");
+            for (i, &n) in c.requests.iter().enumerate().filter(|(_, &n)| n > 0) {
+                let (code, class) = match Status::SENT.get(i) {
+                    Some(status) => (
+                        status.code().to_string(),
+                        format!("{}xx", status.code() / 100),
+                    ),
+                    None => ("other".to_owned(), "other".to_owned()),
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{worker=\"{w}\",code=\"{code}\",class=\"{class}\"}} {n}"
+                );
             }
         }
         self.per_worker(
@@ -449,6 +479,55 @@ impl Totals {
     }
 }
 
+/// The standard `process_*` families (as Prometheus client libraries name them); a figure
+/// /proc did not give is left out.
+pub fn render_process(out: &mut String, stats: &crate::procstat::ProcessStats) {
+    let figures: [(&str, &str, &str, Option<f64>); 6] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            stats.cpu_seconds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            stats.resident_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            stats.virtual_bytes.map(|b| b as f64),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            stats.open_fds.map(|n| n as f64),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            stats.max_fds.map(|n| n as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            stats.start_time_seconds,
+        ),
+    ];
+    for (name, kind, help, value) in figures {
+        if let Some(value) = value {
+            family(out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
+}
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -541,7 +620,7 @@ fn summary_line(delta: &Counters, active: u64, elapsed: Duration) -> String {
         requests as f64 / secs
     );
     if requests > 0 {
-        let ok = delta.requests[1] as f64 * 100.0 / requests as f64;
+        let ok = delta.requests_in_class(2) as f64 * 100.0 / requests as f64;
         let p50 = millis(delta.latency.quantile_micros(0.5));
         let p99 = millis(delta.latency.quantile_micros(0.99));
         let _ = write!(line, ", 2xx {ok:.1}%, latency p50 {p50} p99 {p99}");
@@ -632,16 +711,22 @@ mod tests {
         assert_eq!(a.count(), 5);
     }
 
+    /// Responses per class 1xx..5xx (codes percore never sends count in none of them).
+    fn classes(c: &Counters) -> [u64; 5] {
+        [1, 2, 3, 4, 5].map(|class| c.requests_in_class(class))
+    }
+
     #[test]
-    fn status_classes() {
+    fn statuses_and_classes() {
         let mut c = Counters::default();
-        for status in [
-            100, 101, 200, 204, 206, 304, 404, 499, 500, 599, 0, 99, 600, 65535,
-        ] {
+        for status in [101, 200, 200, 204, 206, 304, 404, 500, 503, 0, 99, 499, 600] {
             c.record_status(Status::from_code(status));
         }
-        assert_eq!(c.requests, [2, 3, 1, 2, 2]);
-        assert_eq!(c.total_requests(), 10);
+        assert_eq!(classes(&c), [1, 4, 1, 1, 2]);
+        assert_eq!(c.requests[Status::OK.sent_index()], 2);
+        // 0, 99, 499 and 600 are never sent; they share the last slot.
+        assert_eq!(c.requests[STATUS_SLOTS - 1], 4);
+        assert_eq!(c.total_requests(), 13);
     }
 
     fn report(worker: usize, accepted: u64, closed: u64, statuses: &[u16]) -> WorkerReport {
@@ -667,14 +752,14 @@ mod tests {
         totals.apply(&report(2, 1000, 0, &[200]));
         let w0 = totals.worker(0).cloned().unwrap_or_default();
         assert_eq!(
-            (w0.accepted, w0.closed, w0.requests),
+            (w0.accepted, w0.closed, classes(&w0)),
             (4, 1, [0, 2, 0, 0, 1])
         );
         assert_eq!(w0.latency, histogram(&[200, 200, 500]));
         assert!(totals.worker(2).is_none());
         let sum = totals.sum();
         assert_eq!((sum.accepted, sum.closed, sum.bytes_sent), (6, 3, 400));
-        assert_eq!(sum.requests, [0, 2, 0, 1, 1]);
+        assert_eq!(classes(&sum), [0, 2, 0, 1, 1]);
         assert_eq!(sum.latency.count(), 4);
         assert_eq!(totals.active(), 3);
         assert!(!sum.is_zero());
@@ -724,8 +809,15 @@ mod tests {
         delta.ws.bytes_out = 40;
         delta.ws.close_sent[WsCounters::close_slot(1000)] = 1;
         delta.ws.close_received[WsCounters::close_slot(4000)] = 1;
+        delta.ws.close_received[WsCounters::close_slot(1005)] = 1;
         totals.apply(&WorkerReport { worker: 0, delta });
-        let mut expected = String::from(
+        let mut expected = format!(
+            "# HELP percore_build_info Always 1; the labels say which percore this is.\n\
+             # TYPE percore_build_info gauge\n\
+             percore_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        expected.push_str(
             "# HELP percore_workers Worker threads.\n\
              # TYPE percore_workers gauge\n\
              percore_workers 1\n\
@@ -738,13 +830,10 @@ mod tests {
              # HELP percore_connections_active Connections open now.\n\
              # TYPE percore_connections_active gauge\n\
              percore_connections_active{worker=\"0\"} 2\n\
-             # HELP percore_requests_total Responses sent, by status class.\n\
+             # HELP percore_requests_total Responses sent, by status code (and class).\n\
              # TYPE percore_requests_total counter\n\
-             percore_requests_total{worker=\"0\",class=\"1xx\"} 0\n\
-             percore_requests_total{worker=\"0\",class=\"2xx\"} 1\n\
-             percore_requests_total{worker=\"0\",class=\"3xx\"} 0\n\
-             percore_requests_total{worker=\"0\",class=\"4xx\"} 1\n\
-             percore_requests_total{worker=\"0\",class=\"5xx\"} 0\n\
+             percore_requests_total{worker=\"0\",code=\"200\",class=\"2xx\"} 1\n\
+             percore_requests_total{worker=\"0\",code=\"404\",class=\"4xx\"} 1\n\
              # HELP percore_response_bytes_total Bytes sent to clients.\n\
              # TYPE percore_response_bytes_total counter\n\
              percore_response_bytes_total{worker=\"0\"} 1234\n\
@@ -786,11 +875,32 @@ mod tests {
              # HELP percore_ws_close_frames_total WebSocket close frames by direction and status code.\n\
              # TYPE percore_ws_close_frames_total counter\n\
              percore_ws_close_frames_total{worker=\"0\",direction=\"sent\",code=\"1000\"} 1\n\
+             percore_ws_close_frames_total{worker=\"0\",direction=\"received\",code=\"none\"} 1\n\
              percore_ws_close_frames_total{worker=\"0\",direction=\"received\",code=\"other\"} 1\n",
         );
         assert_eq!(totals.render_prometheus(), expected);
         assert!(expected.contains("le=\"0.000004\"} 2\n"));
         assert!(expected.contains("le=\"67.108864\"} 2\n"));
+    }
+
+    #[test]
+    fn process_families_leave_out_what_is_unknown() {
+        let mut out = String::new();
+        let stats = crate::procstat::ProcessStats {
+            cpu_seconds: Some(1.25),
+            open_fds: Some(7),
+            ..Default::default()
+        };
+        render_process(&mut out, &stats);
+        assert_eq!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE process_cpu_seconds_total counter\n\
+             process_cpu_seconds_total 1.25\n\
+             # HELP process_open_fds Number of open file descriptors.\n\
+             # TYPE process_open_fds gauge\n\
+             process_open_fds 7\n"
+        );
     }
 
     #[test]
@@ -889,8 +999,8 @@ mod tests {
             bytes_sent: bytes,
             ..Counters::default()
         };
-        c.requests[1] = requests_2xx;
-        c.requests[4] = requests_5xx;
+        c.requests[Status::OK.sent_index()] = requests_2xx;
+        c.requests[Status::INTERNAL_SERVER_ERROR.sent_index()] = requests_5xx;
         for _ in 0..requests_2xx + requests_5xx {
             c.latency.record(latency_micros);
         }

@@ -159,10 +159,12 @@ pub fn run(config: Config, reload: Reload) -> i32 {
     if let Some(addr) = config.admin {
         let shared = Arc::clone(&totals);
         let render = move || {
-            shared
+            let mut text = shared
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .render_prometheus()
+                .render_prometheus();
+            crate::metrics::render_process(&mut text, &crate::procstat::read());
+            text
         };
         let seen = Arc::clone(&state);
         let ready = move || readiness(seen.load(Ordering::Relaxed));

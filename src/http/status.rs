@@ -33,6 +33,38 @@ impl Status {
     pub const SERVICE_UNAVAILABLE: Status = Status(503);
     pub const VERSION_NOT_SUPPORTED: Status = Status(505);
 
+    /// Every status percore sends, in code order: the metrics count responses per entry.
+    pub const SENT: [Status; 21] = [
+        Status::SWITCHING_PROTOCOLS,
+        Status::OK,
+        Status::NO_CONTENT,
+        Status::PARTIAL_CONTENT,
+        Status::MOVED_PERMANENTLY,
+        Status::NOT_MODIFIED,
+        Status::BAD_REQUEST,
+        Status::FORBIDDEN,
+        Status::NOT_FOUND,
+        Status::METHOD_NOT_ALLOWED,
+        Status::REQUEST_TIMEOUT,
+        Status::PRECONDITION_FAILED,
+        Status::CONTENT_TOO_LARGE,
+        Status::URI_TOO_LONG,
+        Status::RANGE_NOT_SATISFIABLE,
+        Status::UPGRADE_REQUIRED,
+        Status::HEADER_FIELDS_TOO_LARGE,
+        Status::INTERNAL_SERVER_ERROR,
+        Status::NOT_IMPLEMENTED,
+        Status::SERVICE_UNAVAILABLE,
+        Status::VERSION_NOT_SUPPORTED,
+    ];
+
+    /// This status's index in [`Status::SENT`], or `SENT.len()` for any other code.
+    pub fn sent_index(self) -> usize {
+        Status::SENT
+            .binary_search(&self)
+            .unwrap_or(Status::SENT.len())
+    }
+
     /// Any code, for tests of code that must cope with every value.
     #[cfg(test)]
     pub(crate) fn from_code(code: u16) -> Status {
@@ -107,6 +139,16 @@ mod tests {
             "431 Request Header Fields Too Large"
         );
         assert_eq!(Status::CONTENT_TOO_LARGE.reason(), "Content Too Large");
+    }
+
+    #[test]
+    fn every_named_status_is_in_sent_in_order() {
+        assert!(Status::SENT.windows(2).all(|w| w[0] < w[1]));
+        for (i, status) in Status::SENT.iter().enumerate() {
+            assert_eq!(status.sent_index(), i);
+            assert_ne!(status.reason(), "Unknown", "{status:?}");
+        }
+        assert_eq!(Status::from_code(299).sent_index(), Status::SENT.len());
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod limits;
 pub mod net;
 pub mod signal;
 pub mod stat;
+pub mod sysconf;
 
 pub use affinity::{allowed_cpus, pin_current_thread};
 pub use epoll::{Epoll, Event, Events, Interest};
@@ -48,6 +49,7 @@ pub use net::{
 };
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
 pub use stat::device_and_inode;
+pub use sysconf::{clock_ticks_per_second, page_size};
 
 /// Runs `op` again for as long as it fails with `EINTR`: an interrupted call did nothing.
 fn retry_interrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {

@@ -48,7 +48,9 @@ fn two_workers_both_accept_and_report_per_worker_counters() {
                 w0 > 0 && w1 > 0,
                 "one worker took every connection: {w0} / {w1}"
             );
-            assert!(text.contains("percore_requests_total{worker=\"0\",class=\"2xx\"}"));
+            assert!(
+                text.contains("percore_requests_total{worker=\"0\",code=\"200\",class=\"2xx\"}")
+            );
             assert!(text.contains("percore_request_duration_seconds_bucket"));
             return;
         }

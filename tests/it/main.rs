@@ -12,6 +12,7 @@ mod curl;
 mod http_basics;
 mod lifecycle;
 mod logging;
+mod metrics;
 mod static_files;
 mod timeouts;
 mod websocket;

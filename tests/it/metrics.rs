@@ -1,0 +1,106 @@
+//! /metrics as Prometheus reads it: the scrape goes through the official Python client's
+//! parser (`prometheus_client`, `pip install prometheus-client`; `.ci/run` installs it), and the
+//! families follow Prometheus's conventions.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::{get, Options, Root, Server};
+use crate::websocket::open;
+
+/// Parses a scrape with prometheus_client's parser and prints `name type` for each family and
+/// `sample name {labels as JSON} value` for each sample.
+const PARSER: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    print("family", family.name, family.type)
+    for s in family.samples:
+        print("sample", s.name, json.dumps(s.labels, sort_keys=True), s.value)
+"#;
+
+fn parse(scrape: &str) -> String {
+    let mut child = Command::new("python3")
+        .args(["-c", PARSER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (needed to parse the scrape)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("write the scrape");
+    let output = child.wait_with_output().expect("python3");
+    assert!(
+        output.status.success(),
+        "prometheus_client could not parse the scrape (is it installed? \
+         `python3 -m pip install prometheus-client`, which .ci/run does): {}\n{scrape}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_scrape_parses_and_follows_prometheus_conventions() {
+    let root = Root::new();
+    let server = Server::start_with(
+        &root,
+        Options {
+            admin: true,
+            ..Options::default()
+        },
+    );
+    assert_eq!(get(server.port(), "/hello.txt", "").status, 200);
+    assert_eq!(get(server.port(), "/missing", "").status, 404);
+    // A close frame without a status code: counted, but not as code 1005.
+    let mut ws = open(&server, "/");
+    ws.close(None).expect("close");
+    while ws.read().is_ok() {}
+    server.wait_for_metrics(
+        &[
+            "percore_ws_closed_total{worker=\"0\"} 1".to_owned(),
+            "percore_requests_total{worker=\"0\",code=\"404\",class=\"4xx\"} 1".to_owned(),
+        ],
+        Duration::from_secs(10),
+    );
+    let (status, scrape) = server.admin_get("/metrics");
+    assert_eq!(status, 200);
+    let parsed = parse(&scrape);
+    for family in [
+        "family percore_build_info gauge",
+        "family percore_requests counter",
+        "family percore_request_duration_seconds histogram",
+        "family percore_connections_active gauge",
+        "family process_cpu_seconds counter",
+        "family process_resident_memory_bytes gauge",
+        "family process_open_fds gauge",
+        "family process_max_fds gauge",
+        "family process_start_time_seconds gauge",
+    ] {
+        assert!(
+            parsed.lines().any(|l| l == family),
+            "no {family:?} in:\n{parsed}"
+        );
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    for sample in [
+        format!("sample percore_build_info {{\"version\": \"{version}\"}} 1"),
+        "sample percore_requests_total {\"class\": \"2xx\", \"code\": \"200\", \"worker\": \"0\"} 1"
+            .to_owned(),
+        "sample percore_requests_total {\"class\": \"4xx\", \"code\": \"404\", \"worker\": \"0\"} 1"
+            .to_owned(),
+    ] {
+        assert!(
+            parsed.lines().any(|l| l == sample),
+            "no {sample:?} in:\n{parsed}"
+        );
+    }
+    // The upgrade's 101 is a response too.
+    assert!(parsed.contains("\"code\": \"101\""), "{parsed}");
+    assert!(parsed.contains("\"code\": \"none\""), "{parsed}");
+    assert!(!parsed.contains("1005"), "{parsed}");
+}
