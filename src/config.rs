@@ -331,9 +331,10 @@ Examples:
   percore --config /etc/percore/percore.toml --workers 4
   percore --bind [::] --admin off
   percore --config /etc/percore/percore.toml --check-config
+  percore check --connections 1000000 --config /etc/percore/percore.toml   (what this host allows)
 
 Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP re-reads the config file
-(log_level applies at once, other changes need a restart).";
+(log_level applies at once, other changes need a restart); SIGUSR1 reopens the access log.";
 
 /// Parses the command line (`args` starts with the program name, like `std::env::args_os()`),
 /// reads the config file if `--config` is given, and validates everything once.

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod files;
+pub mod hostcheck;
 pub mod http;
 #[macro_use]
 pub mod log;

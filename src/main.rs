@@ -1,4 +1,6 @@
-//! The `percore` binary: parse the command line, then hand over to the supervisor.
+//! The `percore` binary: parse the command line, then hand over to the supervisor; or, as
+//! `percore check [--connections N] [flags…]`, report what this host allows toward N
+//! connections (1,000,000 by default) under that configuration.
 
 use std::io::Write;
 
@@ -6,6 +8,9 @@ use percore::config::{parse_args, CliOutcome};
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|arg| arg == "check") {
+        std::process::exit(host_check(args));
+    }
     match parse_args(args.clone()) {
         CliOutcome::Run(config) => {
             let reload = Box::new(move || percore::config::reload(args.clone()));
@@ -16,6 +21,38 @@ fn main() {
             message,
             to_stderr,
         } => std::process::exit(print_and_exit_code(code, &message, to_stderr)),
+    }
+}
+
+/// `percore check`: 0 when the host fits the target, 1 when it does not, 2 for bad arguments.
+fn host_check(mut args: Vec<std::ffi::OsString>) -> i32 {
+    args.remove(1);
+    let mut target = 1_000_000;
+    if let Some(i) = args.iter().position(|arg| arg == "--connections") {
+        let value = args
+            .get(i + 1)
+            .and_then(|v| v.to_str()?.replace(['_', ','], "").parse().ok());
+        match value {
+            Some(n) if n > 0 => target = n,
+            _ => {
+                let line = "percore: invalid --connections: expected a positive number";
+                return print_and_exit_code(2, line, true);
+            }
+        }
+        args.drain(i..i + 2);
+    }
+    match parse_args(args) {
+        CliOutcome::Run(config) => {
+            let findings =
+                percore::hostcheck::assess(&percore::hostcheck::gather(), &config, target);
+            let (text, fits) = percore::hostcheck::report(&findings, target);
+            print_and_exit_code(if fits { 0 } else { 1 }, &text, false)
+        }
+        CliOutcome::Exit {
+            code,
+            message,
+            to_stderr,
+        } => print_and_exit_code(code, &message, to_stderr),
     }
 }
 

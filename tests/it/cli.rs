@@ -174,3 +174,35 @@ fn help_and_version_into_a_closed_pipe_do_not_panic() {
         assert!(!err.contains("panicked"), "{flag}: {err}");
     }
 }
+
+/// `percore check` judges this host for a target: a small one fits, a hundred million does
+/// not (no host has the descriptors), and the failing line says which setting lifts it.
+#[test]
+fn check_reports_what_the_host_allows() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().to_str().unwrap();
+    let (code, out, err) = run(&["check", "--connections", "1000", "--root", root]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("percore check: toward 1,000 connections\n"),
+        "{out}"
+    );
+    assert!(out.contains("open files: soft "), "{out}");
+    assert!(out.ends_with("this host fits the target\n"), "{out}");
+
+    let (code, out, _) = run(&["check", "--connections", "100_000_000", "--root", root]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("  FAIL  open files:"), "{out}");
+    assert!(out.contains("lift: LimitNOFILE=100000"), "{out}");
+    assert!(
+        out.ends_with("does not fit the target: see the FAIL lines\n"),
+        "{out}"
+    );
+
+    let (code, _, err) = run(&["check", "--connections", "many", "--root", root]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid --connections"), "{err}");
+    // The configuration is checked as for a start.
+    let (code, _, err) = run(&["check", "--workers", "0", "--root", root]);
+    assert_eq!(code, 2, "{err}");
+}
