@@ -24,6 +24,7 @@ pub mod metrics;
 mod mutation_tests;
 pub mod portcheck;
 pub mod procstat;
+pub mod sdnotify;
 pub mod supervisor;
 pub mod sys;
 pub mod worker;

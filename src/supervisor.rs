@@ -16,6 +16,7 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use crate::config::{describe_addresses, describe_ports, Config};
 use crate::metrics::{ProgressLog, Summary, Totals, WorkerReport};
 use crate::portcheck;
+use crate::sdnotify::Watchdog;
 use crate::sys::{self, EventFd};
 use crate::worker::{self, WorkerEvent, WorkerSetup};
 
@@ -189,7 +190,7 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         describe_ports(&config.ports),
         workers.len()
     );
-    notify_systemd("READY=1");
+    crate::sdnotify::send("READY=1");
 
     let signals = spawn_signal_thread();
     let channels = Channels {
@@ -197,14 +198,14 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         events: &event_rx,
         signals: &signals,
         log_reopen: log_reopen.as_deref(),
+        readiness: &state,
     };
     let code = serve(&config, &*reload, &channels, &totals);
-    state.store(
-        if code == 0 { DRAINING } else { WORKER_DOWN },
-        Ordering::Relaxed,
-    );
+    if code != 0 {
+        state.store(WORKER_DOWN, Ordering::Relaxed);
+    }
 
-    notify_systemd("STOPPING=1");
+    crate::sdnotify::send("STOPPING=1");
     for w in &workers {
         let _ = w.shutdown.notify();
     }
@@ -234,6 +235,8 @@ struct Channels<'a> {
     signals: &'a Receiver<i32>,
     /// Set on SIGUSR1: the access log's writer opens its file again before its next write.
     log_reopen: Option<&'a AtomicBool>,
+    /// What /readyz reports; set to draining before the drain is logged.
+    readiness: &'a AtomicU8,
 }
 
 /// The steady state: aggregate reports, log progress, re-read the configuration on SIGHUP,
@@ -249,13 +252,22 @@ fn serve(
         events,
         signals,
         log_reopen,
+        readiness,
     } = *channels;
     // What runs: the start-up configuration, with what a reload could apply in place.
     let mut running = config.clone();
     let now = Instant::now();
     let mut progress = ProgressLog::new(1000, now);
     let mut summary = Summary::new(SUMMARY_EVERY, now);
+    let mut watchdog = Watchdog::from_env();
+    let tick = watchdog.map_or(Duration::from_secs(1), |w| {
+        w.interval().min(Duration::from_secs(1))
+    });
+    let mut status = StatusLine::new(now);
     loop {
+        if let Some(watchdog) = &mut watchdog {
+            watchdog.tick(Instant::now());
+        }
         select! {
             recv(reports) -> report => {
                 let Ok(report) = report else { return EXIT_FAILURE };
@@ -279,7 +291,9 @@ fn serve(
             },
             recv(signals) -> signal => {
                 if signal == Ok(libc::SIGHUP) {
+                    crate::sdnotify::reloading();
                     apply_reload(&mut running, reload());
+                    crate::sdnotify::send("READY=1");
                     continue;
                 }
                 if signal == Ok(libc::SIGUSR1) {
@@ -293,18 +307,50 @@ fn serve(
                     continue;
                 }
                 let name = signal.map(sys::signal_name).unwrap_or("signal");
+                // Not ready before saying so: whoever reads the line finds /readyz 503.
+                readiness.store(DRAINING, Ordering::Relaxed);
                 info!("{name}: draining for up to {:?}", config.drain_timeout);
                 return 0;
             }
-            default(Duration::from_secs(1)) => {}
+            default(tick) => {}
         }
         let (sum, active) = {
             let t = totals.lock().unwrap_or_else(PoisonError::into_inner);
             (t.sum(), t.active())
         };
-        if let Some(line) = summary.tick(&sum, active, Instant::now()) {
+        let now = Instant::now();
+        if let Some(line) = summary.tick(&sum, active, now) {
             info!("{line}");
         }
+        status.tick(&sum, active, now);
+    }
+}
+
+/// STATUS= for `systemctl status`, every [`crate::sdnotify::STATUS_EVERY`]: open connections
+/// and the requests per second since the previous one.
+struct StatusLine {
+    since: Instant,
+    requests: u64,
+}
+
+impl StatusLine {
+    fn new(now: Instant) -> StatusLine {
+        StatusLine {
+            since: now,
+            requests: 0,
+        }
+    }
+
+    fn tick(&mut self, sum: &crate::metrics::Counters, active: u64, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed < crate::sdnotify::STATUS_EVERY {
+            return;
+        }
+        let requests = sum.total_requests();
+        let rate = requests.saturating_sub(self.requests) as f64 / elapsed.as_secs_f64();
+        crate::sdnotify::send(&crate::sdnotify::status_line(active, rate, false));
+        self.since = now;
+        self.requests = requests;
     }
 }
 
@@ -354,8 +400,20 @@ struct Stopping<'a> {
 /// the connections still in flight, and systemd must not read that as a failure.
 fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code: i32) -> i32 {
     let mut exited = vec![false; workers.len()];
+    let mut watchdog = Watchdog::from_env();
+    let active = stopping
+        .totals
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .active();
+    crate::sdnotify::send(&crate::sdnotify::status_line(active, 0.0, true));
     while exited.iter().any(|e| !e) {
+        if let Some(watchdog) = &mut watchdog {
+            watchdog.tick(Instant::now());
+        }
         let left = stopping.deadline.saturating_duration_since(Instant::now());
+        // Wake for the watchdog too: systemd would kill a drain that goes quiet.
+        let wait = watchdog.map_or(left, |w| left.min(w.interval()));
         select! {
             recv(stopping.events) -> event => match event {
                 Ok(WorkerEvent::Exited { worker, panicked }) => {
@@ -388,9 +446,11 @@ fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code
                 // The signal thread is gone; keep waiting for the workers.
                 Err(_) => {}
             },
-            default(left) => {
-                error!("workers did not stop in time; exiting anyway");
-                return EXIT_FAILURE;
+            default(wait) => {
+                if Instant::now() >= stopping.deadline {
+                    error!("workers did not stop in time; exiting anyway");
+                    return EXIT_FAILURE;
+                }
             }
         }
     }
@@ -469,25 +529,6 @@ fn report_open_files_limit(workers: usize, file_cache_entries: usize) {
     }
 }
 
-/// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if set.
-fn notify_systemd(state: &str) {
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = if let Some(name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        SocketAddr::from_abstract_name(name.as_bytes())
-    } else {
-        SocketAddr::from_pathname(&path)
-    };
-    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr));
-    if let Err(e) = sent {
-        warn!("sd_notify {state}: {e}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,6 +551,7 @@ mod tests {
             events: &events,
             signals: &signals,
             log_reopen: None,
+            readiness: &AtomicU8::new(SERVING),
         };
         serve(
             &config,
@@ -562,6 +604,7 @@ mod tests {
             events: &events,
             signals: &signals,
             log_reopen: None,
+            readiness: &AtomicU8::new(SERVING),
         };
         assert_eq!(serve(&config, &reload, &channels, &totals), 0);
         assert_eq!(reloads.get(), 2);

@@ -49,7 +49,7 @@ pub use net::{
 };
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
 pub use stat::device_and_inode;
-pub use sysconf::{clock_ticks_per_second, page_size};
+pub use sysconf::{clock_ticks_per_second, monotonic_micros, page_size};
 
 /// Runs `op` again for as long as it fails with `EINTR`: an interrupted call did nothing.
 fn retry_interrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {

@@ -67,6 +67,8 @@ pub struct Options<'a> {
     pub workers: usize,
     pub admin: bool,
     pub extra: &'a [&'a str],
+    /// Environment variables for the server (NOTIFY_SOCKET…).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl Default for Options<'_> {
@@ -76,6 +78,7 @@ impl Default for Options<'_> {
             workers: 1,
             admin: false,
             extra: &[],
+            env: &[],
         }
     }
 }
@@ -118,6 +121,7 @@ impl Server {
                 .arg("--admin")
                 .arg(admin.map_or("off".to_string(), |p| format!("127.0.0.1:{p}")))
                 .args(opts.extra)
+                .envs(opts.env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());

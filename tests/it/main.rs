@@ -14,6 +14,7 @@ mod lifecycle;
 mod logging;
 mod metrics;
 mod static_files;
+mod systemd;
 mod timeouts;
 mod websocket;
 mod ws_client;
