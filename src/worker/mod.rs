@@ -312,6 +312,8 @@ impl Worker {
         if secs != self.svc.shared.now_secs {
             self.svc.shared.date = http::http_date(wall);
             self.svc.shared.now_secs = secs;
+            // Before the turn's events, so a request for a cached file finds it checked.
+            self.svc.files.sweep(secs);
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Owns the open root directory and the per-worker file cache (nginx's open_file_cache): prebuilt
 //! header lines plus, for a small file, its body and, for a large one, an open descriptor, each
-//! revalidated against inode, size and mtime at most once a second. It opens files and reads
+//! revalidated against inode, size and mtime once a second by [`StaticFiles::sweep`]. It opens files and reads
 //! small ones; `files` makes every decision (safe path, MIME type, validators, 304/412/206/416),
 //! `conn::Refusal` maps every refusal to its status. It never writes anything: it describes each
 //! response as a [`Response`] value (a status, prepared head lines, a body of cached bytes or a
@@ -95,6 +95,8 @@ pub struct StaticFiles {
     /// The entry of the latest response while the cache holds none (`--file-cache-entries 0`).
     uncached: Option<Cached>,
     boundary_seed: u64,
+    /// The second of the latest sweep.
+    swept_at: u64,
 }
 
 impl Respond for StaticFiles {
@@ -152,7 +154,33 @@ impl StaticFiles {
             cache_entries: config.file_cache_entries,
             uncached: None,
             boundary_seed: worker as u64,
+            swept_at: 0,
         })
+    }
+
+    /// Revalidates every entry not checked this second and drops those whose file changed or
+    /// vanished, closing a large file's descriptor (once no response still sends from it), so
+    /// that a deleted file is let go within a second even if nobody asks for it again (nginx's
+    /// open_file_cache `inactive`, but checked rather than aged out). Called by the worker
+    /// when the second changes, before the turn's requests: O(entries) once a second; a
+    /// request for a cached file then finds it checked already.
+    pub fn sweep(&mut self, now_secs: u64) {
+        if self.swept_at == now_secs {
+            return;
+        }
+        self.swept_at = now_secs;
+        let mut slot = 0;
+        while slot < self.entries.len() {
+            if self.revalidate(slot, now_secs) {
+                slot += 1;
+            } else {
+                // The last entry moves into `slot`: look at it next.
+                self.remove(slot);
+            }
+        }
+        // Without a cache the latest response's entry is only kept for that response, which
+        // holds its own reference to a large file: let the descriptor go.
+        self.uncached = None;
     }
 
     fn entry(&self, slot: Slot) -> Option<&Cached> {
@@ -486,5 +514,102 @@ fn open_error(e: &io::Error) -> Refusal {
         }
         Some(libc::EACCES | libc::EPERM) => Refusal::Forbidden,
         _ => Refusal::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_request, Limits, Parse};
+    use std::rc::Weak;
+
+    /// Seconds of a clock the tests move by hand.
+    const NOW: u64 = 1_000_000;
+
+    /// A root holding `small.txt` (8 bytes), `index.html` and `big.bin` (above a 16-byte
+    /// small-file limit), and a cache over it with room for `entries`.
+    fn files(entries: usize) -> (tempfile::TempDir, StaticFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("small.txt"), b"8 bytes.").expect("write");
+        std::fs::write(dir.path().join("big.bin"), [7u8; 100]).expect("write");
+        std::fs::write(dir.path().join("index.html"), b"<p>i</p>").expect("write");
+        let mut config = Config::defaults();
+        config.root = dir.path().to_path_buf();
+        config.small_file_max = 16;
+        config.file_cache_entries = entries;
+        let files = StaticFiles::new(&config, 0).expect("static files");
+        (dir, files)
+    }
+
+    /// GET `path` at second `now`: the status and, for a large file, a weak reference to the
+    /// descriptor it is sent from (dead once the file is closed).
+    fn get(files: &mut StaticFiles, path: &str, now: u64) -> (u16, Option<Weak<File>>) {
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
+        let Ok(Parse::Complete(req)) = parse_request(&mut head, &Limits::default()) else {
+            panic!("the request does not parse");
+        };
+        let response = files.respond(&req, now);
+        let file = match &response.body {
+            Body::File(region) => Some(Rc::downgrade(&region.file)),
+            _ => None,
+        };
+        (response.status.code(), file)
+    }
+
+    #[test]
+    fn the_sweep_closes_a_deleted_large_file_nobody_asks_for() {
+        let (dir, mut files) = files(8);
+        let (status, descriptor) = get(&mut files, "/big.bin", NOW);
+        assert_eq!(status, 200);
+        let descriptor = descriptor.expect("a large file is sent from its descriptor");
+        assert!(descriptor.upgrade().is_some(), "the cache holds it open");
+        files.sweep(NOW + 1);
+        assert!(
+            descriptor.upgrade().is_some(),
+            "an unchanged file stays open"
+        );
+        std::fs::remove_file(dir.path().join("big.bin")).expect("remove");
+        files.sweep(NOW + 1);
+        assert!(descriptor.upgrade().is_some(), "one sweep a second");
+        files.sweep(NOW + 2);
+        assert!(
+            descriptor.upgrade().is_none(),
+            "the descriptor was not closed"
+        );
+        assert!(files.entries.is_empty() && files.paths.is_empty());
+    }
+
+    #[test]
+    fn the_sweep_checks_every_entry_for_the_second_and_drops_changed_ones() {
+        let (dir, mut files) = files(8);
+        for path in ["/small.txt", "/big.bin", "/"] {
+            assert_eq!(get(&mut files, path, NOW).0, 200, "{path}");
+        }
+        assert_eq!(files.entries.len(), 3);
+        std::fs::write(dir.path().join("small.txt"), b"now 9 bytes").expect("write");
+        files.sweep(NOW + 1);
+        let mut kept: Vec<&[u8]> = files.entries.iter().map(|e| e.key.as_slice()).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [b"/".as_slice(), b"/big.bin"]);
+        assert!(files.entries.iter().all(|e| e.checked_at == NOW + 1));
+        for (key, &slot) in &files.paths {
+            assert_eq!(files.entries.get(slot).map(|e| &e.key), Some(key));
+        }
+        assert_eq!(get(&mut files, "/small.txt", NOW + 1).0, 200);
+        assert_eq!(files.entries.len(), 3);
+    }
+
+    #[test]
+    fn without_a_cache_the_sweep_lets_the_last_large_file_go() {
+        let (_dir, mut files) = files(0);
+        let (status, descriptor) = get(&mut files, "/big.bin", NOW);
+        assert_eq!(status, 200);
+        let descriptor = descriptor.expect("a large file is sent from its descriptor");
+        assert!(descriptor.upgrade().is_some());
+        files.sweep(NOW + 1);
+        assert!(
+            descriptor.upgrade().is_none(),
+            "the descriptor was not closed"
+        );
     }
 }
