@@ -104,6 +104,9 @@ pub struct Counters {
     pub requests: [u64; 5],
     /// Bytes written to clients (heads and bodies).
     pub bytes_sent: u64,
+    /// Requests answered 503 because a file could not be opened for lack of descriptors or
+    /// memory.
+    pub files_unavailable: u64,
     /// Request latency as measured by the worker.
     pub latency: Histogram,
     /// WebSocket traffic.
@@ -191,6 +194,9 @@ impl Counters {
             *mine = mine.saturating_add(theirs);
         }
         self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
+        self.files_unavailable = self
+            .files_unavailable
+            .saturating_add(other.files_unavailable);
         self.latency.merge(&other.latency);
         self.ws.add(&other.ws);
     }
@@ -218,6 +224,9 @@ impl Counters {
             closed: self.closed.saturating_sub(earlier.closed),
             requests,
             bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            files_unavailable: self
+                .files_unavailable
+                .saturating_sub(earlier.files_unavailable),
             latency: self.latency.since(&earlier.latency),
             ws: WsCounters {
                 upgrades: self.ws.upgrades.saturating_sub(earlier.ws.upgrades),
@@ -330,6 +339,12 @@ impl Totals {
             ("percore_response_bytes_total", "counter"),
             "Bytes sent to clients.",
             |c| c.bytes_sent,
+        );
+        self.per_worker(
+            &mut out,
+            ("percore_files_unavailable_total", "counter"),
+            "Requests answered 503 because a file could not be opened for lack of descriptors or memory.",
+            |c| c.files_unavailable,
         );
         self.render_latency(&mut out);
         self.render_ws(&mut out);
@@ -710,6 +725,7 @@ mod tests {
             accepted: 3,
             closed: 1,
             bytes_sent: 1234,
+            files_unavailable: 7,
             ..Counters::default()
         };
         delta.record_status(Status::OK);
@@ -748,6 +764,9 @@ mod tests {
              # HELP percore_response_bytes_total Bytes sent to clients.\n\
              # TYPE percore_response_bytes_total counter\n\
              percore_response_bytes_total{worker=\"0\"} 1234\n\
+             # HELP percore_files_unavailable_total Requests answered 503 because a file could not be opened for lack of descriptors or memory.\n\
+             # TYPE percore_files_unavailable_total counter\n\
+             percore_files_unavailable_total{worker=\"0\"} 7\n\
              # HELP percore_request_duration_seconds Request latency as measured by the worker.\n\
              # TYPE percore_request_duration_seconds histogram\n\
              percore_request_duration_seconds_bucket{worker=\"0\",le=\"0.000001\"} 1\n\

@@ -13,6 +13,7 @@ mod connection;
 pub mod slab;
 mod socket;
 mod static_files;
+mod throttle;
 pub mod timer;
 
 use std::io;
@@ -505,6 +506,7 @@ impl Worker {
         }
         self.last_report = self.now;
         self.accepts_since_report = 0;
+        self.svc.shared.counters.files_unavailable += self.svc.files.take_unavailable();
         let counters = &mut self.svc.shared.counters;
         if counters.is_zero() {
             return;

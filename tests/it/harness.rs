@@ -67,6 +67,9 @@ pub struct Options<'a> {
     pub workers: usize,
     pub admin: bool,
     pub extra: &'a [&'a str],
+    /// Start the server under `prlimit --nofile=N:N` (util-linux), so it may hold at most N
+    /// descriptors; prlimit execs percore, so the PID is the server's.
+    pub open_files: Option<u64>,
 }
 
 impl Default for Options<'_> {
@@ -76,6 +79,7 @@ impl Default for Options<'_> {
             workers: 1,
             admin: false,
             extra: &[],
+            open_files: None,
         }
     }
 }
@@ -106,7 +110,14 @@ impl Server {
                 .map(u16::to_string)
                 .collect::<Vec<_>>()
                 .join(",");
-            let mut cmd = Command::new(BIN);
+            let mut cmd = match opts.open_files {
+                Some(n) => {
+                    let mut cmd = Command::new("prlimit");
+                    cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(BIN);
+                    cmd
+                }
+                None => Command::new(BIN),
+            };
             cmd.arg("--bind")
                 .arg("127.0.0.1")
                 .arg("--ports")
@@ -173,6 +184,13 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// How many descriptors the server holds now (entries of /proc/PID/fd).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the server's fd directory")
+            .count()
     }
 
     pub fn connect(&self) -> TcpStream {

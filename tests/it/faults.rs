@@ -1,0 +1,134 @@
+//! Faults the server must ride out: no descriptor left.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::harness::{patterned, read_response, Options, Response, Root, Server};
+
+/// Sends a keep-alive GET for `path` on `stream` and reads the one response.
+fn request(stream: &mut TcpStream, path: &str) -> Response {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .expect("sending a request");
+    read_response(stream, false)
+}
+
+/// Polls `check` every 20 ms until it holds; panics with `what` after `limit`.
+fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what}: not after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The counts in the log's rate-limited warnings about a shortage of descriptors or memory.
+fn shortage_counts(log: &str) -> Vec<u64> {
+    const MARK: &str = "short of file descriptors or memory ";
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(MARK)? + MARK.len()..];
+            rest.split(' ').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Once the server holds as many descriptors as it may, a small and a large file it served a
+/// moment ago are still served on an open connection after the once-a-second revalidation
+/// (they used to get 500: revalidating reopened the file), a file never served before gets 503
+/// with Retry-After (not 500), the warning is rate-limited, and once a connection closes the
+/// new file is served.
+#[test]
+fn at_the_open_files_limit_cached_files_are_served_and_others_get_503() {
+    const LIMIT: u64 = 40;
+    const REFUSED: u64 = 20;
+    let root = Root::new();
+    root.write("small.txt", b"small and cached");
+    let big = patterned(100 * 1024);
+    root.write("big.bin", &big);
+    root.write("never.txt", b"not fetched before the limit");
+    let server = Server::start_with(
+        &root,
+        Options {
+            admin: true,
+            open_files: Some(LIMIT),
+            ..Options::default()
+        },
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).expect("limits");
+    assert!(
+        limits.lines().any(|l| l.starts_with("Max open files")
+            && l.split_whitespace().nth(3) == Some(&LIMIT.to_string())),
+        "{limits}"
+    );
+    let mut kept = server.connect();
+    assert_eq!(request(&mut kept, "/small.txt").body, b"small and cached");
+    assert_eq!(request(&mut kept, "/big.bin").body, big);
+
+    // Idle keep-alive connections, each served once, until no descriptor is left.
+    let mut idle = Vec::new();
+    while server.open_fds() < LIMIT as usize {
+        assert!(
+            idle.len() < LIMIT as usize,
+            "the descriptor count does not grow"
+        );
+        let mut stream = server.connect();
+        assert_eq!(request(&mut stream, "/small.txt").status, 200);
+        idle.push(stream);
+    }
+    assert_eq!(server.open_fds(), LIMIT as usize);
+
+    // Past the once-a-second revalidation of both cached files.
+    std::thread::sleep(Duration::from_millis(1500));
+    let small = request(&mut kept, "/small.txt");
+    let text = String::from_utf8_lossy(&small.body);
+    assert_eq!((small.status, text.as_ref()), (200, "small and cached"));
+    let large = request(&mut kept, "/big.bin");
+    assert_eq!(large.status, 200);
+    assert!(large.body == big, "the large file's body differs");
+
+    for _ in 0..REFUSED {
+        let refused = request(&mut kept, "/never.txt");
+        assert_eq!(refused.status, 503, "{refused:?}");
+        assert_eq!(refused.header("Retry-After"), Some("1"));
+        assert_eq!(
+            refused.header("Connection"),
+            None,
+            "the connection stays open"
+        );
+    }
+    assert_eq!(server.open_fds(), LIMIT as usize);
+
+    // Two connections close: the file opens again.
+    idle.truncate(idle.len() - 2);
+    wait_until(
+        Duration::from_secs(5),
+        "the server closing two connections",
+        || server.open_fds() <= LIMIT as usize - 2,
+    );
+    let served = request(&mut kept, "/never.txt");
+    assert_eq!(served.status, 200);
+    assert_eq!(served.body, b"not fetched before the limit");
+
+    // One warning at once, the rest summed up a second later: a few lines, not one per request.
+    wait_until(
+        Duration::from_secs(5),
+        "warnings counting every 503",
+        || shortage_counts(&server.log()).iter().sum::<u64>() == REFUSED,
+    );
+    let lines = shortage_counts(&server.log()).len();
+    assert!((1..=4).contains(&lines), "{lines} lines:\n{}", server.log());
+
+    idle.clear();
+    wait_until(
+        Duration::from_secs(5),
+        "the metrics counting every 503",
+        || {
+            server.metrics().contains(&format!(
+                "percore_files_unavailable_total{{worker=\"0\"}} {REFUSED}\n"
+            ))
+        },
+    );
+}
