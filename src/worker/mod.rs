@@ -35,12 +35,16 @@ use crate::ws::WsConfig;
 use connection::{Connection, Service};
 use slab::{Key, Slab};
 use static_files::StaticFiles;
+use throttle::Throttle;
 use timer::{TimerWheel, TICK_MS};
 
 const SHUTDOWN_TOKEN: u64 = Key::RESERVED;
 const LISTENER_TOKEN_BASE: u64 = Key::RESERVED + 1;
 /// How long accepting pauses after EMFILE/ENFILE before it is tried again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Seconds between two warnings about accept pausing for lack of descriptors (it retries every
+/// 100 ms, so without a limit that would be ten lines a second).
+const ACCEPT_SHORTAGE_WARNING_INTERVAL: u64 = 1;
 /// A report goes out at least this often while anything changed, and after this many accepts.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const REPORT_EVERY_ACCEPTS: u64 = 1000;
@@ -137,6 +141,8 @@ struct Worker {
     last_report: Instant,
     reports: Sender<WorkerReport>,
     accept_paused_until: Option<Instant>,
+    /// Warnings about accept out of descriptors, with the latest errno.
+    accept_shortages: (Throttle, i32),
     drain_deadline: Option<Instant>,
     due: Vec<(Key, u64)>,
     /// Connections whose read budget ran out with input waiting; driven again each round, each
@@ -230,6 +236,7 @@ impl Worker {
             last_report: now,
             reports: setup.reports.clone(),
             accept_paused_until: None,
+            accept_shortages: (Throttle::new(ACCEPT_SHORTAGE_WARNING_INTERVAL), 0),
             drain_deadline: None,
             due: Vec::new(),
             ready: Vec::new(),
@@ -313,8 +320,17 @@ impl Worker {
         if secs != self.svc.shared.now_secs {
             self.svc.shared.date = http::http_date(wall);
             self.svc.shared.now_secs = secs;
-            // Before the turn's events, so a request for a cached file finds it checked.
-            self.svc.files.sweep(secs);
+            self.every_second(secs);
+        }
+    }
+
+    /// Once a second, before the turn's events: revalidates the file cache (closing the
+    /// descriptors of files deleted since; a request for a cached file then finds it checked)
+    /// and tells the warnings held back.
+    fn every_second(&mut self, secs: u64) {
+        self.svc.files.sweep(secs);
+        if let Some(count) = self.accept_shortages.0.take(secs) {
+            self.warn_accept_shortage(count);
         }
     }
 
@@ -343,12 +359,16 @@ impl Worker {
                     io::ErrorKind::WouldBlock => return,
                     io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted => continue,
                     _ => {
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                        ) {
-                            warn!("worker {}: accept paused for {ACCEPT_PAUSE:?}: {e} ({} connections open)", self.id, self.conns.len());
+                        if let Some(
+                            errno @ (libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM),
+                        ) = e.raw_os_error()
+                        {
                             self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
+                            self.accept_shortages.1 = errno;
+                            let now_secs = self.svc.shared.now_secs;
+                            if let Some(count) = self.accept_shortages.0.hit(now_secs) {
+                                self.warn_accept_shortage(count);
+                            }
                         } else {
                             warn!("worker {}: accept: {e}", self.id);
                         }
@@ -369,6 +389,16 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn warn_accept_shortage(&self, count: u64) {
+        warn!(
+            "worker {}: accept paused {count} time(s) for {ACCEPT_PAUSE:?} since the last such \
+             line: {} ({} connections open)",
+            self.id,
+            io::Error::from_raw_os_error(self.accept_shortages.1),
+            self.conns.len()
+        );
     }
 
     fn add_connection(&mut self, stream: TcpStream) {

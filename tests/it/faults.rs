@@ -24,22 +24,27 @@ fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// The counts in the log's rate-limited warnings about a shortage of descriptors or memory.
-fn shortage_counts(log: &str) -> Vec<u64> {
-    const MARK: &str = "short of file descriptors or memory ";
+/// The counts in the log's rate-limited warnings whose text has `mark` just before the count.
+fn warning_counts(log: &str, mark: &str) -> Vec<u64> {
     log.lines()
         .filter_map(|line| {
-            let rest = &line[line.find(MARK)? + MARK.len()..];
+            let rest = &line[line.find(mark)? + mark.len()..];
             rest.split(' ').next()?.parse().ok()
         })
         .collect()
 }
 
+/// Counts of the warnings about files that could not be opened.
+fn shortage_counts(log: &str) -> Vec<u64> {
+    warning_counts(log, "short of file descriptors or memory ")
+}
+
 /// Once the server holds as many descriptors as it may, a small and a large file it served a
 /// moment ago are still served on an open connection after the once-a-second revalidation
 /// (they used to get 500: revalidating reopened the file), a file never served before gets 503
-/// with Retry-After (not 500), the warning is rate-limited, and once a connection closes the
-/// new file is served.
+/// with Retry-After (not 500), and the warnings about that and about accept failing every
+/// 100 ms are rate-limited; once connections close, the one left waiting in the listen queue
+/// is served and so is the new file.
 #[test]
 fn at_the_open_files_limit_cached_files_are_served_and_others_get_503() {
     const LIMIT: u64 = 40;
@@ -79,6 +84,11 @@ fn at_the_open_files_limit_cached_files_are_served_and_others_get_503() {
         idle.push(stream);
     }
     assert_eq!(server.open_fds(), LIMIT as usize);
+    // One more, with its request: the kernel queues it, and accept fails every 100 ms.
+    let mut queued = server.connect();
+    queued
+        .write_all(b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("the queued request");
 
     // Past the once-a-second revalidation of both cached files.
     std::thread::sleep(Duration::from_millis(1500));
@@ -101,12 +111,13 @@ fn at_the_open_files_limit_cached_files_are_served_and_others_get_503() {
     }
     assert_eq!(server.open_fds(), LIMIT as usize);
 
-    // Two connections close: the file opens again.
+    // Two connections close: the queued one is accepted and answered, and the file opens.
     idle.truncate(idle.len() - 2);
+    assert_eq!(read_response(&mut queued, false).status, 200);
     wait_until(
         Duration::from_secs(5),
-        "the server closing two connections",
-        || server.open_fds() <= LIMIT as usize - 2,
+        "a descriptor free after two connections closed",
+        || server.open_fds() < LIMIT as usize,
     );
     let served = request(&mut kept, "/never.txt");
     assert_eq!(served.status, 200);
@@ -120,6 +131,13 @@ fn at_the_open_files_limit_cached_files_are_served_and_others_get_503() {
     );
     let lines = shortage_counts(&server.log()).len();
     assert!((1..=4).contains(&lines), "{lines} lines:\n{}", server.log());
+    // Accept retried every 100 ms for about 1.5 s: a line a second at most, with the count.
+    let pauses = warning_counts(&server.log(), "accept paused ");
+    assert!(
+        (1..=4).contains(&pauses.len()) && pauses.iter().sum::<u64>() >= 5,
+        "accept warnings {pauses:?}:\n{}",
+        server.log()
+    );
 
     idle.clear();
     wait_until(
