@@ -1,6 +1,6 @@
-//! Faults the server must ride out: no descriptor left.
+//! Faults the server must ride out: no descriptor left, and more clients than a worker may hold.
 
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -149,4 +149,91 @@ fn at_the_open_files_limit_cached_files_are_served_and_others_get_503() {
             ))
         },
     );
+}
+
+/// Connections waiting in the listen queue of the server's one listener (/proc/net/tcp's
+/// rx_queue of a listening socket is its accept queue).
+fn accept_queue(port: u16) -> u64 {
+    let local = format!("0100007F:{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let queued = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // Fields: sl, local address, remote address, state (0A: listening), tx:rx queues.
+        if fields.get(1) != Some(&local.as_str()) || fields.get(3) != Some(&"0A") {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    });
+    queued.unwrap_or_else(|| panic!("no listener on port {port} in /proc/net/tcp"))
+}
+
+/// With `--max-connections 3`, three idle keep-alive connections are served, a fourth completes
+/// its handshake and waits in the listen queue, unanswered, until one of the three closes; then
+/// it is accepted and answered, and the metrics count both pauses.
+#[test]
+fn beyond_max_connections_a_client_waits_in_the_listen_queue_until_one_closes() {
+    let root = Root::new();
+    let server = Server::start_with(
+        &root,
+        Options {
+            admin: true,
+            extra: &["--max-connections", "3"],
+            ..Options::default()
+        },
+    );
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = server.connect();
+            assert_eq!(request(&mut stream, "/hello.txt").status, 200);
+            stream
+        })
+        .collect();
+
+    let mut fourth = server.connect();
+    fourth
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("the fourth request");
+    wait_until(
+        Duration::from_secs(5),
+        "the fourth in the listen queue",
+        || accept_queue(server.port()) == 1,
+    );
+    // Still queued after several turns of the worker (it wakes at least every 100 ms).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(accept_queue(server.port()), 1, "accepted beyond the cap");
+    fourth.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0u8; 1];
+    let early = fourth.read(&mut byte).map_err(|e| e.kind());
+    assert_eq!(early, Err(ErrorKind::WouldBlock), "answered beyond the cap");
+    fourth.set_nonblocking(false).expect("blocking");
+    wait_until(
+        Duration::from_secs(5),
+        "the metrics showing the pause",
+        || {
+            server
+                .metrics()
+                .contains("percore_accept_paused{worker=\"0\"} 1\n")
+        },
+    );
+
+    drop(held.remove(0));
+    let answer = read_response(&mut fourth, false);
+    let text = String::from_utf8_lossy(&answer.body);
+    assert_eq!((answer.status, text.as_ref()), (200, "hello, world\n"));
+    assert_eq!(accept_queue(server.port()), 0);
+    for stream in held.iter_mut().chain([&mut fourth]) {
+        assert_eq!(request(stream, "/hello.txt").status, 200);
+    }
+    // Paused on the third accept, resumed when one closed, paused again on the fourth.
+    wait_until(
+        Duration::from_secs(5),
+        "the metrics counting two pauses",
+        || {
+            let metrics = server.metrics();
+            metrics.contains("percore_accept_cap_pauses_total{worker=\"0\"} 2\n")
+                && metrics.contains("percore_accept_paused{worker=\"0\"} 1\n")
+        },
+    );
+    assert!(!server.log().contains("error"), "{}", server.log());
 }
