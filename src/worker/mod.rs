@@ -281,6 +281,8 @@ impl Worker {
         self.epoll.wait(events, Some(timeout))?;
         self.now = Instant::now();
         self.refresh_date();
+        // Before the turn's events, so that a request finds its file checked this second.
+        self.svc.files.sweep(self.svc.shared.now_secs);
         for event in events.iter() {
             match event.token {
                 SHUTDOWN_TOKEN => {
@@ -342,11 +344,8 @@ impl Worker {
         }
     }
 
-    /// Once a second, before the turn's events: revalidates the file cache (closing the
-    /// descriptors of files deleted since; a request for a cached file then finds it checked)
-    /// and tells the warnings held back.
+    /// Once a second: tells the warnings held back.
     fn every_second(&mut self, secs: u64) {
-        self.svc.files.sweep(secs);
         if let Some(count) = self.accept_shortages.0.take(secs) {
             self.warn_accept_shortage(count);
         }
