@@ -62,6 +62,10 @@ pub struct Config {
     pub small_file_max: u64,
     /// `--file-cache-entries`: entries in each worker's file cache (0: none).
     pub file_cache_entries: usize,
+    /// `--max-connections`: connections each worker holds at most (`None`: unlimited, so
+    /// only the open-files limit caps them); beyond it the worker stops accepting until one
+    /// closes, and new connections wait in the kernel's listen queue.
+    pub max_connections: Option<usize>,
     /// `--index`: the file served for a directory; a plain file name.
     pub index: String,
     /// `--dotfiles`: serve names starting with a dot (otherwise they get 404).
@@ -122,6 +126,7 @@ impl Config {
             drain_timeout: Duration::from_secs(10),
             small_file_max: 64 * KIB,
             file_cache_entries: 1024,
+            max_connections: None,
             index: "index.html".to_owned(),
             dotfiles: false,
             ws_paths: None,
@@ -266,6 +271,13 @@ const OPTIONS: &[Opt] = &[
         value_name: "N",
         default: "1024",
         help: "Entries in each worker's file cache (a large file's holds its descriptor); 0 = off",
+    },
+    Opt {
+        flag: "max-connections",
+        value_name: "N|unlimited",
+        default: "unlimited",
+        help: "Connections each worker holds at most; beyond, new ones wait in the listen queue \
+               until one closes (unlimited: only the open-files limit caps them)",
     },
     Opt {
         flag: "index",
@@ -468,6 +480,10 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
             "file_cache_entries",
             old.file_cache_entries != new.file_cache_entries,
         ),
+        (
+            "max_connections",
+            old.max_connections != new.max_connections,
+        ),
         ("index", old.index != new.index),
         ("dotfiles", old.dotfiles != new.dotfiles),
         ("ws_paths", old.ws_paths != new.ws_paths),
@@ -626,6 +642,7 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "drain-timeout" => config.drain_timeout = parse_duration(raw)?,
         "small-file-max" => config.small_file_max = parse_size(raw)?,
         "file-cache-entries" => config.file_cache_entries = parse_count(raw)?,
+        "max-connections" => config.max_connections = parse_max_connections(raw)?,
         "index" => config.index = parse_index(raw)?,
         "dotfiles" => config.dotfiles = parse_bool(raw)?,
         "ws-paths" => config.ws_paths = parse_ws_paths(raw)?,
@@ -745,6 +762,17 @@ fn parse_access_log_format(raw: &str) -> Result<access_log::Format, String> {
         "json" => Ok(access_log::Format::Json),
         _ => Err("expected combined or json".to_owned()),
     }
+}
+
+/// `unlimited`, or a count of at least 1 (a worker that may hold no connection serves nothing).
+fn parse_max_connections(raw: &str) -> Result<Option<usize>, String> {
+    if raw.trim().eq_ignore_ascii_case("unlimited") {
+        return Ok(None);
+    }
+    parse_count(raw)
+        .and_then(at_least_one)
+        .map(Some)
+        .map_err(|_| "expected a whole number of at least 1, or unlimited".to_owned())
 }
 
 fn parse_count(raw: &str) -> Result<usize, String> {
@@ -1096,6 +1124,21 @@ mod tests {
         check(&["--max-headers", "7"], |c| c.max_headers = 7);
         check(&["--max-headers", "256"], |c| c.max_headers = 256);
         check(&["--file-cache-entries", "0"], |c| c.file_cache_entries = 0);
+        check(&["--max-connections", "3"], |c| c.max_connections = Some(3));
+        check(&["--max-connections", "unlimited"], |_| {});
+        check(
+            &["--max-connections", "3", "--max-connections", "Unlimited"],
+            |_| {},
+        );
+        for raw in ["0", "-1", "many", ""] {
+            check_error(
+                &[&format!("--max-connections={raw}")],
+                &format!(
+                    "percore: invalid --max-connections '{raw}': expected a whole number of at \
+                     least 1, or unlimited"
+                ),
+            );
+        }
         check_error(
             &["--workers", "0"],
             "percore: invalid --workers '0': must be at least 1",
@@ -1344,8 +1387,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = dir.path().display().to_string();
         type Edit = fn(&mut Config);
-        let cases: [(&str, Edit); 8] = [
+        let cases: [(&str, Edit); 10] = [
             ("ports = 8001", |c| c.ports = vec![8001]),
+            ("max_connections = 100", |c| c.max_connections = Some(100)),
+            ("max_connections = 'unlimited'", |_| {}),
             ("bind = ['127.0.0.1', '::1']", |c| {
                 c.bind = vec![
                     IpAddr::from([127, 0, 0, 1]),
@@ -1602,6 +1647,7 @@ mod tests {
         config.drain_timeout = Duration::from_millis(1);
         config.small_file_max = 1;
         config.file_cache_entries = 1;
+        config.max_connections = Some(1);
         config.index = "x".into();
         config.dotfiles = true;
         config.ws_paths = Some(vec!["/scrambled".into()]);

@@ -104,6 +104,13 @@ pub struct Counters {
     pub requests: [u64; STATUS_SLOTS],
     /// Bytes written to clients (heads and bodies).
     pub bytes_sent: u64,
+    /// Times the worker reached `--max-connections` and stopped accepting.
+    pub accept_cap_pauses: u64,
+    /// Times it resumed accepting after such a pause; paused now = pauses - resumes.
+    pub accept_cap_resumes: u64,
+    /// Requests answered 503 because a file could not be opened for lack of descriptors or
+    /// memory.
+    pub files_unavailable: u64,
     /// Request latency as measured by the worker.
     pub latency: Histogram,
     /// WebSocket traffic.
@@ -201,6 +208,15 @@ impl Counters {
             *mine = mine.saturating_add(theirs);
         }
         self.bytes_sent = self.bytes_sent.saturating_add(other.bytes_sent);
+        self.accept_cap_pauses = self
+            .accept_cap_pauses
+            .saturating_add(other.accept_cap_pauses);
+        self.accept_cap_resumes = self
+            .accept_cap_resumes
+            .saturating_add(other.accept_cap_resumes);
+        self.files_unavailable = self
+            .files_unavailable
+            .saturating_add(other.files_unavailable);
         self.latency.merge(&other.latency);
         self.ws.add(&other.ws);
     }
@@ -228,6 +244,15 @@ impl Counters {
             closed: self.closed.saturating_sub(earlier.closed),
             requests,
             bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            accept_cap_pauses: self
+                .accept_cap_pauses
+                .saturating_sub(earlier.accept_cap_pauses),
+            accept_cap_resumes: self
+                .accept_cap_resumes
+                .saturating_sub(earlier.accept_cap_resumes),
+            files_unavailable: self
+                .files_unavailable
+                .saturating_sub(earlier.files_unavailable),
             latency: self.latency.since(&earlier.latency),
             ws: WsCounters {
                 upgrades: self.ws.upgrades.saturating_sub(earlier.ws.upgrades),
@@ -245,6 +270,12 @@ impl Counters {
     /// Open connections: accepted minus closed.
     fn active(&self) -> u64 {
         self.accepted.saturating_sub(self.closed)
+    }
+
+    /// 1 while the worker holds `--max-connections` and leaves new connections queued.
+    fn accept_paused(&self) -> u64 {
+        self.accept_cap_pauses
+            .saturating_sub(self.accept_cap_resumes)
     }
 }
 
@@ -333,6 +364,18 @@ impl Totals {
             "Connections open now.",
             Counters::active,
         );
+        self.per_worker(
+            &mut out,
+            ("percore_accept_cap_pauses_total", "counter"),
+            "Times a worker reached --max-connections and stopped accepting.",
+            |c| c.accept_cap_pauses,
+        );
+        self.per_worker(
+            &mut out,
+            ("percore_accept_paused", "gauge"),
+            "1 while a worker holds --max-connections and new connections wait in the listen queue.",
+            Counters::accept_paused,
+        );
         let name = "percore_requests_total";
         family(
             &mut out,
@@ -360,6 +403,12 @@ impl Totals {
             ("percore_response_bytes_total", "counter"),
             "Bytes sent to clients.",
             |c| c.bytes_sent,
+        );
+        self.per_worker(
+            &mut out,
+            ("percore_files_unavailable_total", "counter"),
+            "Requests answered 503 because a file could not be opened for lack of descriptors or memory.",
+            |c| c.files_unavailable,
         );
         self.render_latency(&mut out);
         self.render_ws(&mut out);
@@ -767,6 +816,39 @@ mod tests {
     }
 
     #[test]
+    fn pauses_and_unavailable_files_add_up_and_difference() {
+        let one = Counters {
+            accept_cap_pauses: 3,
+            accept_cap_resumes: 2,
+            files_unavailable: 5,
+            ..Counters::default()
+        };
+        let mut sum = one.clone();
+        sum.add(&one);
+        assert_eq!(
+            (
+                sum.accept_cap_pauses,
+                sum.accept_cap_resumes,
+                sum.files_unavailable
+            ),
+            (6, 4, 10)
+        );
+        assert_eq!(sum.since(&one), one);
+        assert!(!one.is_zero());
+        assert_eq!(one.accept_paused(), 1);
+        let mut totals = Totals::new(1);
+        totals.apply(&WorkerReport {
+            worker: 0,
+            delta: one,
+        });
+        let text = totals.render_prometheus();
+        assert!(
+            text.contains("percore_accept_paused{worker=\"0\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn active_saturates_per_worker() {
         let mut totals = Totals::new(2);
         totals.apply(&report(0, 1, 5, &[]));
@@ -795,6 +877,9 @@ mod tests {
             accepted: 3,
             closed: 1,
             bytes_sent: 1234,
+            accept_cap_pauses: 4,
+            accept_cap_resumes: 3,
+            files_unavailable: 7,
             ..Counters::default()
         };
         delta.record_status(Status::OK);
@@ -830,6 +915,12 @@ mod tests {
              # HELP percore_connections_active Connections open now.\n\
              # TYPE percore_connections_active gauge\n\
              percore_connections_active{worker=\"0\"} 2\n\
+             # HELP percore_accept_cap_pauses_total Times a worker reached --max-connections and stopped accepting.\n\
+             # TYPE percore_accept_cap_pauses_total counter\n\
+             percore_accept_cap_pauses_total{worker=\"0\"} 4\n\
+             # HELP percore_accept_paused 1 while a worker holds --max-connections and new connections wait in the listen queue.\n\
+             # TYPE percore_accept_paused gauge\n\
+             percore_accept_paused{worker=\"0\"} 1\n\
              # HELP percore_requests_total Responses sent, by status code (and class).\n\
              # TYPE percore_requests_total counter\n\
              percore_requests_total{worker=\"0\",code=\"200\",class=\"2xx\"} 1\n\
@@ -837,6 +928,9 @@ mod tests {
              # HELP percore_response_bytes_total Bytes sent to clients.\n\
              # TYPE percore_response_bytes_total counter\n\
              percore_response_bytes_total{worker=\"0\"} 1234\n\
+             # HELP percore_files_unavailable_total Requests answered 503 because a file could not be opened for lack of descriptors or memory.\n\
+             # TYPE percore_files_unavailable_total counter\n\
+             percore_files_unavailable_total{worker=\"0\"} 7\n\
              # HELP percore_request_duration_seconds Request latency as measured by the worker.\n\
              # TYPE percore_request_duration_seconds histogram\n\
              percore_request_duration_seconds_bucket{worker=\"0\",le=\"0.000001\"} 1\n\

@@ -7,12 +7,15 @@
 //!
 //! Invariants: every connection that outlives its first turn is registered with epoll exactly
 //! once (read and write, edge triggered) and never modified afterwards; an event or timer entry
-//! for a closed connection is recognised by its slab generation and dropped.
+//! for a closed connection is recognised by its slab generation and dropped; a worker holds at
+//! most `--max-connections` connections, and one that stopped accepting (at that cap, or out of
+//! descriptors) tries its listeners again itself, since queued connections bring no new edge.
 
 mod connection;
 pub mod slab;
 mod socket;
 mod static_files;
+mod throttle;
 pub mod timer;
 
 use std::io;
@@ -35,12 +38,19 @@ use crate::ws::WsConfig;
 use connection::{Connection, Service};
 use slab::{Key, Slab};
 use static_files::StaticFiles;
+use throttle::Throttle;
 use timer::{TimerWheel, TICK_MS};
 
 const SHUTDOWN_TOKEN: u64 = Key::RESERVED;
 const LISTENER_TOKEN_BASE: u64 = Key::RESERVED + 1;
 /// How long accepting pauses after EMFILE/ENFILE before it is tried again.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Seconds between two warnings about accept pausing for lack of descriptors (it retries every
+/// 100 ms, so without a limit that would be ten lines a second).
+const ACCEPT_SHORTAGE_WARNING_INTERVAL: u64 = 1;
+/// Seconds between two warnings about the connection cap: a server capped on purpose reaches it
+/// often, and the metrics count every time.
+const CAP_WARNING_INTERVAL: u64 = 60;
 /// A report goes out at least this often while anything changed, and after this many accepts.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const REPORT_EVERY_ACCEPTS: u64 = 1000;
@@ -139,6 +149,16 @@ struct Worker {
     last_report: Instant,
     reports: Sender<WorkerReport>,
     accept_paused_until: Option<Instant>,
+    /// Connections this worker holds at most (`usize::MAX`: no cap but the open-files limit).
+    max_connections: usize,
+    /// Accepting stopped because the worker holds `max_connections`.
+    accept_capped: bool,
+    /// The listener a resumed accept starts with, rotating, so that none is always last.
+    next_listener: usize,
+    /// Warnings about accept out of descriptors, with the latest errno.
+    accept_shortages: (Throttle, i32),
+    /// Warnings about reaching `max_connections`.
+    cap_warnings: Throttle,
     drain_deadline: Option<Instant>,
     due: Vec<(Key, u64)>,
     /// Connections whose read budget ran out with input waiting; driven again each round, each
@@ -217,6 +237,7 @@ impl Worker {
             .clone()
             .map(|sink| Recorder::new(config.access_log_format, setup.id, sink));
         let svc = Service { files, shared };
+        let max_connections = config.max_connections.unwrap_or(usize::MAX);
         let now = Instant::now();
         let mut worker = Worker {
             id: setup.id,
@@ -233,6 +254,11 @@ impl Worker {
             last_report: now,
             reports: setup.reports.clone(),
             accept_paused_until: None,
+            max_connections,
+            accept_capped: false,
+            next_listener: 0,
+            accept_shortages: (Throttle::new(ACCEPT_SHORTAGE_WARNING_INTERVAL), 0),
+            cap_warnings: Throttle::new(CAP_WARNING_INTERVAL),
             drain_deadline: None,
             due: Vec::new(),
             ready: Vec::new(),
@@ -259,6 +285,8 @@ impl Worker {
         self.epoll.wait(events, Some(timeout))?;
         self.now = Instant::now();
         self.refresh_date();
+        // Before the turn's events, so that a request finds its file checked this second.
+        self.svc.files.sweep(self.svc.shared.now_secs);
         for event in events.iter() {
             match event.token {
                 SHUTDOWN_TOKEN => {
@@ -316,6 +344,17 @@ impl Worker {
         if secs != self.svc.shared.now_secs {
             self.svc.shared.date = http::http_date(wall);
             self.svc.shared.now_secs = secs;
+            self.every_second(secs);
+        }
+    }
+
+    /// Once a second: tells the warnings held back.
+    fn every_second(&mut self, secs: u64) {
+        if let Some(count) = self.accept_shortages.0.take(secs) {
+            self.warn_accept_shortage(count);
+        }
+        if let Some(count) = self.cap_warnings.take(secs) {
+            self.warn_cap(count);
         }
     }
 
@@ -329,12 +368,17 @@ impl Worker {
         u64::try_from(millis).unwrap_or(u64::MAX).div_ceil(TICK_MS)
     }
 
-    /// Accepts until the listen queue is empty.
+    /// Accepts until the listen queue is empty or the worker holds `max_connections`.
     fn accept(&mut self, listener: usize) {
-        if self.accept_paused_until.is_some() || self.drain_deadline.is_some() {
+        if self.accept_paused_until.is_some() || self.accept_capped || self.drain_deadline.is_some()
+        {
             return;
         }
         loop {
+            if self.conns.len() >= self.max_connections {
+                self.cap_accepting();
+                return;
+            }
             let Some(l) = self.listeners.get(listener) else {
                 return;
             };
@@ -344,12 +388,16 @@ impl Worker {
                     io::ErrorKind::WouldBlock => return,
                     io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted => continue,
                     _ => {
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                        ) {
-                            warn!("worker {}: accept paused for {ACCEPT_PAUSE:?}: {e} ({} connections open)", self.id, self.conns.len());
+                        if let Some(
+                            errno @ (libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM),
+                        ) = e.raw_os_error()
+                        {
                             self.accept_paused_until = Some(self.now + ACCEPT_PAUSE);
+                            self.accept_shortages.1 = errno;
+                            let now_secs = self.svc.shared.now_secs;
+                            if let Some(count) = self.accept_shortages.0.hit(now_secs) {
+                                self.warn_accept_shortage(count);
+                            }
                         } else {
                             warn!("worker {}: accept: {e}", self.id);
                         }
@@ -360,16 +408,61 @@ impl Worker {
         }
     }
 
-    /// Retries every listener once an EMFILE pause is over (no new edge may come for queued connections).
+    /// Stops accepting at the connection cap: connections wait in the listen queue (the kernel
+    /// completes their handshakes up to the backlog) until one of this worker's closes, as
+    /// nginx does at worker_connections; accepting them only to close them would turn a wait
+    /// into an error for the client.
+    fn cap_accepting(&mut self) {
+        self.accept_capped = true;
+        self.svc.shared.counters.accept_cap_pauses += 1;
+        if let Some(count) = self.cap_warnings.hit(self.svc.shared.now_secs) {
+            self.warn_cap(count);
+        }
+    }
+
+    /// Tries every listener again once accepting may resume: an EMFILE pause is over, or a
+    /// connection closed below the cap. Edge-triggered epoll reports a listener again only when
+    /// a new connection arrives, never for the ones already queued, so the worker must ask.
     fn resume_accepting(&mut self) {
+        let mut resume = false;
         if let Some(until) = self.accept_paused_until {
             if self.now >= until {
                 self.accept_paused_until = None;
-                for i in 0..self.listeners.len() {
-                    self.accept(i);
-                }
+                resume = true;
             }
         }
+        if self.accept_capped && self.conns.len() < self.max_connections {
+            self.accept_capped = false;
+            self.svc.shared.counters.accept_cap_resumes += 1;
+            resume = true;
+        }
+        if !resume || self.accept_paused_until.is_some() || self.accept_capped {
+            return;
+        }
+        let count = self.listeners.len();
+        let first = self.next_listener % count.max(1);
+        self.next_listener = first + 1;
+        for i in (first..count).chain(0..first) {
+            self.accept(i);
+        }
+    }
+
+    fn warn_accept_shortage(&self, count: u64) {
+        warn!(
+            "worker {}: accept paused {count} time(s) for {ACCEPT_PAUSE:?} since the last such \
+             line: {} ({} connections open)",
+            self.id,
+            io::Error::from_raw_os_error(self.accept_shortages.1),
+            self.conns.len()
+        );
+    }
+
+    fn warn_cap(&self, count: u64) {
+        warn!(
+            "worker {}: holding max_connections ({}): accepting paused until a connection closes, \
+             new ones wait in the listen queue ({count} time(s) since the last such line)",
+            self.id, self.max_connections
+        );
     }
 
     fn add_connection(&mut self, stream: TcpStream) {
@@ -517,6 +610,7 @@ impl Worker {
                 );
             }
         }
+        self.svc.shared.counters.files_unavailable += self.svc.files.take_unavailable();
         let counters = &mut self.svc.shared.counters;
         if counters.is_zero() {
             return;
@@ -540,6 +634,11 @@ mod tests {
 
     /// A worker serving `www/` on a free loopback port, not yet turning.
     fn worker_on_free_port() -> (Worker, u16) {
+        worker_with(|_| {})
+    }
+
+    /// The same, with the defaults changed by `edit`.
+    fn worker_with(edit: impl FnOnce(&mut Config)) -> (Worker, u16) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -547,6 +646,7 @@ mod tests {
         let mut config = Config::defaults();
         config.bind = vec![std::net::IpAddr::from([127, 0, 0, 1])];
         config.ports = vec![port];
+        edit(&mut config);
         let (reports, _) = crossbeam_channel::unbounded();
         let (events, _) = crossbeam_channel::unbounded();
         let (_, start) = crossbeam_channel::unbounded();
@@ -612,6 +712,52 @@ mod tests {
             events_while_queued > 0,
             "the test never had an event arrive for a queued connection"
         );
+    }
+
+    /// Turns `worker` until `client` has received something, at most `turns` times; returns
+    /// what arrived (empty if nothing did).
+    fn turn_until_answered(worker: &mut Worker, client: &mut TcpStream, turns: usize) -> Vec<u8> {
+        let mut events = Events::with_capacity(64);
+        let mut received = Vec::new();
+        for _ in 0..turns {
+            worker.turn(&mut events).expect("turn");
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = client.read(&mut buf) {
+                received.extend_from_slice(&buf[..n]);
+            }
+            if !received.is_empty() {
+                break;
+            }
+        }
+        received
+    }
+
+    /// At `max_connections` the worker stops accepting; a connection that arrives meanwhile
+    /// waits in the listen queue and is served once another closes, without a new edge from
+    /// epoll (the closing connection's turn must try the listener itself).
+    #[test]
+    fn at_max_connections_a_new_connection_waits_until_one_closes() {
+        let (mut worker, port) = worker_with(|c| c.max_connections = Some(1));
+        let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut first = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        first.set_nonblocking(true).expect("nonblocking");
+        first.write_all(request).expect("write");
+        let answer = turn_until_answered(&mut worker, &mut first, 50);
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        assert!(worker.accept_capped, "one connection is the cap");
+
+        let mut second = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        second.set_nonblocking(true).expect("nonblocking");
+        second.write_all(request).expect("write");
+        let early = turn_until_answered(&mut worker, &mut second, 5);
+        assert_eq!(early, b"", "answered beyond the cap");
+        assert_eq!(worker.conns.len(), 1);
+
+        drop(first);
+        let answer = turn_until_answered(&mut worker, &mut second, 50);
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        assert_eq!(worker.conns.len(), 1);
+        assert!(worker.accept_capped);
     }
 
     #[test]

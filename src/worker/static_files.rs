@@ -2,18 +2,27 @@
 //!
 //! Owns the open root directory and the per-worker file cache (nginx's open_file_cache): prebuilt
 //! header lines plus, for a small file, its body and, for a large one, an open descriptor, each
-//! revalidated against inode, size and mtime at most once a second. It opens files and reads
-//! small ones; `files` makes every decision (safe path, MIME type, validators, 304/412/206/416),
-//! `conn::Refusal` maps every refusal to its status. It never writes anything: it describes each
-//! response as a [`Response`] value (a status, prepared head lines, a body of cached bytes or a
-//! file region), which the connection writes and sends.
+//! revalidated against inode, size and mtime at most once a second with a stat by path that
+//! needs no descriptor: a small file's entry when it is requested, a large one's also by
+//! [`StaticFiles::sweep`], so that its descriptor is closed soon after the file is deleted even
+//! if nobody asks for it again. It opens files and reads small ones; `files` makes
+//! every decision (safe path, MIME type, validators, 304/412/206/416), `conn::Refusal` maps
+//! every refusal to its status. It never writes anything: it describes each response as a
+//! [`Response`] value (a status, prepared head lines, a body of cached bytes or a file region),
+//! which the connection writes and sends.
+//!
+//! Out of descriptors or memory (EMFILE, ENFILE, ENOMEM), cached files are still served and
+//! a file that cannot be opened gets 503 with Retry-After instead of 500: the shortage passes
+//! as connections close. The warning is logged at most once a second, with a count.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::rc::Rc;
 
 use crate::config::Config;
@@ -22,12 +31,28 @@ use crate::files::{self, FileStamp, Outcome, Preconditions, TargetOptions};
 use crate::http::{Body, FileRegion, Method, Request, Response, Status};
 use crate::sys::RootDir;
 
+use super::throttle::Throttle;
+
 /// Most ranges answered as multipart/byteranges; more fall back to the whole file (nginx's max_ranges idea).
 const MAX_RANGES: usize = 16;
 /// The methods files are served for.
 const ALLOW: &[u8] = b"GET, HEAD, OPTIONS";
 /// The page a 404 uses when the root has one.
 const NOT_FOUND_PAGE: &[u8] = b"/404.html";
+/// Seconds a client is asked to wait when a file cannot be opened for lack of descriptors or
+/// memory: descriptors come back as connections close, and the accept path retries after
+/// 100 ms, so a second is long enough for most and short enough not to lose anyone.
+const RETRY_AFTER: &[u8] = b"1";
+/// Seconds between two warnings about a shortage of descriptors or memory (with a count).
+const SHORTAGE_WARNING_INTERVAL: u64 = 1;
+/// Most bytes of a request path quoted in a warning.
+const LOGGED_PATH_MAX: usize = 200;
+/// Most large-file entries one [`StaticFiles::sweep`] call revalidates. A once-a-second stat
+/// meets cold caches: on the shared 2-core test machine a pass over 1,024 entries in one call
+/// took 2-18 ms of CPU (a stall for every connection of the worker), 128 per call 0.2-3 ms. An
+/// idle worker turns every 100 ms, so a cache full of large files (1,024 by default) is swept
+/// within 800 ms; a busy one turns far more often.
+const SWEEP_BATCH: usize = 128;
 
 /// A file found under the root, with its prebuilt header lines: kept in the cache or, when the
 /// cache holds no entries, used for one response.
@@ -81,6 +106,22 @@ enum Found {
     Redirect(Vec<u8>),
 }
 
+/// Why a request path is not served.
+enum Miss {
+    /// A refusal, answered with the status `Refusal::status` gives it.
+    Refused(Refusal),
+    /// The file could not be opened or read for lack of descriptors or memory (the errno):
+    /// 503 with Retry-After, since the shortage passes. (Until `conn::Refusal` has a variant
+    /// for it, this file writes that answer itself: see [`unavailable_response`].)
+    Unavailable(i32),
+}
+
+impl From<Refusal> for Miss {
+    fn from(refusal: Refusal) -> Miss {
+        Miss::Refused(refusal)
+    }
+}
+
 /// The document root and its cache, one per worker.
 pub struct StaticFiles {
     root: RootDir,
@@ -95,6 +136,57 @@ pub struct StaticFiles {
     /// The entry of the latest response while the cache holds none (`--file-cache-entries 0`).
     uncached: Option<Cached>,
     boundary_seed: u64,
+    /// The second of the latest sweep call.
+    swept_at: u64,
+    /// The next entry the current sweep pass looks at; `None` between passes.
+    sweep_cursor: Option<usize>,
+    /// Where the path of an entry is built for its stat: the root's path, '/', the entry's
+    /// path (kept to reuse its allocation).
+    stat_path: OsString,
+    shortages: Shortages,
+    /// Requests answered 503 for a shortage since the worker last took the count.
+    unavailable: u64,
+}
+
+/// Shortages of descriptors or memory met by one worker, for the rate-limited warning.
+struct Shortages {
+    worker: usize,
+    throttle: Throttle,
+    /// The latest one: the request path it was met at, and the errno.
+    path: Vec<u8>,
+    errno: i32,
+}
+
+impl Shortages {
+    /// Notes a shortage met at request path `what`; warns at once unless a warning went out
+    /// less than [`SHORTAGE_WARNING_INTERVAL`] ago.
+    fn note(&mut self, what: &[u8], errno: i32, now_secs: u64) {
+        self.path.clear();
+        self.path
+            .extend_from_slice(what.get(..LOGGED_PATH_MAX).unwrap_or(what));
+        self.errno = errno;
+        if let Some(count) = self.throttle.hit(now_secs) {
+            self.warn(count);
+        }
+    }
+
+    /// Warns about the shortages not told yet, once the interval has passed.
+    fn flush(&mut self, now_secs: u64) {
+        if let Some(count) = self.throttle.take(now_secs) {
+            self.warn(count);
+        }
+    }
+
+    fn warn(&self, count: u64) {
+        warn!(
+            "worker {}: short of file descriptors or memory {count} time(s) since the last such \
+             line (latest at {}: {}); files not cached get 503 with Retry-After, cached files \
+             are still served",
+            self.worker,
+            self.path.escape_ascii(),
+            io::Error::from_raw_os_error(self.errno)
+        );
+    }
 }
 
 impl Respond for StaticFiles {
@@ -133,7 +225,12 @@ impl Respond for StaticFiles {
             Ok(Found::Redirect(location)) => {
                 Response::page(Status::MOVED_PERMANENTLY).with_field("Location", location)
             }
-            Err(refusal) => self.error_page(refusal, now_secs),
+            Err(Miss::Refused(refusal)) => self.error_page(refusal, now_secs),
+            Err(Miss::Unavailable(errno)) => {
+                self.unavailable += 1;
+                self.shortages.note(req.path, errno, now_secs);
+                unavailable_response()
+            }
         }
     }
 }
@@ -152,7 +249,68 @@ impl StaticFiles {
             cache_entries: config.file_cache_entries,
             uncached: None,
             boundary_seed: worker as u64,
+            swept_at: 0,
+            sweep_cursor: None,
+            stat_path: OsString::new(),
+            shortages: Shortages {
+                worker,
+                throttle: Throttle::new(SHORTAGE_WARNING_INTERVAL),
+                path: Vec::new(),
+                errno: 0,
+            },
+            unavailable: 0,
         })
+    }
+
+    /// Revalidates the large files of the cache in passes, one started each second (unless the
+    /// previous one is still under way), and drops those that changed or vanished, closing
+    /// their descriptors (once no response still sends from them): so a deleted file is let go
+    /// within about a second even if nobody asks for it again (nginx's open_file_cache
+    /// `inactive`, but checked rather than aged out). A small file's entry holds no descriptor
+    /// and is checked when it is next requested.
+    ///
+    /// Called by the worker every turn; each call revalidates at most [`SWEEP_BATCH`] entries,
+    /// so a pass costs one stat per large file, no descriptor, spread over a few turns instead
+    /// of one stall. An entry a request revalidated this second is skipped, so no entry is
+    /// checked twice a second, and a hit still costs one hash and one comparison. (An entry
+    /// that a removal moves behind the cursor waits for the next pass.)
+    pub fn sweep(&mut self, now_secs: u64) {
+        if self.swept_at != now_secs {
+            self.swept_at = now_secs;
+            if self.sweep_cursor.is_none() {
+                self.sweep_cursor = Some(0);
+            }
+            // Without a cache the latest response's entry is only kept for that response,
+            // which holds its own reference to a large file: let the descriptor go.
+            self.uncached = None;
+            self.shortages.flush(now_secs);
+        }
+        let mut budget = SWEEP_BATCH;
+        while let Some(slot) = self.sweep_cursor {
+            let Some(entry) = self.entries.get(slot) else {
+                self.sweep_cursor = None;
+                return;
+            };
+            if !matches!(entry.content, Content::Open(_)) {
+                self.sweep_cursor = Some(slot + 1);
+                continue;
+            }
+            if budget == 0 {
+                return;
+            }
+            budget -= 1;
+            if self.revalidate(slot, now_secs) {
+                self.sweep_cursor = Some(slot + 1);
+            } else {
+                // The last entry moves into the cursor's slot: look at it next.
+                self.remove(slot);
+            }
+        }
+    }
+
+    /// Requests answered 503 for a shortage since the previous call.
+    pub fn take_unavailable(&mut self) -> u64 {
+        std::mem::take(&mut self.unavailable)
     }
 
     fn entry(&self, slot: Slot) -> Option<&Cached> {
@@ -197,7 +355,7 @@ impl StaticFiles {
     /// entry the cache has no room for, or a redirect. The cache is keyed by the raw path
     /// because the same raw path always resolves to the same file, so a hit needs neither
     /// decoding nor allocation.
-    fn lookup(&mut self, raw: &[u8], query: &[u8], now_secs: u64) -> Result<Found, Refusal> {
+    fn lookup(&mut self, raw: &[u8], query: &[u8], now_secs: u64) -> Result<Found, Miss> {
         if let Some(&slot) = self.paths.get(raw) {
             if self.revalidate(slot, now_secs) {
                 return Ok(Found::File(Slot::Cached(slot)));
@@ -223,7 +381,7 @@ impl StaticFiles {
                 .root
                 .open_file(&open_path)
                 .map_err(|e| match open_error(&e) {
-                    Refusal::NotFound => Refusal::NoIndex,
+                    Miss::Refused(Refusal::NotFound) => Miss::Refused(Refusal::NoIndex),
                     other => other,
                 })?;
             let meta = file.metadata().map_err(|e| open_error(&e))?;
@@ -232,7 +390,7 @@ impl StaticFiles {
             (file, meta, open_path)
         };
         if !meta.is_file() {
-            return Err(Refusal::Forbidden);
+            return Err(Refusal::Forbidden.into());
         }
         let stamp = stamp_of(&meta);
         let content_type = files::content_type(open_path.as_bytes());
@@ -271,6 +429,12 @@ impl StaticFiles {
     /// Whether the entry still describes its path: checked at most once a second against the
     /// same inode, size and mtime (as nginx checks). A file replaced by rename is a new inode
     /// even when a copy kept the size and mtime.
+    ///
+    /// The check is a stat of the path under the root's canonical path: it needs no descriptor,
+    /// so it works at the open-files limit, and it can only confirm what the entry holds, never
+    /// reach anything new (a path that now leads elsewhere, even out of the root, names another
+    /// inode and drops the entry; the next request opens it beneath the root). A stat that
+    /// fails for lack of memory keeps the entry, unchecked until the next second.
     fn revalidate(&mut self, slot: usize, now_secs: u64) -> bool {
         let Some(entry) = self.entries.get_mut(slot) else {
             return false;
@@ -278,16 +442,25 @@ impl StaticFiles {
         if entry.checked_at == now_secs {
             return true;
         }
-        let Ok(meta) = self
-            .root
-            .open_file(&entry.open_path)
-            .and_then(|file| file.metadata())
-        else {
-            return false;
+        self.stat_path.clear();
+        self.stat_path.push(self.root.path());
+        self.stat_path.push("/");
+        self.stat_path
+            .push(OsStr::from_bytes(entry.open_path.to_bytes()));
+        let unchanged = match std::fs::metadata(Path::new(&self.stat_path)) {
+            Ok(meta) => {
+                meta.is_file()
+                    && identity_of(&meta) == entry.identity
+                    && stamp_of(&meta) == entry.head.stamp
+            }
+            Err(e) if is_shortage(&e) => {
+                entry.checked_at = now_secs;
+                let errno = e.raw_os_error().unwrap_or(0);
+                self.shortages.note(&entry.key, errno, now_secs);
+                return true;
+            }
+            Err(_) => false,
         };
-        let unchanged = meta.is_file()
-            && identity_of(&meta) == entry.identity
-            && stamp_of(&meta) == entry.head.stamp;
         if unchanged {
             entry.checked_at = now_secs;
         }
@@ -477,14 +650,211 @@ fn read_small(mut file: File, len: u64) -> io::Result<Vec<u8>> {
     Ok(body)
 }
 
-/// What a failed open or stat means for the request, in one place (as nginx's static module
-/// does); `Refusal::status` turns it into a status.
-fn open_error(e: &io::Error) -> Refusal {
+/// What a failed open, stat or read means for the request, in one place (as nginx's static
+/// module does); `Refusal::status` turns a refusal into a status.
+fn open_error(e: &io::Error) -> Miss {
     match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::EXDEV | libc::ELOOP) => {
-            Refusal::NotFound
+            Refusal::NotFound.into()
         }
-        Some(libc::EACCES | libc::EPERM) => Refusal::Forbidden,
-        _ => Refusal::Internal,
+        Some(libc::EACCES | libc::EPERM) => Refusal::Forbidden.into(),
+        Some(errno) if is_shortage(e) => Miss::Unavailable(errno),
+        _ => Refusal::Internal.into(),
+    }
+}
+
+/// Whether `e` says the process or the system is out of descriptors or memory: a state that
+/// passes (connections close), not a fault of the file.
+fn is_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+    )
+}
+
+/// The answer to a request whose file cannot be opened for lack of descriptors or memory:
+/// 503 with Retry-After, so the client tries again rather than taking the file for broken.
+///
+/// It belongs in `conn::Refusal` (a variant such as `Unavailable` mapped to
+/// `Status::SERVICE_UNAVAILABLE`, whose `response()` adds the Retry-After field); until that
+/// layer has it, this is the one place that writes it.
+fn unavailable_response() -> Response<'static> {
+    Response::page(Status::SERVICE_UNAVAILABLE).with_field("Retry-After", RETRY_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_request, Limits, Parse};
+    use std::rc::Weak;
+
+    /// Seconds of a clock the tests move by hand.
+    const NOW: u64 = 1_000_000;
+
+    /// A root holding `small.txt` (8 bytes), `index.html` and `big.bin` (above a 16-byte
+    /// small-file limit), and a cache over it with room for `entries`.
+    fn files(entries: usize) -> (tempfile::TempDir, StaticFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("small.txt"), b"8 bytes.").expect("write");
+        std::fs::write(dir.path().join("big.bin"), [7u8; 100]).expect("write");
+        std::fs::write(dir.path().join("index.html"), b"<p>i</p>").expect("write");
+        let mut config = Config::defaults();
+        config.root = dir.path().to_path_buf();
+        config.small_file_max = 16;
+        config.file_cache_entries = entries;
+        let files = StaticFiles::new(&config, 0).expect("static files");
+        (dir, files)
+    }
+
+    /// GET `path` at second `now`: the status and, for a large file, a weak reference to the
+    /// descriptor it is sent from (dead once the file is closed).
+    fn get(files: &mut StaticFiles, path: &str, now: u64) -> (u16, Option<Weak<File>>) {
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
+        let Ok(Parse::Complete(req)) = parse_request(&mut head, &Limits::default()) else {
+            panic!("the request does not parse");
+        };
+        let response = files.respond(&req, now);
+        let file = match &response.body {
+            Body::File(region) => Some(Rc::downgrade(&region.file)),
+            _ => None,
+        };
+        (response.status.code(), file)
+    }
+
+    #[test]
+    fn the_sweep_closes_a_deleted_large_file_nobody_asks_for() {
+        let (dir, mut files) = files(8);
+        let (status, descriptor) = get(&mut files, "/big.bin", NOW);
+        assert_eq!(status, 200);
+        let descriptor = descriptor.expect("a large file is sent from its descriptor");
+        assert!(descriptor.upgrade().is_some(), "the cache holds it open");
+        files.sweep(NOW + 1);
+        assert!(
+            descriptor.upgrade().is_some(),
+            "an unchanged file stays open"
+        );
+        std::fs::remove_file(dir.path().join("big.bin")).expect("remove");
+        files.sweep(NOW + 1);
+        assert!(descriptor.upgrade().is_some(), "one sweep a second");
+        files.sweep(NOW + 2);
+        assert!(
+            descriptor.upgrade().is_none(),
+            "the descriptor was not closed"
+        );
+        assert!(files.entries.is_empty() && files.paths.is_empty());
+    }
+
+    #[test]
+    fn the_sweep_drops_changed_large_files_and_leaves_small_ones_to_requests() {
+        let (dir, mut files) = files(8);
+        for path in ["/small.txt", "/big.bin", "/"] {
+            assert_eq!(get(&mut files, path, NOW).0, 200, "{path}");
+        }
+        assert_eq!(files.entries.len(), 3);
+        std::fs::write(dir.path().join("small.txt"), b"now 9 bytes").expect("write");
+        std::fs::write(dir.path().join("big.bin"), [8u8; 90]).expect("write");
+        files.sweep(NOW + 1);
+        let mut kept: Vec<&[u8]> = files.entries.iter().map(|e| e.key.as_slice()).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [b"/".as_slice(), b"/small.txt"]);
+        for (key, &slot) in &files.paths {
+            assert_eq!(files.entries.get(slot).map(|e| &e.key), Some(key));
+        }
+        // The small file's entry is checked by the request, which then gets the new bytes.
+        assert_eq!(get(&mut files, "/small.txt", NOW + 1).0, 200);
+        let lengths: Vec<u64> = files.entries.iter().map(|e| e.head.stamp.len).collect();
+        assert!(lengths.contains(&11), "{lengths:?}");
+        assert!(files
+            .entries
+            .iter()
+            .all(|e| e.checked_at == NOW + 1 || e.key == b"/"));
+    }
+
+    #[test]
+    fn a_pass_is_spread_over_calls_and_the_next_starts_from_the_first_entry() {
+        let many = SWEEP_BATCH + 44;
+        let (dir, mut files) = files(2 * many);
+        let large = |name: &str| {
+            std::fs::write(dir.path().join(name), [1u8; 100]).expect("write");
+        };
+        for i in 0..many {
+            let name = format!("f{i}.bin");
+            large(&name);
+            assert_eq!(get(&mut files, &format!("/{name}"), NOW).0, 200);
+            std::fs::remove_file(dir.path().join(&name)).expect("remove");
+        }
+        // A small file's entry costs the sweep no stat.
+        assert_eq!(get(&mut files, "/small.txt", NOW).0, 200);
+        // The pass of this second finds every entry checked already.
+        files.sweep(NOW);
+        files.sweep(NOW);
+        assert_eq!(files.sweep_cursor, None);
+        assert_eq!(files.entries.len(), many + 1);
+        files.sweep(NOW + 1);
+        assert_eq!(files.entries.len(), 45, "one batch per call");
+        files.sweep(NOW + 1);
+        assert_eq!(files.entries.len(), 1);
+        assert_eq!(files.sweep_cursor, None);
+
+        // An entry made before others are added is still checked by the next pass.
+        assert_eq!(get(&mut files, "/big.bin", NOW + 1).0, 200);
+        for i in 0..SWEEP_BATCH {
+            let name = format!("g{i}.bin");
+            large(&name);
+            assert_eq!(get(&mut files, &format!("/{name}"), NOW + 2).0, 200);
+        }
+        std::fs::remove_file(dir.path().join("big.bin")).expect("remove");
+        files.sweep(NOW + 3);
+        assert!(!files.paths.contains_key(b"/big.bin".as_slice()));
+        assert!(files.sweep_cursor.is_some(), "a batch's worth left");
+        // A pass under way when the second changes goes on where it was.
+        files.sweep(NOW + 4);
+        assert_eq!(files.sweep_cursor, None, "the pass started again");
+        let large_entries: Vec<&Cached> = files
+            .entries
+            .iter()
+            .filter(|e| matches!(e.content, Content::Open(_)))
+            .collect();
+        assert_eq!(large_entries.len(), SWEEP_BATCH);
+        assert!(large_entries.iter().all(|e| e.checked_at >= NOW + 3));
+    }
+
+    #[test]
+    fn without_a_cache_the_sweep_lets_the_last_large_file_go() {
+        let (_dir, mut files) = files(0);
+        let (status, descriptor) = get(&mut files, "/big.bin", NOW);
+        assert_eq!(status, 200);
+        let descriptor = descriptor.expect("a large file is sent from its descriptor");
+        assert!(descriptor.upgrade().is_some());
+        files.sweep(NOW + 1);
+        assert!(
+            descriptor.upgrade().is_none(),
+            "the descriptor was not closed"
+        );
+    }
+
+    #[test]
+    fn a_shortage_of_descriptors_or_memory_is_503_with_retry_after_not_500() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM] {
+            let error = io::Error::from_raw_os_error(errno);
+            assert!(is_shortage(&error), "{error}");
+            assert!(matches!(open_error(&error), Miss::Unavailable(e) if e == errno));
+        }
+        for (errno, refusal) in [
+            (libc::ENOENT, Refusal::NotFound),
+            (libc::EACCES, Refusal::Forbidden),
+            (libc::EIO, Refusal::Internal),
+        ] {
+            let error = io::Error::from_raw_os_error(errno);
+            assert!(!is_shortage(&error), "{error}");
+            assert!(matches!(open_error(&error), Miss::Refused(r) if r == refusal));
+        }
+        let response = unavailable_response();
+        assert_eq!(response.status, Status::SERVICE_UNAVAILABLE);
+        assert!(matches!(
+            response.field,
+            Some(("Retry-After", ref value)) if value.as_ref() == b"1"
+        ));
+        assert!(matches!(response.body, Body::Page));
     }
 }

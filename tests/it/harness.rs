@@ -69,6 +69,9 @@ pub struct Options<'a> {
     pub extra: &'a [&'a str],
     /// Environment variables for the server (NOTIFY_SOCKET…).
     pub env: &'a [(&'a str, &'a str)],
+    /// Start the server under `prlimit --nofile=N:N` (util-linux), so it may hold at most N
+    /// descriptors; prlimit execs percore, so the PID is the server's.
+    pub open_files: Option<u64>,
 }
 
 impl Default for Options<'_> {
@@ -79,6 +82,7 @@ impl Default for Options<'_> {
             admin: false,
             extra: &[],
             env: &[],
+            open_files: None,
         }
     }
 }
@@ -109,7 +113,14 @@ impl Server {
                 .map(u16::to_string)
                 .collect::<Vec<_>>()
                 .join(",");
-            let mut cmd = Command::new(BIN);
+            let mut cmd = match opts.open_files {
+                Some(n) => {
+                    let mut cmd = Command::new("prlimit");
+                    cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(BIN);
+                    cmd
+                }
+                None => Command::new(BIN),
+            };
             cmd.arg("--bind")
                 .arg("127.0.0.1")
                 .arg("--ports")
@@ -177,6 +188,13 @@ impl Server {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// How many descriptors the server holds now (entries of /proc/PID/fd).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the server's fd directory")
+            .count()
     }
 
     pub fn connect(&self) -> TcpStream {

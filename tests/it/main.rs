@@ -9,6 +9,7 @@ mod bad_requests;
 mod browser;
 mod cli;
 mod curl;
+mod faults;
 mod http_basics;
 mod lifecycle;
 mod logging;
