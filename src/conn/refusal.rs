@@ -35,7 +35,14 @@ pub enum Refusal {
     HeaderTimeout,
     /// The server failed for a reason of its own (an unexpected errno).
     Internal,
+    /// Out of descriptors or memory for now (EMFILE, ENFILE, ENOMEM): worth trying again.
+    Unavailable,
 }
+
+/// Seconds a client is asked to wait after [`Refusal::Unavailable`]: descriptors come back as
+/// connections close, and the accept path retries after 100 ms, so a second is long enough for
+/// most and short enough not to lose anyone.
+const RETRY_AFTER: &[u8] = b"1";
 
 impl Refusal {
     /// The status the refusal is answered with: the one place that decides it.
@@ -66,6 +73,7 @@ impl Refusal {
             Refusal::RangeNotSatisfiable => Status::RANGE_NOT_SATISFIABLE,
             Refusal::HeaderTimeout => Status::REQUEST_TIMEOUT,
             Refusal::Internal => Status::INTERNAL_SERVER_ERROR,
+            Refusal::Unavailable => Status::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -80,6 +88,7 @@ impl Refusal {
                 Some((name, value)) => response.with_field(name, value),
                 None => response,
             },
+            Refusal::Unavailable => response.with_field("Retry-After", RETRY_AFTER),
             _ => response,
         }
     }
@@ -113,6 +122,7 @@ mod tests {
             (Refusal::RangeNotSatisfiable, 416),
             (Refusal::HeaderTimeout, 408),
             (Refusal::Internal, 500),
+            (Refusal::Unavailable, 503),
         ];
         for (refusal, code) in cases {
             assert_eq!(refusal.status().code(), code, "{refusal:?}");

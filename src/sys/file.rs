@@ -31,6 +31,17 @@ pub struct RootDir {
     canonical: PathBuf,
 }
 
+/// What fstatat reports about a path: identity, size, mtime, and whether it is a regular file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+    pub is_file: bool,
+}
+
 impl RootDir {
     /// Opens the canonical form of `path` with O_PATH | O_DIRECTORY | O_CLOEXEC.
     pub fn open(path: &Path) -> io::Result<RootDir> {
@@ -73,6 +84,31 @@ impl RootDir {
         result.map_err(|e| match e.raw_os_error() {
             Some(libc::EXDEV | libc::ELOOP) => escape_error(),
             _ => e,
+        })
+    }
+
+    /// fstatat of `rel` relative to the root's descriptor, following symlinks as an open would.
+    /// It holds no descriptor (so it works at the open-files limit) and does not confine the
+    /// lookup to the root: use it only to confirm that a path still names a file already open,
+    /// by comparing identities, never to find something to serve.
+    pub fn stat(&self, rel: &CStr) -> io::Result<PathStat> {
+        let rel = if rel.is_empty() { c"." } else { rel };
+        // SAFETY: `stat` is plain data, for which all zeroes is a valid value; fstatat fills it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        retry_interrupted(|| {
+            // SAFETY: the root fd is open, `rel` is NUL-terminated and `st` is a valid, writable
+            // stat buffer for the call.
+            syscall!(fstatat(self.dir.as_raw_fd(), rel.as_ptr(), &mut st, 0))
+        })?;
+        // The field types differ between targets; on 64-bit Linux these casts change nothing.
+        #[allow(clippy::unnecessary_cast)]
+        Ok(PathStat {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            len: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_secs: st.st_mtime as i64,
+            mtime_nanos: u32::try_from(st.st_mtime_nsec.clamp(0, 999_999_999)).unwrap_or(0),
+            is_file: st.st_mode & libc::S_IFMT == libc::S_IFREG,
         })
     }
 

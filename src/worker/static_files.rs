@@ -17,12 +17,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::rc::Rc;
 
 use crate::config::Config;
@@ -39,10 +37,6 @@ const MAX_RANGES: usize = 16;
 const ALLOW: &[u8] = b"GET, HEAD, OPTIONS";
 /// The page a 404 uses when the root has one.
 const NOT_FOUND_PAGE: &[u8] = b"/404.html";
-/// Seconds a client is asked to wait when a file cannot be opened for lack of descriptors or
-/// memory: descriptors come back as connections close, and the accept path retries after
-/// 100 ms, so a second is long enough for most and short enough not to lose anyone.
-const RETRY_AFTER: &[u8] = b"1";
 /// Seconds between two warnings about a shortage of descriptors or memory (with a count).
 const SHORTAGE_WARNING_INTERVAL: u64 = 1;
 /// Most bytes of a request path quoted in a warning.
@@ -111,8 +105,7 @@ enum Miss {
     /// A refusal, answered with the status `Refusal::status` gives it.
     Refused(Refusal),
     /// The file could not be opened or read for lack of descriptors or memory (the errno):
-    /// 503 with Retry-After, since the shortage passes. (Until `conn::Refusal` has a variant
-    /// for it, this file writes that answer itself: see [`unavailable_response`].)
+    /// answered as `Refusal::Unavailable` (503 with Retry-After), since the shortage passes.
     Unavailable(i32),
 }
 
@@ -140,9 +133,6 @@ pub struct StaticFiles {
     swept_at: u64,
     /// The next entry the current sweep pass looks at; `None` between passes.
     sweep_cursor: Option<usize>,
-    /// Where the path of an entry is built for its stat: the root's path, '/', the entry's
-    /// path (kept to reuse its allocation).
-    stat_path: OsString,
     shortages: Shortages,
     /// Requests answered 503 for a shortage since the worker last took the count.
     unavailable: u64,
@@ -229,7 +219,7 @@ impl Respond for StaticFiles {
             Err(Miss::Unavailable(errno)) => {
                 self.unavailable += 1;
                 self.shortages.note(req.path, errno, now_secs);
-                unavailable_response()
+                Refusal::Unavailable.response()
             }
         }
     }
@@ -251,7 +241,6 @@ impl StaticFiles {
             boundary_seed: worker as u64,
             swept_at: 0,
             sweep_cursor: None,
-            stat_path: OsString::new(),
             shortages: Shortages {
                 worker,
                 throttle: Throttle::new(SHORTAGE_WARNING_INTERVAL),
@@ -430,11 +419,11 @@ impl StaticFiles {
     /// same inode, size and mtime (as nginx checks). A file replaced by rename is a new inode
     /// even when a copy kept the size and mtime.
     ///
-    /// The check is a stat of the path under the root's canonical path: it needs no descriptor,
-    /// so it works at the open-files limit, and it can only confirm what the entry holds, never
-    /// reach anything new (a path that now leads elsewhere, even out of the root, names another
-    /// inode and drops the entry; the next request opens it beneath the root). A stat that
-    /// fails for lack of memory keeps the entry, unchecked until the next second.
+    /// The check is a stat of the path relative to the root's descriptor: it needs no
+    /// descriptor, so it works at the open-files limit, and it can only confirm what the entry
+    /// holds, never reach anything new (a path that now leads elsewhere, even out of the root,
+    /// names another inode and drops the entry; the next request opens it beneath the root). A
+    /// stat that fails for lack of memory keeps the entry, unchecked until the next second.
     fn revalidate(&mut self, slot: usize, now_secs: u64) -> bool {
         let Some(entry) = self.entries.get_mut(slot) else {
             return false;
@@ -442,16 +431,15 @@ impl StaticFiles {
         if entry.checked_at == now_secs {
             return true;
         }
-        self.stat_path.clear();
-        self.stat_path.push(self.root.path());
-        self.stat_path.push("/");
-        self.stat_path
-            .push(OsStr::from_bytes(entry.open_path.to_bytes()));
-        let unchanged = match std::fs::metadata(Path::new(&self.stat_path)) {
-            Ok(meta) => {
-                meta.is_file()
-                    && identity_of(&meta) == entry.identity
-                    && stamp_of(&meta) == entry.head.stamp
+        let unchanged = match self.root.stat(&entry.open_path) {
+            Ok(st) => {
+                st.is_file
+                    && (st.dev, st.ino) == entry.identity
+                    && FileStamp {
+                        len: st.len,
+                        mtime_secs: st.mtime_secs,
+                        mtime_nanos: st.mtime_nanos,
+                    } == entry.head.stamp
             }
             Err(e) if is_shortage(&e) => {
                 entry.checked_at = now_secs;
@@ -672,16 +660,6 @@ fn is_shortage(e: &io::Error) -> bool {
     )
 }
 
-/// The answer to a request whose file cannot be opened for lack of descriptors or memory:
-/// 503 with Retry-After, so the client tries again rather than taking the file for broken.
-///
-/// It belongs in `conn::Refusal` (a variant such as `Unavailable` mapped to
-/// `Status::SERVICE_UNAVAILABLE`, whose `response()` adds the Retry-After field); until that
-/// layer has it, this is the one place that writes it.
-fn unavailable_response() -> Response<'static> {
-    Response::page(Status::SERVICE_UNAVAILABLE).with_field("Retry-After", RETRY_AFTER)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -849,7 +827,7 @@ mod tests {
             assert!(!is_shortage(&error), "{error}");
             assert!(matches!(open_error(&error), Miss::Refused(r) if r == refusal));
         }
-        let response = unavailable_response();
+        let response = Refusal::Unavailable.response();
         assert_eq!(response.status, Status::SERVICE_UNAVAILABLE);
         assert!(matches!(
             response.field,
