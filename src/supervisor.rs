@@ -273,7 +273,7 @@ fn serve(
                 let Ok(report) = report else { return EXIT_FAILURE };
                 let active = {
                     let mut t = totals.lock().unwrap_or_else(PoisonError::into_inner);
-                    t.apply(&report);
+                    t.apply(&report, Instant::now());
                     t.active()
                 };
                 if let Some(line) = progress.observe(active, Instant::now()) {
@@ -430,7 +430,7 @@ fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code
             },
             recv(stopping.reports) -> report => {
                 if let Ok(report) = report {
-                    stopping.totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report);
+                    stopping.totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report, Instant::now());
                 }
             }
             recv(stopping.signals) -> signal => match signal {
