@@ -1,5 +1,6 @@
 //! The operators' HTTP endpoint, served by one blocking thread named `percore-admin` on the
-//! supervisor side: `GET /metrics` in the Prometheus text format, `GET /healthz` (200 while the
+//! supervisor side: `GET /metrics` in the Prometheus text format, `GET /status.json` (the same
+//! counters as JSON for the status page, readable cross-origin), `GET /healthz` (200 while the
 //! process runs: a liveness probe) and `GET /readyz` (200 while every worker serves and the
 //! server is not draining, else 503 with the reason: a readiness probe).
 //!
@@ -28,15 +29,25 @@ const DRAIN_TIME: Duration = Duration::from_millis(200);
 
 const METRICS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+const JSON_TYPE: &str = "application/json";
+/// `/status.json` is fetched by the status page, which comes from the server's own port: a
+/// different origin, whose script may read the response only when this says so. It holds
+/// counters only, the figures `/metrics` gives anyone who can connect.
+const CROSS_ORIGIN: (&str, &str) = ("Access-Control-Allow-Origin", "*");
+/// Every poll must see the figures of that moment, never a cached copy.
+const NO_STORE: (&str, &str) = ("Cache-Control", "no-store");
 const INDEX: &str = "percore admin endpoint\n\n\
-/metrics  counters in the Prometheus text format\n\
-/healthz  200 while the process runs\n\
-/readyz   200 while every worker serves and the server is not draining, else 503\n";
+/metrics      counters in the Prometheus text format\n\
+/status.json  the same counters as JSON, for the status page (www/status.html)\n\
+/healthz      200 while the process runs\n\
+/readyz       200 while every worker serves and the server is not draining, else 503\n";
 
 /// What the endpoint reports, supplied by the supervisor.
 pub struct Endpoints {
     /// The body of `/metrics`.
     metrics: Box<dyn Fn() -> String + Send>,
+    /// The body of `/status.json`.
+    status: Box<dyn Fn() -> String + Send>,
     /// `Ok` while the server is ready; otherwise why not, for the body of a 503 `/readyz`.
     ready: Box<dyn Fn() -> Result<(), &'static str> + Send>,
 }
@@ -44,10 +55,12 @@ pub struct Endpoints {
 impl Endpoints {
     pub fn new(
         metrics: impl Fn() -> String + Send + 'static,
+        status: impl Fn() -> String + Send + 'static,
         ready: impl Fn() -> Result<(), &'static str> + Send + 'static,
     ) -> Endpoints {
         Endpoints {
             metrics: Box::new(metrics),
+            status: Box::new(status),
             ready: Box::new(ready),
         }
     }
@@ -161,25 +174,31 @@ fn route(method: &str, target: &str, endpoints: &Endpoints) -> Vec<u8> {
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
-        _ => {
-            return response(
-                Status::METHOD_NOT_ALLOWED,
-                TEXT_TYPE,
-                "method not allowed\n",
-                false,
-            )
-        }
+        _ => return text_response(Status::METHOD_NOT_ALLOWED, "method not allowed\n", false),
     };
     let path = target.split('?').next().unwrap_or(target);
     match path {
         "/metrics" => match catch_unwind(AssertUnwindSafe(&endpoints.metrics)) {
-            Ok(body) => response(Status::OK, METRICS_TYPE, &body, head_only),
+            Ok(body) => response(Status::OK, METRICS_TYPE, &[], &body, head_only),
             Err(_) => text_response(
                 Status::INTERNAL_SERVER_ERROR,
                 "metrics unavailable\n",
                 head_only,
             ),
         },
+        "/status.json" => {
+            let headers = [CROSS_ORIGIN, NO_STORE];
+            match catch_unwind(AssertUnwindSafe(&endpoints.status)) {
+                Ok(body) => response(Status::OK, JSON_TYPE, &headers, &body, head_only),
+                Err(_) => response(
+                    Status::INTERNAL_SERVER_ERROR,
+                    TEXT_TYPE,
+                    &headers,
+                    "status unavailable\n",
+                    head_only,
+                ),
+            }
+        }
         // Liveness: this thread answering is the whole check.
         "/healthz" => text_response(Status::OK, "ok\n", head_only),
         "/readyz" => match catch_unwind(AssertUnwindSafe(&endpoints.ready)) {
@@ -201,16 +220,26 @@ fn route(method: &str, target: &str, endpoints: &Endpoints) -> Vec<u8> {
 }
 
 fn text_response(status: Status, body: &str, head_only: bool) -> Vec<u8> {
-    response(status, TEXT_TYPE, body, head_only)
+    response(status, TEXT_TYPE, &[], body, head_only)
 }
 
-/// A complete response; `Content-Length` is the body's even when `head_only` leaves it out.
-fn response(status: Status, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+/// A complete response with its content type and other header fields; `Content-Length` is
+/// the body's even when `head_only` leaves it out.
+fn response(
+    status: Status,
+    content_type: &str,
+    fields: &[(&str, &str)],
+    body: &str,
+    head_only: bool,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 256);
     let date = http_date(std::time::SystemTime::now());
     let mut head = HeadWriter::new(&mut out, status, &date);
     head.header("Content-Type", content_type.as_bytes());
     head.content_length(body.len() as u64);
+    for (name, value) in fields {
+        head.header(name, value.as_bytes());
+    }
     // RFC 9110, 15.5.6: "The origin server MUST generate an Allow header field in a 405
     // response containing a list of the target resource's currently supported methods."
     if status == Status::METHOD_NOT_ALLOWED {
@@ -233,8 +262,14 @@ mod tests {
         METRICS.to_owned()
     }
 
+    const STATUS: &str = "{\"workers\":[]}\n";
+
+    fn status() -> String {
+        STATUS.to_owned()
+    }
+
     fn endpoints() -> Endpoints {
-        Endpoints::new(render, || Ok(()))
+        Endpoints::new(render, status, || Ok(()))
     }
 
     fn expected(
@@ -289,13 +324,32 @@ mod tests {
         check(b"HEAD /metrics HTTP/1.1\r\n\r\n", head);
     }
 
+    const STATUS_FIELDS: &str = "Access-Control-Allow-Origin: *\r\nCache-Control: no-store\r\n";
+
+    #[test]
+    fn status_json_get_and_head_readable_cross_origin_never_cached() {
+        let get = Some(expected("200 OK", JSON_TYPE, STATUS_FIELDS, STATUS, false));
+        check(b"GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n", get.clone());
+        let with_origin = b"GET /status.json?t=1 HTTP/1.1\r\nOrigin: http://127.0.0.1:8001\r\n\r\n";
+        check(with_origin, get);
+        let head = Some(expected("200 OK", JSON_TYPE, STATUS_FIELDS, STATUS, true));
+        check(b"HEAD /status.json HTTP/1.1\r\n\r\n", head);
+        check(
+            b"GET /status.json/ HTTP/1.1\r\n\r\n",
+            text("404 Not Found", "not found\n"),
+        );
+        // Only the status page's JSON is readable by other origins.
+        let metrics = answer(b"GET /metrics HTTP/1.1\r\n\r\n", &endpoints()).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&metrics).contains("Access-Control"));
+    }
+
     #[test]
     fn healthz_and_readyz() {
         check(b"GET /healthz HTTP/1.1\r\n\r\n", text("200 OK", "ok\n"));
         check(b"GET /readyz HTTP/1.1\r\n\r\n", text("200 OK", "ready\n"));
         let head = Some(expected("200 OK", TEXT_TYPE, "", "ready\n", true));
         check(b"HEAD /readyz?verbose HTTP/1.1\r\n\r\n", head);
-        let draining = Endpoints::new(render, || Err("draining"));
+        let draining = Endpoints::new(render, status, || Err("draining"));
         let got = answer(b"GET /readyz HTTP/1.1\r\n\r\n", &draining).map(undated);
         let want = expected(
             "503 Service Unavailable",
@@ -311,7 +365,9 @@ mod tests {
             text("200 OK", "ok\n"),
             "liveness ignores readiness"
         );
-        let panicking = Endpoints::new(render, || -> Result<(), &'static str> { panic!("bug") });
+        let panicking = Endpoints::new(render, status, || -> Result<(), &'static str> {
+            panic!("bug")
+        });
         let got = undated(route("GET", "/readyz", &panicking));
         let want = expected(
             "500 Internal Server Error",
@@ -406,13 +462,27 @@ mod tests {
 
     #[test]
     fn render_panic_gives_500() {
-        let panicking = Endpoints::new(|| -> String { panic!("render failed") }, || Ok(()));
+        let fail = || -> String { panic!("render failed") };
+        let panicking = Endpoints::new(fail, fail, || Ok(()));
         let got = undated(route("GET", "/metrics", &panicking));
         let want = expected(
             "500 Internal Server Error",
             TEXT_TYPE,
             "",
             "metrics unavailable\n",
+            false,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+        // Still readable cross-origin, so the status page can show what went wrong.
+        let got = undated(route("GET", "/status.json", &panicking));
+        let want = expected(
+            "500 Internal Server Error",
+            TEXT_TYPE,
+            STATUS_FIELDS,
+            "status unavailable\n",
             false,
         );
         assert_eq!(
@@ -447,7 +517,7 @@ mod tests {
             let name = std::thread::current().name().unwrap_or("?").to_owned();
             format!("served by {name}\n")
         };
-        spawn_on(listener, Endpoints::new(thread_name, || Ok(())))
+        spawn_on(listener, Endpoints::new(thread_name, status, || Ok(())))
             .unwrap_or_else(|e| panic!("spawn: {e}"));
         addr
     }

@@ -1,6 +1,7 @@
 //! Metrics: the counters a worker keeps, the [`WorkerReport`] of deltas it sends to the
 //! supervisor, the supervisor's per-worker [`Totals`], and their text renderings (Prometheus
-//! exposition format, the connection progress line and the periodic summary).
+//! exposition format, the JSON of the status page, the connection progress line and the
+//! periodic summary).
 //!
 //! Plain data and pure functions: no I/O, no locks, no clocks read (callers pass `Instant`s).
 
@@ -292,6 +293,8 @@ pub struct WorkerReport {
 #[derive(Clone, Debug)]
 pub struct Totals {
     workers: Vec<Counters>,
+    /// When each worker's latest report was applied; `None` before its first.
+    reported: Vec<Option<Instant>>,
 }
 
 impl Totals {
@@ -299,13 +302,18 @@ impl Totals {
     pub fn new(workers: usize) -> Totals {
         Totals {
             workers: vec![Counters::default(); workers],
+            reported: vec![None; workers],
         }
     }
 
-    /// Adds a report's delta to its worker; a report for an unknown worker is ignored.
-    pub fn apply(&mut self, report: &WorkerReport) {
+    /// Adds a report's delta to its worker, received at `now`; a report for an unknown worker
+    /// is ignored.
+    pub fn apply(&mut self, report: &WorkerReport, now: Instant) {
         if let Some(counters) = self.workers.get_mut(report.worker) {
             counters.add(&report.delta);
+        }
+        if let Some(at) = self.reported.get_mut(report.worker) {
+            *at = Some(now);
         }
     }
 
@@ -526,6 +534,79 @@ impl Totals {
             let _ = writeln!(out, "{name}_count{{worker=\"{w}\"}} {}", c.latency.count());
         }
     }
+
+    /// The JSON behind the status page (`/status.json`): per worker its cumulative counters
+    /// and latency histogram, and when its latest report arrived; times in milliseconds since
+    /// `origin` (`reported_ms` is 0 before a worker's first report).
+    ///
+    /// Cumulative, so that the server keeps no state per reader: any number of pages each
+    /// difference two of their own polls, however far apart, into rates and into the
+    /// percentiles of the latencies in between (bucket by bucket). A worker's counters move
+    /// only when its report arrives, about once a second and not in step with a reader's
+    /// polls, so a reader divides by the time between two reports (`reported_ms`), not
+    /// between its polls. Bucket `i` of `latency_buckets` counts the samples of at most
+    /// `latency_bounds_us[i]` µs (and above the previous bound); the last counts the rest.
+    pub fn render_json(&self, origin: Instant, now: Instant) -> String {
+        let millis = |at: Instant| at.saturating_duration_since(origin).as_millis();
+        let mut out = String::with_capacity(256 + 320 * self.workers.len());
+        out.push_str("{\"version\":");
+        json_string(&mut out, env!("CARGO_PKG_VERSION"));
+        let _ = write!(
+            out,
+            ",\"uptime_ms\":{},\n\"latency_bounds_us\":",
+            millis(now)
+        );
+        json_array(&mut out, (0..FINITE_BUCKETS).map(bucket_bound));
+        out.push_str(",\n\"workers\":[");
+        for (w, (c, reported)) in self.workers.iter().zip(&self.reported).enumerate() {
+            let comma = if w == 0 { "" } else { "," };
+            let reported = reported.map_or(0, millis);
+            let _ = write!(
+                out,
+                "{comma}\n{{\"worker\":{w},\"reported_ms\":{reported},\
+                 \"connections_active\":{},\"connections_accepted\":{},\"requests\":{},\
+                 \"bytes_sent\":{},\"ws_open\":{},\"latency_sum_us\":{},\"latency_buckets\":",
+                c.active(),
+                c.accepted,
+                c.total_requests(),
+                c.bytes_sent,
+                c.ws.open(),
+                c.latency.sum_micros,
+            );
+            json_array(&mut out, c.latency.counts.iter().copied());
+            out.push('}');
+        }
+        out.push_str("\n]}\n");
+        out
+    }
+}
+
+/// `text` as a JSON string: quotes, backslashes and control characters escaped, nothing else.
+fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c < ' ' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Integers as a JSON array.
+fn json_array(out: &mut String, values: impl Iterator<Item = u64>) {
+    out.push('[');
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{value}");
+    }
+    out.push(']');
 }
 
 /// The standard `process_*` families (as Prometheus client libraries name them); a figure
@@ -795,10 +876,10 @@ mod tests {
     #[test]
     fn totals_aggregate_reports() {
         let mut totals = Totals::new(2);
-        totals.apply(&report(0, 3, 1, &[200, 200]));
-        totals.apply(&report(1, 2, 2, &[404]));
-        totals.apply(&report(0, 1, 0, &[500]));
-        totals.apply(&report(2, 1000, 0, &[200]));
+        totals.apply(&report(0, 3, 1, &[200, 200]), Instant::now());
+        totals.apply(&report(1, 2, 2, &[404]), Instant::now());
+        totals.apply(&report(0, 1, 0, &[500]), Instant::now());
+        totals.apply(&report(2, 1000, 0, &[200]), Instant::now());
         let w0 = totals.worker(0).cloned().unwrap_or_default();
         assert_eq!(
             (w0.accepted, w0.closed, classes(&w0)),
@@ -851,8 +932,8 @@ mod tests {
     #[test]
     fn active_saturates_per_worker() {
         let mut totals = Totals::new(2);
-        totals.apply(&report(0, 1, 5, &[]));
-        totals.apply(&report(1, 2, 0, &[]));
+        totals.apply(&report(0, 1, 5, &[]), Instant::now());
+        totals.apply(&report(1, 2, 0, &[]), Instant::now());
         assert_eq!(totals.active(), 2);
     }
 
@@ -895,7 +976,7 @@ mod tests {
         delta.ws.close_sent[WsCounters::close_slot(1000)] = 1;
         delta.ws.close_received[WsCounters::close_slot(4000)] = 1;
         delta.ws.close_received[WsCounters::close_slot(1005)] = 1;
-        totals.apply(&WorkerReport { worker: 0, delta });
+        totals.apply(&WorkerReport { worker: 0, delta }, Instant::now());
         let mut expected = format!(
             "# HELP percore_build_info Always 1; the labels say which percore this is.\n\
              # TYPE percore_build_info gauge\n\
@@ -978,6 +1059,91 @@ mod tests {
     }
 
     #[test]
+    fn status_json_exact() {
+        let origin = Instant::now();
+        let at = |ms| origin + Duration::from_millis(ms);
+        let mut totals = Totals::new(2);
+        let mut delta = Counters {
+            accepted: 3,
+            closed: 1,
+            bytes_sent: 1234,
+            ..Counters::default()
+        };
+        delta.record_status(Status::OK);
+        delta.record_status(Status::NOT_FOUND);
+        delta.record_status(Status::SWITCHING_PROTOCOLS);
+        delta.latency.record(1);
+        delta.latency.record(3);
+        delta.latency.record(1 << 30);
+        delta.ws.upgrades = 1;
+        totals.apply(&WorkerReport { worker: 1, delta }, at(1500));
+        let mut buckets = vec!["0"; LATENCY_BUCKETS];
+        buckets[0] = "1";
+        buckets[2] = "1";
+        buckets[LATENCY_BUCKETS - 1] = "1";
+        let bounds: Vec<String> = (0..27).map(|i| (1u64 << i).to_string()).collect();
+        let expected = format!(
+            "{{\"version\":\"{}\",\"uptime_ms\":2750,\n\
+             \"latency_bounds_us\":[{}],\n\
+             \"workers\":[\n\
+             {{\"worker\":0,\"reported_ms\":0,\"connections_active\":0,\"connections_accepted\":0,\
+             \"requests\":0,\"bytes_sent\":0,\"ws_open\":0,\"latency_sum_us\":0,\
+             \"latency_buckets\":[{}]}},\n\
+             {{\"worker\":1,\"reported_ms\":1500,\"connections_active\":2,\"connections_accepted\":3,\
+             \"requests\":3,\"bytes_sent\":1234,\"ws_open\":1,\"latency_sum_us\":1073741828,\
+             \"latency_buckets\":[{}]}}\n\
+             ]}}\n",
+            env!("CARGO_PKG_VERSION"),
+            bounds.join(","),
+            ["0"; LATENCY_BUCKETS].join(","),
+            buckets.join(","),
+        );
+        assert_eq!(totals.render_json(origin, at(2750)), expected);
+        assert!(
+            expected.contains("67108864],\n"),
+            "the last finite bound is 2^26 µs"
+        );
+    }
+
+    #[test]
+    fn status_json_parses_as_json() {
+        let origin = Instant::now();
+        let mut totals = Totals::new(3);
+        totals.apply(&report(2, 5, 1, &[200, 404, 500]), origin);
+        let text = totals.render_json(origin, origin + Duration::from_secs(90));
+        let json: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(json["uptime_ms"], 90_000);
+        let bounds = json["latency_bounds_us"].as_array().map_or(0, Vec::len);
+        assert_eq!(bounds, LATENCY_BUCKETS - 1);
+        let workers = json["workers"].as_array().cloned().unwrap_or_default();
+        assert_eq!(workers.len(), 3);
+        for (i, worker) in workers.iter().enumerate() {
+            assert_eq!(worker["worker"], i);
+            let buckets = worker["latency_buckets"].as_array().map_or(0, Vec::len);
+            assert_eq!(buckets, LATENCY_BUCKETS);
+        }
+        let w2 = &workers[2];
+        assert_eq!(w2["connections_active"], 4);
+        assert_eq!(w2["requests"], 3);
+        assert_eq!(w2["latency_sum_us"], 200 + 404 + 500);
+        // 200 µs falls in the bucket up to 256 µs, 404 and 500 µs in the one up to 512 µs.
+        assert_eq!(w2["latency_buckets"][8], 1);
+        assert_eq!(w2["latency_buckets"][9], 2);
+        assert_eq!(workers[0]["reported_ms"], 0, "no report from worker 0");
+    }
+
+    #[test]
+    fn json_strings_escape_what_json_needs_and_nothing_else() {
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\n\u{1}\u{1f}é✓/<");
+        assert_eq!(out, r#""a\"b\\c\u000a\u0001\u001fé✓/<""#);
+        let parsed: Result<String, _> = serde_json::from_str(&out);
+        assert_eq!(parsed.ok().as_deref(), Some("a\"b\\c\n\u{1}\u{1f}é✓/<"));
+    }
+
+    #[test]
     fn process_families_leave_out_what_is_unknown() {
         let mut out = String::new();
         let stats = crate::procstat::ProcessStats {
@@ -1000,7 +1166,7 @@ mod tests {
     #[test]
     fn prometheus_buckets_are_cumulative_per_worker() {
         let mut totals = Totals::new(2);
-        totals.apply(&report(1, 0, 0, &[200, 200, 404, 500]));
+        totals.apply(&report(1, 0, 0, &[200, 200, 404, 500]), Instant::now());
         let text = totals.render_prometheus();
         let counts: Vec<u64> = text
             .lines()

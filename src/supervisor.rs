@@ -53,6 +53,8 @@ pub type Reload = Box<dyn Fn() -> Result<Config, String>>;
 /// Runs percore with `config` until a termination signal or a worker failure; returns the exit
 /// code. SIGHUP calls `reload` and never stops the server.
 pub fn run(config: Config, reload: Reload) -> i32 {
+    // The origin of the times in /status.json.
+    let started = Instant::now();
     crate::log::set_level(config.log_level);
     crate::log::init_timestamps();
     if let Err(e) = sys::block_termination_signals() {
@@ -167,10 +169,17 @@ pub fn run(config: Config, reload: Reload) -> i32 {
             crate::metrics::render_process(&mut text, &crate::procstat::read());
             text
         };
+        let shared = Arc::clone(&totals);
+        let status = move || {
+            let totals = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            totals.render_json(started, Instant::now())
+        };
         let seen = Arc::clone(&state);
         let ready = move || readiness(seen.load(Ordering::Relaxed));
-        match crate::admin::spawn(addr, crate::admin::Endpoints::new(render, ready)) {
-            Ok(_) => info!("metrics on http://{addr}/metrics, probes on /healthz and /readyz"),
+        match crate::admin::spawn(addr, crate::admin::Endpoints::new(render, status, ready)) {
+            Ok(_) => info!(
+                "metrics on http://{addr}/metrics and /status.json, probes on /healthz and /readyz"
+            ),
             Err(e) => {
                 error!("cannot serve metrics on {addr}: {e}");
                 return abort(&starts, &mut workers, &event_rx);
@@ -273,7 +282,7 @@ fn serve(
                 let Ok(report) = report else { return EXIT_FAILURE };
                 let active = {
                     let mut t = totals.lock().unwrap_or_else(PoisonError::into_inner);
-                    t.apply(&report);
+                    t.apply(&report, Instant::now());
                     t.active()
                 };
                 if let Some(line) = progress.observe(active, Instant::now()) {
@@ -430,7 +439,7 @@ fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code
             },
             recv(stopping.reports) -> report => {
                 if let Ok(report) = report {
-                    stopping.totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report);
+                    stopping.totals.lock().unwrap_or_else(PoisonError::into_inner).apply(&report, Instant::now());
                 }
             }
             recv(stopping.signals) -> signal => match signal {

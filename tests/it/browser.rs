@@ -1,6 +1,7 @@
-//! WebSocket echo pages in a real browser: headless Chromium, driven over the Chrome DevTools
+//! percore's pages in a real browser: headless Chromium, driven over the Chrome DevTools
 //! Protocol (CDP) with the tungstenite client, against percore serving the real `www/` directory.
-//! The pages are percore's own (`www/ws.html`) and the C tutorial's echo client, unchanged.
+//! The pages are percore's own (`www/ws.html`, `www/status.html`) and the C tutorial's echo
+//! client, unchanged.
 //!
 //! Chromium is required, never skipped: without it the test fails and says how to install it
 //! (`.ci/run` does). Every wait is bounded, and Chromium's whole process group is killed when
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use tungstenite::{Message, WebSocket};
 
-use crate::harness::{Options, Root, Server};
+use crate::harness::{get, Options, Root, Server};
 
 /// The longest any one step may take: Chromium starting, a CDP reply, a page condition.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -213,6 +214,236 @@ fn the_c_tutorials_echo_page_works_unchanged_against_the_defaults() {
         .filter(|entry| entry.starts_with("error:"))
         .collect();
     assert_eq!(errors, Vec::<&String>::new(), "errors in the browser's log");
+    assert_eq!(
+        page.exceptions,
+        Vec::<String>::new(),
+        "script errors on the page"
+    );
+}
+
+/// Where the screenshot of the status page goes, for people to look at.
+const STATUS_SCREENSHOT: &str = "/tmp/status-page.png";
+
+/// The live status page against two workers: it shows the worker count, and its request
+/// counter rises by the requests made while it watches, to the server's own total.
+#[test]
+fn status_page_shows_the_workers_and_counts_requests_live() {
+    let root = www_root();
+    let server = Server::start_with(
+        &root,
+        Options {
+            admin: true,
+            workers: 2,
+            ..Options::default()
+        },
+    );
+    let port = server.port();
+    let admin = server.admin.expect("the admin port");
+    let chromium = Chromium::launch(&[]);
+    let mut page = chromium.open_page();
+    page.call(
+        "Emulation.setDeviceMetricsOverride",
+        r#"{"width":1100,"height":1300,"deviceScaleFactor":1,"mobile":false}"#,
+    );
+    page.navigate(
+        &format!("http://127.0.0.1:{port}/status.html?admin=127.0.0.1:{admin}"),
+        "/status.html",
+    );
+    page.wait_for(
+        "the worker count",
+        "document.getElementById('workers').textContent === '2'",
+    );
+    assert_eq!(page.state(), "live");
+    assert_eq!(
+        page.text("#source"),
+        format!("http://127.0.0.1:{admin}/status.json")
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('#charts canvas').length"),
+        Json::Num(6.0),
+        "one chart per metric"
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('#legend li').length"),
+        Json::Num(2.0),
+        "one line per worker"
+    );
+
+    let before = page.count("#requests");
+    for _ in 0..50 {
+        assert_eq!(get(port, "/hello.txt", "").status, 200);
+    }
+    page.wait_for(
+        "the request counter to rise by 50",
+        &format!(
+            "Number(document.getElementById('requests').textContent.replaceAll(',', '')) >= {}",
+            before + 50
+        ),
+    );
+    // Then to the server's own total: the page's loads (and Chromium's request for the icon)
+    // count too, so only that shows nothing was counted twice or lost.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let shown = page.count("#requests");
+        let total = requests_total(&server);
+        if shown == total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page shows {shown} requests, the server counted {total}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    page.wait_for(
+        "a request rate above 0 in the requests/s chart",
+        "parseFloat(document.querySelector('#chart-requests .max').textContent) > 0",
+    );
+    page.wait_for(
+        "a latency in the p99 chart",
+        "/^[0-9.]+ (µs|ms|s)$/.test(document.querySelector('#chart-p99 .max').textContent)",
+    );
+    assert_eq!(page.state(), "live");
+    assert_eq!(
+        page.eval("document.getElementById('problem').hidden"),
+        Json::Bool(true)
+    );
+
+    page.screenshot(Path::new(STATUS_SCREENSHOT));
+    let errors: Vec<String> = page
+        .console
+        .iter()
+        .filter(|call| call.kind == "error")
+        .map(ConsoleCall::line)
+        .chain(
+            page.browser_log
+                .iter()
+                .filter(|e| e.starts_with("error:"))
+                .cloned(),
+        )
+        .collect();
+    assert_eq!(errors, Vec::<String>::new(), "errors in the console");
+    assert_eq!(
+        page.exceptions,
+        Vec::<String>::new(),
+        "script errors on the page"
+    );
+}
+
+/// The requests the server has counted, summed over its workers, from `/status.json`.
+fn requests_total(server: &Server) -> u64 {
+    let (status, body) = server.admin_get("/status.json");
+    assert_eq!(status, 200, "{body}");
+    let Json::Arr(workers) = Json::parse(&body).get("workers").clone() else {
+        panic!("no workers in {body}");
+    };
+    workers
+        .iter()
+        .map(|w| match w.get("requests") {
+            Json::Num(n) => *n as u64,
+            other => panic!("requests is {other:?} in {body}"),
+        })
+        .sum()
+}
+
+/// Without an admin endpoint to read, the status page says so and why it may be, and its
+/// arithmetic (rates between reports, percentiles from buckets) checks out.
+#[test]
+fn status_page_says_when_the_admin_endpoint_cannot_be_reached() {
+    let root = www_root();
+    let server = Server::start(&root);
+    // Bound but not listening: connecting is refused, and no other test's server can take the
+    // port while this one looks.
+    let refusing =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    refusing
+        .bind(&any_port.into())
+        .expect("binding 127.0.0.1:0");
+    let closed = refusing
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("the bound port")
+        .port();
+    let chromium = Chromium::launch(&[]);
+    let mut page = chromium.open_page();
+    let port = server.port();
+    page.navigate(
+        &format!("http://127.0.0.1:{port}/status.html?admin=127.0.0.1:{closed}"),
+        "/status.html",
+    );
+    page.wait_for(
+        "the page to give up on the admin endpoint",
+        "document.getElementById('state').textContent === 'unreachable'",
+    );
+    let problem = page.text("#problem");
+    assert!(
+        problem.starts_with(&format!(
+            "Cannot reach percore's admin endpoint at http://127.0.0.1:{closed}/status.json"
+        )) && problem.contains("(--admin, not off)"),
+        "{problem}"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('problem').hidden"),
+        Json::Bool(false)
+    );
+    assert_eq!(page.text("#workers"), "–");
+
+    // The page's arithmetic, through its own functions. Latency quantiles interpolate within
+    // power-of-two buckets: 1 sample up to 1 µs, 2 up to 2 µs, 1 up to 4 µs.
+    let bounds = "[1, 2, 4]";
+    for (buckets, q, expected) in [
+        ("[1, 2, 1, 0]", 0.5, 1.5),
+        ("[1, 2, 1, 0]", 1.0, 4.0),
+        ("[0, 0, 0, 3]", 0.5, 4.0),
+        ("[4, 0, 0, 0]", 0.25, 0.25),
+    ] {
+        assert_eq!(
+            page.eval(&format!("quantile({buckets}, {bounds}, {q})")),
+            Json::Num(expected),
+            "quantile({buckets}, {bounds}, {q})"
+        );
+    }
+    assert_eq!(
+        page.eval("quantile([0, 0, 0, 0], [1, 2, 4], 0.5)"),
+        Json::Null
+    );
+    // Rates divide by the time between reports, hold while the next is due, drop to 0 once
+    // the worker is silent, and after a silence cover one report interval at most.
+    let rates = page.eval(
+        "(() => {
+            const at = (ms, requests) => ({ reported_ms: ms, requests, bytes_sent: 10 * requests,
+                latency_buckets: [0, requests, 0, 0] });
+            const seen = [];
+            let s = follow(undefined, at(1000, 0), 1200, [1, 2, 4]);
+            for (const [sample, uptime] of [[at(2000, 50), 2100], [at(2000, 50), 3100],
+                    [at(2000, 50), 4500], [at(9000, 60), 9100], [at(10500, 120), 10600]]) {
+                s = follow(s, sample, uptime, [1, 2, 4]);
+                seen.push(s.rates.requests, s.rates.bytes);
+            }
+            return seen;
+        })()",
+    );
+    let expected = [50.0, 500.0, 50.0, 500.0, 0.0, 0.0, 10.0, 100.0, 40.0, 400.0];
+    assert_eq!(
+        rates,
+        Json::Arr(expected.into_iter().map(Json::Num).collect()),
+        "requests/s and bytes/s after each poll"
+    );
+    assert_eq!(
+        page.eval(
+            "[formatCount(0), formatCount(12.345), formatCount(4567), formatBytes(2.5e6), \
+             formatMicros(150), formatMicros(2500), formatMicros(3.2e6), niceCeil(0), niceCeil(3), niceCeil(101)]"
+        ),
+        Json::Arr(
+            ["0", "12.3", "4.57k", "2.5 MB/s", "150 µs", "2.5 ms", "3.2 s"]
+                .into_iter()
+                .map(|s| Json::Str(s.into()))
+                .chain([Json::Num(1.0), Json::Num(5.0), Json::Num(200.0)])
+                .collect()
+        )
+    );
     assert_eq!(
         page.exceptions,
         Vec::<String>::new(),
@@ -547,7 +778,9 @@ impl Cdp {
         let deadline = Instant::now() + LIMIT;
         while self.eval(expression) != Json::Bool(true) {
             if Instant::now() > deadline {
-                let log = self.eval("document.getElementById('log')?.innerText ?? ''");
+                let log = self.eval(
+                    "(document.getElementById('log') ?? document.getElementById('problem'))?.innerText ?? ''",
+                );
                 panic!("timed out after {LIMIT:?} waiting for {what} ({expression}); the page's log: {log:?}");
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -555,8 +788,24 @@ impl Cdp {
     }
 
     fn state(&mut self) -> String {
-        let state = self.eval("document.getElementById('state').textContent");
-        state.as_str().unwrap_or_default().to_string()
+        self.text("#state")
+    }
+
+    /// The text of the element `selector`; empty when there is none.
+    fn text(&mut self, selector: &str) -> String {
+        let text = self.eval(&format!(
+            "document.querySelector({})?.textContent ?? ''",
+            json_str(selector)
+        ));
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The number the element `selector` shows, digits grouped with commas ("1,234").
+    fn count(&mut self, selector: &str) -> u64 {
+        let text = self.text(selector);
+        text.replace(',', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{selector} shows {text:?}, not a number"))
     }
 
     /// The page's log as (label, text) pairs, oldest first.
