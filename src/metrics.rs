@@ -918,10 +918,13 @@ mod tests {
         assert!(!one.is_zero());
         assert_eq!(one.accept_paused(), 1);
         let mut totals = Totals::new(1);
-        totals.apply(&WorkerReport {
-            worker: 0,
-            delta: one,
-        });
+        totals.apply(
+            &WorkerReport {
+                worker: 0,
+                delta: one,
+            },
+            Instant::now(),
+        );
         let text = totals.render_prometheus();
         assert!(
             text.contains("percore_accept_paused{worker=\"0\"} 1\n"),
