@@ -166,8 +166,12 @@ pub fn run(config: Config, reload: Reload) -> i32 {
     for start in &starts {
         let _ = start.send(true);
     }
+    let tls = match config.tls_ports.is_empty() {
+        true => String::new(),
+        false => format!(" (TLS on {})", describe_ports(&config.tls_ports)),
+    };
     info!(
-        "ready: serving {} on {} port(s) {} with {} worker(s)",
+        "ready: serving {} on {} port(s) {}{tls} with {} worker(s)",
         config.root.display(),
         describe_addresses(&config.bind),
         describe_ports(&config.ports),

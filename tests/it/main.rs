@@ -13,6 +13,7 @@ mod lifecycle;
 mod logging;
 mod static_files;
 mod timeouts;
+mod tls;
 mod websocket;
 mod ws_client;
 mod wsload;
