@@ -115,10 +115,21 @@ impl Transport for TlsSocket<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            let handshaking = self.session.conn.is_handshaking();
             if let Err(e) = self.session.conn.process_new_packets() {
                 // rustls has queued an alert saying why: send it if the socket takes it.
                 self.flush_now();
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            if handshaking
+                && !self.session.conn.is_handshaking()
+                && !self.session.conn.wants_write()
+            {
+                // The client's Finished ended a TLS 1.3 handshake and nothing answers it (no
+                // session tickets yet): acknowledge it now. A client that leaves Nagle on
+                // (Python's ssl, for one) holds its request until then, and the kernel would
+                // delay the ACK by 40 ms: measured, 50 ms per new connection instead of 1.4.
+                let _ = crate::sys::ack_now(self.stream);
             }
             // Handshake records (and alerts) go out at once; records of our own output are
             // the write's to send.

@@ -596,3 +596,39 @@ fn the_plain_port_beside_a_tls_port_never_speaks_tls() {
     let bytes = read_until_closed(&mut stream, CLOSE_LIMIT);
     assert!(bytes.starts_with(b"HTTP/1.1 400 "), "{bytes:?}");
 }
+
+/// A TLS 1.3 handshake ends with the client's Finished, which nothing of the server's answers
+/// (no session tickets yet). A client with Nagle on (the default; Python's ssl, this rustls
+/// client) holds its first request until that Finished is acknowledged, and Linux delays the
+/// ACK by 40 ms unless the server asks for it at once: 40 ms more for every new connection.
+#[test]
+fn the_first_request_after_a_tls_1_3_handshake_does_not_wait_for_a_delayed_ack() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let mut waits: Vec<Duration> = (0..11)
+        .map(|_| {
+            let mut stream = tls.connect(tls_port(&server));
+            assert!(
+                !stream.sock.nodelay().unwrap(),
+                "Nagle must be on for this test"
+            );
+            assert_eq!(
+                stream.conn.protocol_version(),
+                Some(rustls::ProtocolVersion::TLSv1_3)
+            );
+            let started = Instant::now();
+            stream
+                .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_response(&mut stream, false).status, 200);
+            started.elapsed()
+        })
+        .collect();
+    waits.sort();
+    assert!(
+        waits[5] < Duration::from_millis(25),
+        "median {:?} (all: {waits:?})",
+        waits[5]
+    );
+}
