@@ -23,7 +23,7 @@ use crate::harness::{
 const CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// A test CA and a server certificate it signed, written as PEM to a temporary directory.
-struct TlsFiles {
+pub struct TlsFiles {
     dir: tempfile::TempDir,
     ca: PathBuf,
     cert: PathBuf,
@@ -32,7 +32,7 @@ struct TlsFiles {
 
 impl TlsFiles {
     /// An ECDSA P-256 CA and server certificate.
-    fn new() -> TlsFiles {
+    pub fn new() -> TlsFiles {
         TlsFiles::with(&rcgen::PKCS_ECDSA_P256_SHA256)
     }
 
@@ -70,7 +70,7 @@ impl TlsFiles {
     }
 
     /// `--tls-cert` and `--tls-key` naming these files.
-    fn flags(&self) -> Vec<String> {
+    pub fn flags(&self) -> Vec<String> {
         vec![
             "--tls-cert".into(),
             self.path(&self.cert),
