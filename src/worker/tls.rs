@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::conn::{Filled, InputBuffer, Output, Pool, Refusal, Transport, Written};
+use crate::conn::{Filled, InputBuffer, Output, Pool, Refusal, Transport, Written, READ_BUDGET};
 use crate::http::Version;
 
 /// Most plaintext encrypted at once: rustls' default limit on the records it holds, so one
@@ -79,8 +79,15 @@ pub struct TlsSocket<'s> {
 impl Transport for TlsSocket<'_> {
     /// Hands over the plaintext rustls holds, reading and decrypting records until the socket
     /// is drained, the client closes, or `input` holds `max` bytes.
+    ///
+    /// The connection's read budget counts plaintext, so records that carry little or none
+    /// (empty ones, handshake and alert records) are bounded here: after [`READ_BUDGET`] bytes
+    /// of ciphertext in one call the read ends undrained. A client that sends such records
+    /// then waits for its next edge instead of holding the worker; one that sends data fills
+    /// the input long before (a read ends when the input is full).
     fn read(&mut self, input: &mut InputBuffer, pool: &mut Pool, max: usize) -> io::Result<Filled> {
         let mut filled = Filled::default();
+        let mut ciphertext = 0;
         loop {
             match self.take_plaintext(input, pool, max, &mut filled)? {
                 Plaintext::Taken => {}
@@ -91,7 +98,7 @@ impl Transport for TlsSocket<'_> {
                     return Ok(filled);
                 }
             }
-            if filled.drained {
+            if filled.drained || ciphertext >= READ_BUDGET {
                 return Ok(filled);
             }
             let mut wire = WireIn {
@@ -102,7 +109,8 @@ impl Transport for TlsSocket<'_> {
             match self.session.conn.read_tls(&mut wire) {
                 // The client closed TCP: the reader reports it once the plaintext is taken.
                 Ok(0) => filled.drained = true,
-                Ok(_) => {
+                Ok(n) => {
+                    ciphertext += n;
                     if !self.session.sniffed {
                         self.session.sniffed = true;
                         if wire.first.is_some_and(|b| b.is_ascii_uppercase()) {
