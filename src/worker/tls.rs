@@ -91,7 +91,12 @@ impl Transport for TlsSocket<'_> {
         loop {
             match self.take_plaintext(input, pool, max, &mut filled)? {
                 Plaintext::Taken => {}
-                Plaintext::InputFull => return Ok(filled),
+                // rustls may still hold plaintext, decrypted from records that have left the
+                // socket: no edge will announce it, so the read must not count as drained.
+                Plaintext::InputFull => {
+                    filled.drained = false;
+                    return Ok(filled);
+                }
                 Plaintext::Closed => {
                     filled.eof = true;
                     filled.drained = true;
@@ -376,5 +381,135 @@ impl Write for WireOut<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::BUFFER_SIZE;
+    use crate::tls::testing::{make, write};
+    use crate::tls::TlsConfig;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    /// A server session on an accepted socket after its handshake, and a client thread that
+    /// sent `payload` as application data once the handshake was done (all of it is in the
+    /// socket when this returns) and waits for the server to close.
+    fn connected(payload: Vec<u8>) -> (TcpStream, TlsSession, std::thread::JoinHandle<()>) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let made = make(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let cert = write(dir.path(), "cert.pem", &made.cert);
+        let key = write(dir.path(), "key.pem", &made.key);
+        let ca =
+            CertificateDer::from_pem_slice(made.ca.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let server = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap_or_else(|e| panic!("{e}"));
+        let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .unwrap_or_else(|e| panic!("{e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let client = std::thread::spawn(move || {
+            let name = ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
+            let conn = rustls::ClientConnection::new(Arc::new(client_config), name)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut stream = rustls::StreamOwned::new(conn, sock);
+            while stream.conn.is_handshaking() {
+                stream
+                    .conn
+                    .complete_io(&mut stream.sock)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            // Once the server has finished its side too, so the payload waits in its socket.
+            go_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("{e}"));
+            stream.write_all(&payload).unwrap_or_else(|e| panic!("{e}"));
+            stream.flush().unwrap_or_else(|e| panic!("{e}"));
+            let _ = sent_tx.send(());
+            let mut rest = Vec::new();
+            let _ = stream.sock.read_to_end(&mut rest);
+        });
+        let (socket, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
+        socket
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut session =
+            TlsSession::new(Arc::clone(server.server_config())).unwrap_or_else(|e| panic!("{e}"));
+        let (mut pool, mut input, mut scratch) =
+            (Pool::default(), InputBuffer::default(), Vec::new());
+        let started = Instant::now();
+        while session.conn.is_handshaking() {
+            assert!(started.elapsed() < Duration::from_secs(10), "no handshake");
+            let mut io = TlsSocket {
+                stream: &socket,
+                session: &mut session,
+                scratch: &mut scratch,
+                date: [b' '; 29],
+            };
+            io.read(&mut input, &mut pool, BUFFER_SIZE)
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(input.is_empty());
+        go_tx.send(()).unwrap_or_else(|e| panic!("{e}"));
+        sent_rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The client's writes have returned: on loopback its bytes are in our socket.
+        std::thread::sleep(Duration::from_millis(20));
+        (socket, session, client)
+    }
+
+    /// A read that fills the connection's input may have decrypted records that already left
+    /// the socket: it must not report the socket drained, or nothing would ever announce the
+    /// plaintext rustls still holds (the connection would wait for an edge that never comes;
+    /// a 3 MiB WebSocket message over TLS stalled so, one time in three). The payloads end
+    /// just past a full input (64 KiB), so the read that drains the socket is one whose
+    /// records overflow the input.
+    #[test]
+    fn a_read_that_fills_the_input_is_never_drained() {
+        for extra in [1, 200, 1000, 5000, 15000] {
+            let payload: Vec<u8> = (0..BUFFER_SIZE + extra).map(|i| (i % 251) as u8).collect();
+            let (socket, mut session, client) = connected(payload.clone());
+            let (mut pool, mut input, mut scratch) =
+                (Pool::default(), InputBuffer::default(), Vec::new());
+            let mut received = Vec::new();
+            loop {
+                let mut io = TlsSocket {
+                    stream: &socket,
+                    session: &mut session,
+                    scratch: &mut scratch,
+                    date: [b' '; 29],
+                };
+                let filled = io
+                    .read(&mut input, &mut pool, BUFFER_SIZE)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                received.extend_from_slice(input.bytes());
+                input.clear();
+                // Everything was sent before the first read: a drained read is the last one.
+                if filled.drained {
+                    break;
+                }
+            }
+            assert_eq!(received.len(), payload.len(), "payload of 64 KiB + {extra}");
+            assert!(received == payload, "the plaintext differs");
+            drop(socket);
+            client
+                .join()
+                .unwrap_or_else(|_| panic!("the client thread panicked"));
+        }
     }
 }
