@@ -3,7 +3,7 @@
 measure the server.
 
 Usage: benches/idle_connections.py K --pid PID [--host 127.0.0.1] [--ports 8001-8030] [--ws]
-           [--state idle|mid-head|mid-body] [--after SECONDS]
+           [--state idle|mid-head|mid-body] [--after SECONDS] [--tls [--cafile CA.pem]]
 
 Each connection completes one GET / (so it went through the whole request path and holds
 whatever an idle keep-alive connection holds), then stays open and idle. With --ws, each
@@ -17,6 +17,11 @@ memory (VmRSS of PID) before and after, as bytes per connection, and the kernel'
 over the same interval (shared by both ends of each loopback connection, so per connection it
 counts one client socket and one server socket). It closes every connection before exiting,
 and with --after N reports the server's memory N seconds after that, against before.
+
+With --tls, every connection first completes a TLS handshake (Python's ssl module: TLS 1.3
+unless the server offers only 1.2, ALPN http/1.1), so --ports must name TLS ports; --cafile
+verifies the server's certificate against that CA (without it nothing is verified: the figure
+is the same either way).
 """
 
 import argparse
@@ -24,6 +29,7 @@ import base64
 import os
 import resource
 import socket
+import ssl
 import sys
 import time
 
@@ -102,7 +108,10 @@ def main():
     ap.add_argument("--ws", action="store_true", help="idle WebSockets instead of keep-alive")
     ap.add_argument("--state", choices=["idle", "mid-head", "mid-body"], default="idle")
     ap.add_argument("--after", type=float, default=0, help="report RSS this long after closing")
+    ap.add_argument("--tls", action="store_true", help="speak TLS (the ports are TLS ports)")
+    ap.add_argument("--cafile", default=None, help="with --tls: verify against this CA")
     args = ap.parse_args()
+    tls = tls_context(args) if args.tls else None
     path = args.path or ("/ws" if args.ws else "/")
     expected = 101 if args.ws else 200
 
@@ -120,6 +129,8 @@ def main():
     try:
         for i in range(args.count):
             s = socket.create_connection((args.host, ports[i % len(ports)]), timeout=10)
+            if tls is not None:
+                s = tls.wrap_socket(s, server_hostname=args.host)
             if args.ws:
                 status = upgrade(s, args.host, path)
             else:
@@ -134,7 +145,7 @@ def main():
         time.sleep(1.0)  # let the server settle (pool trimming, metrics reports)
         rss1, slab1 = rss_bytes(args.pid), slab_bytes()
         n = len(socks)
-        kind = "WebSocket" if args.ws else "HTTP keep-alive"
+        kind = ("WebSocket" if args.ws else "HTTP keep-alive") + (" over TLS" if tls else "")
         print(f"{args.state} {kind} connections: {n} (opened in {opened:.1f} s)")
         print(f"server RSS: {rss0 / 1048576:.1f} MiB -> {rss1 / 1048576:.1f} MiB, "
               f"{(rss1 - rss0) / n:.0f} bytes per {args.state} connection")
@@ -152,6 +163,18 @@ def main():
         rss2 = rss_bytes(args.pid)
         print(f"server RSS {args.after:g} s after closing: {rss2 / 1048576:.1f} MiB "
               f"({(rss2 - rss0) / 1048576:+.1f} MiB against before)")
+
+
+def tls_context(args):
+    """A client context offering ALPN http/1.1, verifying against --cafile if given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if args.cafile:
+        ctx.load_verify_locations(args.cafile)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
 
 
 def stall(args):

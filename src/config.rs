@@ -3,7 +3,8 @@
 //!
 //! Owns the option table (flag, file key, default, help), the parsers for ports, sizes and
 //! durations, and the one-line error messages. Must never open sockets, start threads or
-//! read anything but the config file and the document root's metadata.
+//! read anything but the config file, the document root's metadata and the TLS certificate
+//! and key (loaded by [`crate::tls`], so a bad one stops the start like any bad value).
 //!
 //! Precedence: built-in defaults < config file (only with `--config`) < command-line flags.
 //! Every option has a line in `config/percore.toml`; a test checks that the file yields
@@ -19,6 +20,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::access_log;
 use crate::log::Level;
+use crate::tls::TlsConfig;
 
 /// The validated server configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +87,15 @@ pub struct Config {
     pub ws_ping_timeout: Duration,
     /// `--ws-close-timeout`: time the server waits for the client's close frame; never zero.
     pub ws_close_timeout: Duration,
+    /// `--tls-cert`: the PEM certificate chain served on the TLS ports.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`: the PEM private key of the chain's first certificate.
+    pub tls_key: Option<PathBuf>,
+    /// `--tls-ports`: the ports that speak TLS, sorted; each one is also in `ports`, and
+    /// when there are any, `tls` holds the loaded certificate.
+    pub tls_ports: Vec<u16>,
+    /// The certificate and key, loaded and checked once: shared read-only by the workers.
+    pub tls: Option<TlsConfig>,
 }
 
 /// What `main` should do after reading the command line.
@@ -136,6 +147,10 @@ impl Config {
             ws_ping_interval: Duration::from_secs(30),
             ws_ping_timeout: Duration::from_secs(30),
             ws_close_timeout: Duration::from_secs(5),
+            tls_cert: None,
+            tls_key: None,
+            tls_ports: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -333,6 +348,24 @@ const OPTIONS: &[Opt] = &[
         default: "5s",
         help: "Time the server waits for the client's close frame after sending its own",
     },
+    Opt {
+        flag: "tls-cert",
+        value_name: "FILE",
+        default: "",
+        help: "PEM certificate chain for the TLS ports, the server's certificate first (e.g. an ACME client's fullchain.pem)",
+    },
+    Opt {
+        flag: "tls-key",
+        value_name: "FILE",
+        default: "",
+        help: "PEM private key of that certificate (PKCS#8, RSA or EC)",
+    },
+    Opt {
+        flag: "tls-ports",
+        value_name: "LIST",
+        default: "",
+        help: "Which of the --ports speak HTTPS/WSS (TLS 1.2 and 1.3), e.g. 8443; needs --tls-cert and --tls-key",
+    },
 ];
 
 const EXAMPLES: &str = "\
@@ -342,6 +375,7 @@ Examples:
   percore --ports 8080 --root ./public
   percore --config /etc/percore/percore.toml --workers 4
   percore --bind [::] --admin off
+  percore --ports 8001-8030,8443 --tls-ports 8443 --tls-cert fullchain.pem --tls-key privkey.pem
   percore --config /etc/percore/percore.toml --check-config
   percore check --connections 1000000 --config /etc/percore/percore.toml   (what this host allows)
 
@@ -392,8 +426,12 @@ impl Config {
             Some(addr) => format!("admin on {addr}"),
             None => "admin off".to_owned(),
         };
+        let tls = match self.tls_ports.is_empty() {
+            true => String::new(),
+            false => format!("; TLS on {}", describe_ports(&self.tls_ports)),
+        };
         format!(
-            "configuration is valid ({file}; root {}; {} port(s) {}; {} worker(s); {admin})",
+            "configuration is valid ({file}; root {}; {} port(s) {}{tls}; {} worker(s); {admin})",
             self.root.display(),
             describe_addresses(&self.bind),
             describe_ports(&self.ports),
@@ -502,6 +540,13 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
             "ws_close_timeout",
             old.ws_close_timeout != new.ws_close_timeout,
         ),
+        // A renewed certificate at the same path counts as a change (it needs a restart).
+        (
+            "tls_cert",
+            old.tls_cert != new.tls_cert || old.tls != new.tls,
+        ),
+        ("tls_key", old.tls_key != new.tls_key),
+        ("tls_ports", old.tls_ports != new.tls_ports),
     ];
     changed
         .into_iter()
@@ -512,7 +557,11 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
 
 fn command() -> Command {
     let options = OPTIONS.iter().map(|opt| {
-        let help = format!("{} [default: {}]", opt.help, opt.default);
+        let default = match opt.default {
+            "" => "none",
+            text => text,
+        };
+        let help = format!("{} [default: {default}]", opt.help);
         let arg = Arg::new(opt.flag).long(opt.flag).help(help);
         if opt.is_switch() {
             arg.action(ArgAction::SetTrue)
@@ -562,7 +611,46 @@ fn build(matches: &ArgMatches) -> Result<Config, String> {
         }
     }
     config.root = check_root(&config.root)?;
+    config.tls = check_tls(&config)?;
     Ok(config)
+}
+
+/// The TLS settings must come together: ports that speak TLS (each one also among the
+/// ports), a certificate and a key; then the certificate and key are loaded and checked.
+fn check_tls(config: &Config) -> Result<Option<TlsConfig>, String> {
+    let (cert, key) = match (
+        &config.tls_cert,
+        &config.tls_key,
+        config.tls_ports.is_empty(),
+    ) {
+        (None, None, true) => return Ok(None),
+        (Some(cert), Some(key), false) => (cert, key),
+        (_, _, true) => {
+            return Err("--tls-cert and --tls-key need --tls-ports (tls_ports): \
+                        which ports speak TLS"
+                .to_owned())
+        }
+        (None, _, false) | (_, None, false) => {
+            return Err(format!(
+                "--tls-ports {} needs both --tls-cert and --tls-key (tls_cert, tls_key)",
+                describe_ports(&config.tls_ports)
+            ))
+        }
+    };
+    let stray: Vec<u16> = config
+        .tls_ports
+        .iter()
+        .copied()
+        .filter(|port| !config.ports.contains(port))
+        .collect();
+    if !stray.is_empty() {
+        return Err(format!(
+            "--tls-ports names {} which --ports ({}) does not listen on",
+            describe_ports(&stray),
+            describe_ports(&config.ports)
+        ));
+    }
+    TlsConfig::load(cert, key).map(Some)
 }
 
 /// Applies every key of the TOML file at `path`; errors do not repeat the file name.
@@ -652,6 +740,9 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "ws-ping-interval" => config.ws_ping_interval = nonzero(parse_duration(raw)?)?,
         "ws-ping-timeout" => config.ws_ping_timeout = nonzero(parse_duration(raw)?)?,
         "ws-close-timeout" => config.ws_close_timeout = nonzero(parse_duration(raw)?)?,
+        "tls-cert" => config.tls_cert = parse_optional_path(raw),
+        "tls-key" => config.tls_key = parse_optional_path(raw),
+        "tls-ports" => config.tls_ports = parse_tls_ports(raw)?,
         _ => return Err(format!("unknown option '{flag}'")),
     }
     Ok(())
@@ -721,6 +812,19 @@ fn parse_port(raw: &str) -> Result<u16, String> {
     match u16::try_from(n) {
         Ok(port) if port != 0 => Ok(port),
         _ => Err(format!("port {n} is out of range 1-65535")),
+    }
+}
+
+/// A file name; empty means none.
+fn parse_optional_path(raw: &str) -> Option<PathBuf> {
+    (!raw.is_empty()).then(|| PathBuf::from(raw))
+}
+
+/// Like `--ports`; empty (the default, or `[]` in the file) means no port speaks TLS.
+fn parse_tls_ports(raw: &str) -> Result<Vec<u16>, String> {
+    match raw.trim() {
+        "" => Ok(Vec::new()),
+        _ => parse_ports(raw),
     }
 }
 
@@ -1525,6 +1629,151 @@ mod tests {
         );
     }
 
+    /// A certificate and key for localhost in `dir`, as the flags that name them.
+    fn tls_files(dir: &Path) -> (String, String) {
+        let made = crate::tls::testing::make(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let cert = crate::tls::testing::write(dir, "cert.pem", &made.cert);
+        let key = crate::tls::testing::write(dir, "key.pem", &made.key);
+        (cert.display().to_string(), key.display().to_string())
+    }
+
+    #[test]
+    fn tls_ports_with_a_certificate_and_key() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (cert, key) = tls_files(dir.path());
+        let (outcome, _root) = run(&[
+            "--ports",
+            "8001-8002,8443",
+            "--tls-ports",
+            "8443",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ]);
+        let CliOutcome::Run(config) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(config.tls_ports, [8443]);
+        assert_eq!(config.tls_cert, Some(PathBuf::from(&cert)));
+        assert_eq!(config.tls_key, Some(PathBuf::from(&key)));
+        assert!(config.tls.is_some());
+        // The same from the config file, and --check-config names the TLS ports.
+        let file = write_file(
+            dir.path(),
+            &format!(
+                "ports = [8001, 8443]\ntls_ports = [8443]\ntls_cert = '{cert}'\n\
+                 tls_key = '{key}'\n"
+            ),
+        );
+        let (outcome, root) = run(&["--config", &file, "--check-config"]);
+        let root = std::fs::canonicalize(root.path()).unwrap_or_default();
+        match outcome {
+            CliOutcome::Exit {
+                code: 0,
+                message,
+                to_stderr: false,
+            } => assert_eq!(
+                message,
+                format!(
+                    "percore: configuration is valid (config file {file}; root {}; 0.0.0.0 \
+                     port(s) 8001,8443; TLS on 8443; {} worker(s); admin on 127.0.0.1:7391)",
+                    root.display(),
+                    Config::defaults().workers
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_settings_come_together() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (cert, key) = tls_files(dir.path());
+        check_error(
+            &["--ports", "8443", "--tls-ports", "8443"],
+            "percore: --tls-ports 8443 needs both --tls-cert and --tls-key (tls_cert, tls_key)",
+        );
+        check_error(
+            &[
+                "--ports",
+                "8443",
+                "--tls-ports",
+                "8443",
+                "--tls-cert",
+                &cert,
+            ],
+            "percore: --tls-ports 8443 needs both --tls-cert and --tls-key (tls_cert, tls_key)",
+        );
+        check_error(
+            &["--tls-cert", &cert, "--tls-key", &key],
+            "percore: --tls-cert and --tls-key need --tls-ports (tls_ports): which ports speak TLS",
+        );
+        check_error(
+            &[
+                "--ports",
+                "8001-8003",
+                "--tls-ports",
+                "8003-8004,443",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ],
+            "percore: --tls-ports names 443,8004 which --ports (8001-8003) does not listen on",
+        );
+        check_error(
+            &["--tls-ports", "0"],
+            "percore: invalid --tls-ports '0': port 0 is out of range 1-65535",
+        );
+        // An unusable key stops the start (and --check-config) with the line tls gives.
+        let (_, root) = run(&[]);
+        let root_arg = root.path().display().to_string();
+        for check_only in [false, true] {
+            let mut argv = vec![
+                "percore",
+                "--root",
+                &root_arg,
+                "--ports",
+                "8443",
+                "--tls-ports",
+                "8443",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &cert,
+            ];
+            if check_only {
+                argv.push("--check-config");
+            }
+            check_error_argv(
+                &argv,
+                &format!(
+                    "percore: the TLS key {cert} holds no private key (expected a PEM block \
+                     '-----BEGIN PRIVATE KEY-----', 'RSA PRIVATE KEY' or 'EC PRIVATE KEY')"
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn help_shows_none_for_unset_tls_files() {
+        match parse_args(["percore", "--help"]) {
+            CliOutcome::Exit { message, .. } => {
+                assert!(message.contains("--tls-cert <FILE>"), "{message}");
+                assert!(
+                    message.contains("e.g. 8443; needs --tls-cert and --tls-key [default: none]"),
+                    "{message}"
+                );
+                assert!(
+                    message.contains("--tls-ports 8443 --tls-cert fullchain.pem"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn ports_are_described_as_a_range_when_contiguous() {
         assert_eq!(describe_ports(&[8001, 8002, 8003]), "8001-8003");
@@ -1651,6 +1900,9 @@ mod tests {
         config.index = "x".into();
         config.dotfiles = true;
         config.ws_paths = Some(vec!["/scrambled".into()]);
+        config.tls_cert = Some(PathBuf::from("scrambled.pem"));
+        config.tls_key = Some(PathBuf::from("scrambled.key"));
+        config.tls_ports = vec![1];
         for (flag, raw) in pairs {
             if let Err(why) = set(&mut config, flag, raw) {
                 panic!("{flag} = {raw}: {why}");

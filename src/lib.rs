@@ -5,7 +5,8 @@
 //! - [`http`], [`ws`], [`files`]: sans-IO protocols and static-file decisions; no sockets, files or clocks.
 //! - [`conn`]: one connection's state machine over them (sans-IO: a transport and "now" come in).
 //! - [`worker`]: one reactor per core; moves bytes between sockets and the sans-IO layers.
-//! - [`metrics`], [`config`], [`log`]: shared read-only configuration and the worker → supervisor reports.
+//! - [`metrics`], [`config`], [`tls`], [`log`]: shared read-only configuration (the TLS
+//!   certificate among it) and the worker → supervisor reports.
 //! - [`supervisor`], [`admin`], [`portcheck`]: process-wide concerns (threads, signals, readiness,
 //!   exit code, /metrics, refusing ports another process listens on).
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -27,5 +28,6 @@ pub mod procstat;
 pub mod sdnotify;
 pub mod supervisor;
 pub mod sys;
+pub mod tls;
 pub mod worker;
 pub mod ws;

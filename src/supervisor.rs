@@ -192,8 +192,12 @@ pub fn run(config: Config, reload: Reload) -> i32 {
     }
     // Ready before saying so: whoever reads the line (a test, an operator) finds /readyz 200.
     state.store(SERVING, Ordering::Relaxed);
+    let tls = match config.tls_ports.is_empty() {
+        true => String::new(),
+        false => format!(" (TLS on {})", describe_ports(&config.tls_ports)),
+    };
     info!(
-        "ready: serving {} on {} port(s) {} with {} worker(s)",
+        "ready: serving {} on {} port(s) {}{tls} with {} worker(s)",
         config.root.display(),
         describe_addresses(&config.bind),
         describe_ports(&config.ports),

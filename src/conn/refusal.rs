@@ -4,8 +4,10 @@
 //! `files::TargetError`, `ws::Refused`, an open that failed); this file alone decides which
 //! [`Status`] that becomes, as hyper's `role.rs` and nginx's static module do for theirs.
 
+use std::borrow::Cow;
+
 use crate::files::TargetError;
-use crate::http::{RequestError, Response, Status};
+use crate::http::{Body, RequestError, Response, Status};
 use crate::ws;
 
 /// Why a request gets an error answer.
@@ -33,6 +35,9 @@ pub enum Refusal {
     RangeNotSatisfiable,
     /// The request head did not arrive within the header timeout.
     HeaderTimeout,
+    /// A plain HTTP request arrived on a port that speaks TLS (answered by the TLS
+    /// transport, in plain text, before any TLS session exists).
+    PlainHttpOnTlsPort,
     /// The server failed for a reason of its own (an unexpected errno).
     Internal,
     /// Out of descriptors or memory for now (EMFILE, ENFILE, ENOMEM): worth trying again.
@@ -72,6 +77,8 @@ impl Refusal {
             Refusal::PreconditionFailed => Status::PRECONDITION_FAILED,
             Refusal::RangeNotSatisfiable => Status::RANGE_NOT_SATISFIABLE,
             Refusal::HeaderTimeout => Status::REQUEST_TIMEOUT,
+            // nginx's answer (its internal 497 becomes a 400 on the wire).
+            Refusal::PlainHttpOnTlsPort => Status::BAD_REQUEST,
             Refusal::Internal => Status::INTERNAL_SERVER_ERROR,
             Refusal::Unavailable => Status::SERVICE_UNAVAILABLE,
         }
@@ -84,6 +91,12 @@ impl Refusal {
     pub fn response(self) -> Response<'static> {
         let response = Response::page(self.status());
         match self {
+            // nginx's page says what went wrong, for whoever typed http:// by mistake.
+            Refusal::PlainHttpOnTlsPort => Response {
+                lines: b"Content-Type: text/html; charset=utf-8\r\n",
+                body: Body::Bytes(Cow::Borrowed(PLAIN_HTTP_PAGE)),
+                ..response
+            },
             Refusal::Handshake(refused) => match refused.field() {
                 Some((name, value)) => response.with_field(name, value),
                 None => response,
@@ -93,6 +106,11 @@ impl Refusal {
         }
     }
 }
+
+/// The page of [`Refusal::PlainHttpOnTlsPort`], worded as nginx's.
+const PLAIN_HTTP_PAGE: &[u8] = b"<html><head><title>400 The plain HTTP request was sent to HTTPS \
+port</title></head><body><center><h1>400 Bad Request</h1></center><center>The plain HTTP request \
+was sent to HTTPS port</center><hr><center>percore</center></body></html>";
 
 #[cfg(test)]
 mod tests {
@@ -121,6 +139,7 @@ mod tests {
             (Refusal::PreconditionFailed, 412),
             (Refusal::RangeNotSatisfiable, 416),
             (Refusal::HeaderTimeout, 408),
+            (Refusal::PlainHttpOnTlsPort, 400),
             (Refusal::Internal, 500),
             (Refusal::Unavailable, 503),
         ];

@@ -45,7 +45,8 @@ pub use eventfd::EventFd;
 pub use file::{PathStat, RootDir};
 pub use limits::{raise_open_files_limit, OpenFilesLimit};
 pub use net::{
-    accept_nonblocking, reuseport_listener, send_more, sendfile, set_defer_accept, somaxconn,
+    accept_nonblocking, ack_now, reuseport_listener, send_more, sendfile, set_defer_accept,
+    somaxconn,
 };
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
 pub use stat::device_and_inode;

@@ -102,6 +102,12 @@ pub fn send_more(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     socket2::SockRef::from(stream).send_with_flags(bytes, libc::MSG_MORE | libc::MSG_NOSIGNAL)
 }
 
+/// TCP_QUICKACK: sends an acknowledgement the kernel is holding back (delayed ACK, up to 40 ms
+/// on Linux) now. Not sticky: the kernel returns to delaying ACKs on its own.
+pub fn ack_now(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_quickack(true)
+}
+
 /// /proc/sys/net/core/somaxconn, or 4096 if it cannot be read.
 pub fn somaxconn() -> i32 {
     fs::read_to_string("/proc/sys/net/core/somaxconn")

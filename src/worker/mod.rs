@@ -17,6 +17,7 @@ mod socket;
 mod static_files;
 mod throttle;
 pub mod timer;
+mod tls;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -26,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rustls::ServerConfig;
 
 use crate::access_log::Recorder;
 use crate::config::Config;
@@ -40,6 +42,7 @@ use slab::{Key, Slab};
 use static_files::StaticFiles;
 use throttle::Throttle;
 use timer::{TimerWheel, TICK_MS};
+use tls::TlsSession;
 
 const SHUTDOWN_TOKEN: u64 = Key::RESERVED;
 const LISTENER_TOKEN_BASE: u64 = Key::RESERVED + 1;
@@ -140,6 +143,10 @@ struct Worker {
     epoll: Epoll,
     shutdown: Arc<EventFd>,
     listeners: Vec<TcpListener>,
+    /// For each listener: its port speaks TLS.
+    listener_tls: Vec<bool>,
+    /// The shared TLS configuration, when some port speaks TLS.
+    tls: Option<Arc<ServerConfig>>,
     conns: Slab<Connection>,
     svc: Service,
     wheel: TimerWheel,
@@ -183,8 +190,10 @@ impl Worker {
         let backlog = sys::somaxconn();
         let addrs: Vec<SocketAddr> = config.listen_addrs();
         let mut listeners = Vec::with_capacity(addrs.len());
+        let mut listener_tls = Vec::with_capacity(addrs.len());
         for (i, addr) in addrs.into_iter().enumerate() {
             let port = addr.port();
+            listener_tls.push(config.tls_ports.contains(&port));
             let listener = sys::reuseport_listener(addr, backlog)
                 .map_err(|e| format!("cannot listen on {addr} (port {port}): {e}"))?;
             sys::set_defer_accept(&listener, DEFER_ACCEPT_SECS)
@@ -236,8 +245,16 @@ impl Worker {
             .access_log
             .clone()
             .map(|sink| Recorder::new(config.access_log_format, setup.id, sink));
-        let svc = Service { files, shared };
+        let svc = Service {
+            files,
+            shared,
+            tls_scratch: Vec::new(),
+        };
         let max_connections = config.max_connections.unwrap_or(usize::MAX);
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| Arc::clone(tls.server_config()));
         let now = Instant::now();
         let mut worker = Worker {
             id: setup.id,
@@ -245,6 +262,8 @@ impl Worker {
             epoll,
             shutdown: Arc::clone(&setup.shutdown),
             listeners,
+            listener_tls,
+            tls,
             conns: Slab::default(),
             svc,
             wheel: TimerWheel::new(0),
@@ -383,7 +402,10 @@ impl Worker {
                 return;
             };
             match sys::accept_nonblocking(l) {
-                Ok(stream) => self.add_connection(stream),
+                Ok(stream) => {
+                    let tls = self.listener_tls.get(listener).copied().unwrap_or(false);
+                    self.add_connection(stream, tls);
+                }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return,
                     io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted => continue,
@@ -465,12 +487,23 @@ impl Worker {
         );
     }
 
-    fn add_connection(&mut self, stream: TcpStream) {
+    /// Takes a new connection; `tls` when it was accepted on a TLS port.
+    fn add_connection(&mut self, stream: TcpStream, tls: bool) {
+        let session = match (tls, &self.tls) {
+            (true, Some(config)) => match TlsSession::new(Arc::clone(config)) {
+                Ok(session) => Some(Box::new(session)),
+                Err(e) => {
+                    warn!("worker {}: cannot start a TLS session: {e}", self.id);
+                    return;
+                }
+            },
+            _ => None,
+        };
         let mut conn = Conn::new(self.now, &self.svc.shared.timeouts);
         // Listeners defer accept until the first bytes arrive: read them now rather than after
         // another trip through epoll_wait.
         conn.set_readable();
-        let key = self.conns.insert(Connection::new(stream, conn));
+        let key = self.conns.insert(Connection::new(stream, conn, session));
         self.svc.shared.counters.accepted += 1;
         self.accepts_since_report += 1;
         self.drive(key);

@@ -19,6 +19,7 @@ use base64::Engine;
 use tungstenite::{Message, WebSocket};
 
 use crate::harness::{get, Options, Root, Server};
+use crate::tls::TlsFiles;
 
 /// The longest any one step may take: Chromium starting, a CDP reply, a page condition.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -115,6 +116,74 @@ fn echo_page_round_trips_text_and_binary_in_chromium() {
     );
 
     page.screenshot(Path::new(SCREENSHOT));
+    assert_eq!(
+        page.exceptions,
+        Vec::<String>::new(),
+        "script errors on the page"
+    );
+}
+
+/// The same page over HTTPS, its socket over `wss://`: Chromium's TLS stack (BoringSSL, which
+/// offers post-quantum key shares, GREASE values and h2) against the server's. Chromium is told
+/// to accept the test certificate (`--ignore-certificate-errors`).
+#[test]
+fn the_echo_page_works_over_https_and_wss() {
+    let root = www_root();
+    let tls = TlsFiles::new();
+    let flags = tls.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start_with(
+        &root,
+        Options {
+            tls_ports: 1,
+            extra: &flags,
+            ..Options::default()
+        },
+    );
+    let port = server.port();
+    let chromium = Chromium::launch(&["--ignore-certificate-errors"]);
+    let mut page = chromium.open_page();
+    page.navigate(&format!("https://127.0.0.1:{port}/ws.html"), "/ws.html");
+    assert_eq!(
+        page.eval("document.getElementById('url').value"),
+        Json::Str(format!("wss://127.0.0.1:{port}/ws")),
+        "an https: page makes a wss: URL"
+    );
+    page.eval("document.getElementById('connect').click()");
+    page.wait_for(
+        "the socket to open",
+        "document.getElementById('state').textContent === 'open'",
+    );
+    page.eval("document.getElementById('message').focus()");
+    page.call(
+        "Input.insertText",
+        &format!(r#"{{"text":{}}}"#, json_str(MESSAGE)),
+    );
+    page.press_enter();
+    page.wait_for(
+        "the text echo",
+        "document.querySelector('#log .received') !== null",
+    );
+    page.eval("document.getElementById('disconnect').click()");
+    page.wait_for(
+        "the socket to close",
+        "document.getElementById('state').textContent === 'closed'",
+    );
+    let entries = page.log_entries();
+    let kinds: Vec<&str> = entries.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "connecting",
+            "open",
+            "sent",
+            "received",
+            "closing",
+            "closed"
+        ],
+        "the page's log: {entries:?}"
+    );
+    assert_eq!(entries[3].1, MESSAGE, "what came back");
     assert_eq!(
         page.exceptions,
         Vec::<String>::new(),

@@ -64,6 +64,9 @@ pub struct Server {
 
 pub struct Options<'a> {
     pub ports: usize,
+    /// The last this many of the ports speak TLS (`--tls-ports`); `extra` then names the
+    /// certificate and key.
+    pub tls_ports: usize,
     pub workers: usize,
     pub admin: bool,
     pub extra: &'a [&'a str],
@@ -78,6 +81,7 @@ impl Default for Options<'_> {
     fn default() -> Self {
         Options {
             ports: 1,
+            tls_ports: 0,
             workers: 1,
             admin: false,
             extra: &[],
@@ -132,8 +136,15 @@ impl Server {
                 .arg("--admin")
                 .arg(admin.map_or("off".to_string(), |p| format!("127.0.0.1:{p}")))
                 .args(opts.extra)
-                .envs(opts.env.iter().copied())
-                .stdin(Stdio::null())
+                .envs(opts.env.iter().copied());
+            if opts.tls_ports > 0 {
+                let tls: Vec<String> = ports[ports.len().saturating_sub(opts.tls_ports)..]
+                    .iter()
+                    .map(u16::to_string)
+                    .collect();
+                cmd.arg("--tls-ports").arg(tls.join(","));
+            }
+            cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
             let mut child = cmd.spawn().expect("spawning percore");
@@ -328,7 +339,7 @@ impl Response {
 }
 
 /// Reads exactly one response from `stream` (Content-Length framed, or none for 204/304/HEAD).
-pub fn read_response(stream: &mut TcpStream, head_request: bool) -> Response {
+pub fn read_response(stream: &mut impl Read, head_request: bool) -> Response {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

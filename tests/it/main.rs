@@ -17,6 +17,7 @@ mod metrics;
 mod static_files;
 mod systemd;
 mod timeouts;
+mod tls;
 mod websocket;
 mod ws_client;
 mod wsload;

@@ -1,0 +1,295 @@
+//! The server's TLS settings: a certificate chain and its private key read from PEM files,
+//! checked against each other and turned into the one rustls `ServerConfig` that every worker
+//! shares read-only.
+//!
+//! Owns the protocol choices (TLS 1.3 and 1.2, the server's own cipher-suite order, ALPN
+//! `http/1.1`, no session resumption yet) and the one-line errors for unusable files. It reads
+//! the two files it is given and nothing else, and never touches a socket: the worker's TLS
+//! transport runs the sessions.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::aws_lc_rs::{self, cipher_suite};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::NoServerSessionStorage;
+use rustls::{Error, InconsistentKeys, ServerConfig};
+
+/// The protocol a TLS client is offered by ALPN: HTTP/1.1 only (WebSocket upgrades ride on it).
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// A certificate and key that load and match, as a shared rustls configuration.
+#[derive(Clone)]
+pub struct TlsConfig {
+    server: Arc<ServerConfig>,
+    /// The chain as loaded, leaf first: what tells two loads apart (a changed key needs a
+    /// changed certificate, since they must match).
+    chain: Vec<CertificateDer<'static>>,
+}
+
+impl TlsConfig {
+    /// Reads the PEM chain in `cert` (leaf first, intermediates after it) and the PEM private
+    /// key in `key` (PKCS#8, or RSA PKCS#1, or EC SEC1), and checks that they belong together.
+    /// The error is one line naming the file at fault.
+    pub fn load(cert: &Path, key: &Path) -> Result<TlsConfig, String> {
+        let chain = read_chain(cert)?;
+        let key_der = read_key(key)?;
+        let server = server_config(chain.clone(), key_der).map_err(|e| match e {
+            Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => format!(
+                "the TLS key {} does not match the certificate {} (the first certificate in \
+                 the file must be the server's own)",
+                key.display(),
+                cert.display()
+            ),
+            other => format!(
+                "cannot use the TLS key {} with the certificate {}: {other}",
+                key.display(),
+                cert.display()
+            ),
+        })?;
+        Ok(TlsConfig {
+            server: Arc::new(server),
+            chain,
+        })
+    }
+
+    /// The configuration every TLS session of every worker is made from.
+    pub fn server_config(&self) -> &Arc<ServerConfig> {
+        &self.server
+    }
+}
+
+/// Two loads are equal when they hold the same chain (the key must match its leaf).
+impl PartialEq for TlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.chain == other.chain
+    }
+}
+
+impl Eq for TlsConfig {}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TlsConfig({} certificate(s))", self.chain.len())
+    }
+}
+
+/// The protocol settings around one certificate.
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, Error> {
+    let provider = CryptoProvider {
+        // Mozilla's "intermediate" order: AES-128-GCM first (fastest with AES-NI), then
+        // AES-256-GCM, then ChaCha20-Poly1305; TLS 1.2 only with forward secrecy and AEAD.
+        // Certificates of one key type only use the TLS 1.2 suites of that type.
+        cipher_suites: vec![
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..aws_lc_rs::default_provider()
+    };
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    // The server picks the suite by its own order, as TLS scanners expect of a server.
+    config.ignore_client_order = true;
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    // No resumption yet: rustls' default session cache is one locked map shared by every
+    // worker, which a per-core server must not have on its handshake path. Tickets (keys
+    // shared read-only or per worker) come with issue 14's resumption step.
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read the TLS certificate {shown}: {e}"))?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, pem::Error>>()
+        .map_err(|e| format!("the TLS certificate {shown} is not valid PEM: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "the TLS certificate {shown} holds no certificate (expected PEM blocks \
+             '-----BEGIN CERTIFICATE-----', the server's first)"
+        ));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the TLS key {shown}: {e}"))?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!(
+            "the TLS key {shown} holds no private key (expected a PEM block \
+             '-----BEGIN PRIVATE KEY-----', 'RSA PRIVATE KEY' or 'EC PRIVATE KEY')"
+        ),
+        other => format!("the TLS key {shown} is not valid PEM: {other}"),
+    })
+}
+
+/// Certificates made in tests (no key material is committed).
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A CA, a server certificate for localhost signed by it, and the server's key, as PEM.
+    pub struct Made {
+        pub ca: String,
+        pub cert: String,
+        pub key: String,
+    }
+
+    pub fn make(alg: &'static rcgen::SignatureAlgorithm) -> Made {
+        let ca_key = rcgen::KeyPair::generate_for(alg).unwrap_or_else(|e| panic!("{e}"));
+        let mut ca_params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params
+            .self_signed(&ca_key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let key = rcgen::KeyPair::generate_for(alg).unwrap_or_else(|e| panic!("{e}"));
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .and_then(|params| params.signed_by(&key, &issuer))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Made {
+            ca: ca.pem(),
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// Writes `text` to `dir/name`.
+    pub fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{make, write};
+    use super::*;
+
+    #[test]
+    fn ecdsa_and_rsa_keys_load_with_their_chain() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for alg in [&rcgen::PKCS_ECDSA_P256_SHA256, &rcgen::PKCS_RSA_SHA256] {
+            let made = make(alg);
+            let cert = write(dir.path(), "chain.pem", &(made.cert.clone() + &made.ca));
+            let key = write(dir.path(), "key.pem", &made.key);
+            let loaded = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(loaded.chain.len(), 2);
+            let config = loaded.server_config();
+            assert!(config.ignore_client_order);
+            assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+            assert_eq!(config.send_tls13_tickets, 0);
+        }
+    }
+
+    #[test]
+    fn unusable_files_are_named_in_one_line() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (one, other) = (
+            make(&rcgen::PKCS_ECDSA_P256_SHA256),
+            make(&rcgen::PKCS_ECDSA_P256_SHA256),
+        );
+        let cert = write(dir.path(), "cert.pem", &one.cert);
+        let key = write(dir.path(), "key.pem", &one.key);
+        let other_key = write(dir.path(), "other.pem", &other.key);
+        let empty = write(dir.path(), "empty.pem", "");
+        let missing = dir.path().join("missing.pem");
+        let (c, k, o, e, m) = (
+            cert.display(),
+            key.display(),
+            other_key.display(),
+            empty.display(),
+            missing.display(),
+        );
+        let cases = [
+            (
+                &cert,
+                &other_key,
+                format!(
+                    "the TLS key {o} does not match the certificate {c} (the first \
+                     certificate in the file must be the server's own)"
+                ),
+            ),
+            (
+                &missing,
+                &key,
+                format!(
+                    "cannot read the TLS certificate {m}: No such file or directory (os error 2)"
+                ),
+            ),
+            (
+                &cert,
+                &missing,
+                format!("cannot read the TLS key {m}: No such file or directory (os error 2)"),
+            ),
+            (
+                &empty,
+                &key,
+                format!(
+                    "the TLS certificate {e} holds no certificate (expected PEM blocks \
+                     '-----BEGIN CERTIFICATE-----', the server's first)"
+                ),
+            ),
+            // A certificate where the key should be.
+            (
+                &cert,
+                &cert,
+                format!(
+                    "the TLS key {c} holds no private key (expected a PEM block \
+                     '-----BEGIN PRIVATE KEY-----', 'RSA PRIVATE KEY' or 'EC PRIVATE KEY')"
+                ),
+            ),
+            // The chain in the wrong order: the CA first.
+            (
+                &write(dir.path(), "reversed.pem", &(one.ca.clone() + &one.cert)),
+                &key,
+                format!(
+                    "the TLS key {k} does not match the certificate {}/reversed.pem (the \
+                     first certificate in the file must be the server's own)",
+                    dir.path().display()
+                ),
+            ),
+        ];
+        for (cert, key, expected) in cases {
+            match TlsConfig::load(cert, key) {
+                Err(got) => assert_eq!(got, expected),
+                Ok(_) => panic!("{} with {} loaded", cert.display(), key.display()),
+            }
+        }
+    }
+
+    #[test]
+    fn loads_compare_by_their_chain() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let made = make(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let cert = write(dir.path(), "cert.pem", &made.cert);
+        let key = write(dir.path(), "key.pem", &made.key);
+        let first = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
+        let again = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first, again);
+        let renewed = make(&rcgen::PKCS_ECDSA_P256_SHA256);
+        write(dir.path(), "cert.pem", &renewed.cert);
+        write(dir.path(), "key.pem", &renewed.key);
+        let after = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(first, after);
+    }
+}

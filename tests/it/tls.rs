@@ -1,0 +1,634 @@
+//! HTTPS and WSS against the real server: certificates made here (a test CA and a server
+//! certificate for localhost and 127.0.0.1), real clients (curl, openssl s_client, rustls,
+//! tungstenite over rustls), and clients that send what no TLS client should.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use tungstenite::Message;
+
+use crate::harness::{
+    connect, get, parse_all, patterned, read_response, read_until_closed, Options, Root, Server,
+    BIN,
+};
+
+/// Generous: the timeouts under test are 1 s, and the machine may be busy.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
+/// A test CA and a server certificate it signed, written as PEM to a temporary directory.
+pub struct TlsFiles {
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsFiles {
+    /// An ECDSA P-256 CA and server certificate.
+    pub fn new() -> TlsFiles {
+        TlsFiles::with(&rcgen::PKCS_ECDSA_P256_SHA256)
+    }
+
+    fn with(alg: &'static rcgen::SignatureAlgorithm) -> TlsFiles {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_key = rcgen::KeyPair::generate_for(alg).expect("CA key");
+        let mut ca_params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "percore test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let key = rcgen::KeyPair::generate_for(alg).expect("server key");
+        // An IP address among the names becomes an IP SAN, so https://127.0.0.1 verifies too.
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .and_then(|params| params.signed_by(&key, &issuer))
+            .expect("server certificate");
+        let files = TlsFiles {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("fullchain.pem"),
+            key: dir.path().join("privkey.pem"),
+            dir,
+        };
+        // As an ACME client writes them: the server's certificate, then the chain above it.
+        std::fs::write(&files.cert, cert.pem() + &ca.pem()).expect("write the chain");
+        std::fs::write(&files.key, key.serialize_pem()).expect("write the key");
+        std::fs::write(&files.ca, ca.pem()).expect("write the CA");
+        files
+    }
+
+    fn path(&self, file: &Path) -> String {
+        file.to_str().expect("a UTF-8 temp path").to_owned()
+    }
+
+    /// `--tls-cert` and `--tls-key` naming these files.
+    pub fn flags(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.path(&self.cert),
+            "--tls-key".into(),
+            self.path(&self.key),
+        ]
+    }
+
+    /// A rustls client that trusts the test CA and offers ALPN http/1.1.
+    fn client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&self.ca).expect("read the CA") {
+            roots
+                .add(cert.expect("a CA certificate"))
+                .expect("trust the CA");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    /// A TLS connection to `port` (handshake done), verifying the server as localhost.
+    fn connect(&self, port: u16) -> StreamOwned<ClientConnection, TcpStream> {
+        let name = ServerName::try_from("localhost").expect("a server name");
+        let conn = ClientConnection::new(self.client_config(), name).expect("a TLS client");
+        let mut stream = StreamOwned::new(conn, connect(port));
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("the TLS handshake");
+        }
+        stream
+    }
+}
+
+/// One plain port and one TLS port, these extra flags after the TLS ones.
+fn start(root: &Root, tls: &TlsFiles, extra: &[&str]) -> Server {
+    let mut flags = tls.flags();
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start_with(
+        root,
+        Options {
+            ports: 2,
+            tls_ports: 1,
+            extra: &flags,
+            ..Options::default()
+        },
+    )
+}
+
+/// The server's TLS port (the plain one is `ports[0]`).
+fn tls_port(server: &Server) -> u16 {
+    server.ports[1]
+}
+
+fn curl(args: &[&str]) -> Output {
+    let out = Command::new("curl")
+        .args(["--max-time", "30"])
+        .args(args)
+        .output()
+        .expect("running curl (it must be installed)");
+    assert!(
+        out.status.success(),
+        "curl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn curl_fetches_small_and_large_files_over_tls_1_2_and_1_3() {
+    let root = Root::new();
+    // Above --small-file-max (64 KiB): read from the file in chunks and encrypted.
+    let big = patterned(3 * 1024 * 1024 + 17);
+    root.write("big.bin", &big);
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let ca = tls.path(&tls.ca);
+    let out_dir = tempfile::tempdir().unwrap();
+    let saved = out_dir.path().join("big.bin");
+    let saved_arg = saved.to_str().unwrap();
+    for (versions, protocol) in [
+        (&["--tlsv1.2", "--tls-max", "1.2"][..], "TLSv1.2"),
+        (&["--tlsv1.3"][..], "TLSv1.3"),
+    ] {
+        let small = format!("https://localhost:{}/hello.txt", tls_port(&server));
+        let large = format!("https://127.0.0.1:{}/big.bin", tls_port(&server));
+        let resolve = format!("localhost:{}:127.0.0.1", tls_port(&server));
+        let mut args = vec!["-sSv", "--cacert", &ca, "--resolve", &resolve];
+        args.extend_from_slice(versions);
+        let out = curl(&[&args[..], &[small.as_str()]].concat());
+        assert_eq!(out.stdout, b"hello, world\n");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            log.contains(&format!("SSL connection using {protocol}")),
+            "{log}"
+        );
+        assert!(log.contains("ALPN: server accepted http/1.1"), "{log}");
+        curl(&[&args[..], &["-o", saved_arg, large.as_str()]].concat());
+        let got = std::fs::read(&saved).unwrap();
+        assert_eq!(got.len(), big.len(), "{protocol}");
+        assert!(got == big, "{protocol}: the downloaded file differs");
+    }
+    // The plain port of the same server still speaks plain HTTP.
+    let resp = get(server.ports[0], "/hello.txt", "");
+    assert_eq!((resp.status, &resp.body[..]), (200, &b"hello, world\n"[..]));
+}
+
+#[test]
+fn curl_reuses_one_tls_connection_for_several_requests() {
+    let root = Root::new();
+    root.write("big.bin", &patterned(200 * 1024));
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let ca = tls.path(&tls.ca);
+    let base = format!("https://127.0.0.1:{}", tls_port(&server));
+    let (hello, big) = (format!("{base}/hello.txt"), format!("{base}/big.bin"));
+    // curl gives the -o options to the URLs in order: one file each.
+    let out_dir = tempfile::tempdir().unwrap();
+    let saved: Vec<String> = (0..4)
+        .map(|i| out_dir.path().join(i.to_string()).display().to_string())
+        .collect();
+    let mut args = vec!["-sSv", "--cacert", &ca];
+    for (file, url) in saved.iter().zip([&hello, &hello, &big, &hello]) {
+        args.extend(["-o", file, url]);
+    }
+    let out = curl(&args);
+    for (i, file) in saved.iter().enumerate() {
+        let got = std::fs::read(file).unwrap();
+        let expected = match i {
+            2 => patterned(200 * 1024),
+            _ => b"hello, world\n".to_vec(),
+        };
+        assert!(got == expected, "response {i} differs");
+    }
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("Connected to").count(), 1, "{log}");
+    assert_eq!(log.matches("Re-using existing").count(), 3, "{log}");
+}
+
+#[test]
+fn keep_alive_and_pipelining_over_one_tls_connection() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let mut stream = tls.connect(tls_port(&server));
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut stream, false);
+        assert_eq!((resp.status, &resp.body[..]), (200, &b"hello, world\n"[..]));
+    }
+    // Two requests in one record, then one that closes: three answers, then close_notify.
+    stream
+        .write_all(
+            b"GET /hello.txt HTTP/1.1\r\nHost: a\r\n\r\nHEAD /index.html HTTP/1.1\r\nHost: a\r\n\r\n\
+              GET /missing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let first = read_response(&mut stream, false);
+    assert_eq!(
+        (first.status, &first.body[..]),
+        (200, &b"hello, world\n"[..])
+    );
+    let head = read_response(&mut stream, true);
+    assert_eq!(head.status, 200);
+    assert!(head.header("Content-Length").is_some());
+    let last = read_response(&mut stream, false);
+    assert_eq!(last.status, 404);
+    assert_eq!(last.header("Connection"), Some("close"));
+    let mut rest = Vec::new();
+    stream
+        .read_to_end(&mut rest)
+        .expect("the server ends the TLS stream with close_notify");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn openssl_s_client_negotiates_http_1_1_with_an_ip_address_as_sni() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let ca = tls.path(&tls.ca);
+    for (version, name) in [("-tls1_3", "localhost"), ("-tls1_2", "127.0.0.1")] {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client", version, "-ign_eof", "-alpn", "http/1.1", "-CAfile",
+            ])
+            .arg(&ca)
+            // wrk sends an IP address as SNI: rustls accepts it from 0.23.5 on.
+            .args(["-servername", name, "-verify_return_error", "-connect"])
+            .arg(format!("127.0.0.1:{}", tls_port(&server)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running openssl (it must be installed)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let started = Instant::now();
+        // The server closes after its answer; s_client then exits.
+        while child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < CLOSE_LIMIT, "s_client still running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("ALPN protocol: http/1.1"), "{text}");
+        assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+        let expected_version = if version == "-tls1_3" {
+            "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"
+        } else {
+            "New, TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"
+        };
+        assert!(text.contains(expected_version), "{text}");
+        assert!(text.contains("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("\r\n\r\nhello, world\n"), "{text}");
+    }
+}
+
+#[test]
+fn an_rsa_certificate_serves_too() {
+    let root = Root::new();
+    let tls = TlsFiles::with(&rcgen::PKCS_RSA_SHA256);
+    let server = start(&root, &tls, &[]);
+    let ca = tls.path(&tls.ca);
+    let url = format!("https://127.0.0.1:{}/hello.txt", tls_port(&server));
+    for versions in [&["--tlsv1.2", "--tls-max", "1.2"][..], &["--tlsv1.3"][..]] {
+        let out = curl(&[&["-sSv", "--cacert", &ca][..], versions, &[&url]].concat());
+        assert_eq!(out.stdout, b"hello, world\n");
+    }
+    let out = curl(&[
+        "-sSv",
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        "--cacert",
+        &ca,
+        &url,
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("ECDHE-RSA-AES128-GCM-SHA256"), "{log}");
+}
+
+#[test]
+fn a_websocket_over_tls_echoes_small_and_large_messages() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let port = tls_port(&server);
+    let url = format!("wss://localhost:{port}/ws");
+    let (mut ws, response) = tungstenite::client(url, tls.connect(port)).expect("handshake");
+    assert_eq!(response.status(), 101);
+    ws.send(Message::Text("héllo over TLS".into())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::Text("héllo over TLS".into()));
+    // Larger than a TLS record and than the server's read and write chunks.
+    let large = patterned(3 * 1024 * 1024 + 5);
+    ws.send(Message::Binary(large.clone())).unwrap();
+    match ws.read().unwrap() {
+        Message::Binary(echo) => assert!(echo == large, "the large echo differs"),
+        other => panic!("expected the binary echo, got {other:?}"),
+    }
+    ws.close(None).unwrap();
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_)) => {}
+            Ok(other) => panic!("after close: {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("closing: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_stalled_tls_reader_gets_its_whole_file_and_holds_up_nobody() {
+    let root = Root::new();
+    let body = patterned(10 * 1024 * 1024);
+    root.write("big.bin", &body);
+    let tls = TlsFiles::new();
+    // One worker: the stalled connection and the others share one event loop.
+    let server = start(&root, &tls, &[]);
+    let port = tls_port(&server);
+    let mut stalled = tls.connect(port);
+    stalled
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Let the server fill the socket buffers and hit back-pressure.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let mut other = tls.connect(port);
+        other
+            .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut other, false);
+        assert_eq!((resp.status, &resp.body[..]), (200, &b"hello, world\n"[..]));
+    }
+    let resp = read_response(&mut stalled, false);
+    assert_eq!(resp.status, 200);
+    assert!(resp.body == body, "10 MiB body differs");
+    // The connection is still usable after the file.
+    stalled
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut stalled, false).body, b"hello, world\n");
+}
+
+#[test]
+fn plain_http_to_the_tls_port_gets_400_and_a_close() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let mut stream = connect(tls_port(&server));
+    stream
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let bytes = read_until_closed(&mut stream, CLOSE_LIMIT);
+    let all = parse_all(&bytes);
+    assert_eq!(all.len(), 1, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(all[0].status, 400);
+    assert_eq!(all[0].header("Connection"), Some("close"));
+    let page = String::from_utf8_lossy(&all[0].body);
+    assert!(
+        page.contains("The plain HTTP request was sent to HTTPS port"),
+        "{page}"
+    );
+    // curl says so too, and the TLS port keeps serving TLS.
+    let url = format!("http://127.0.0.1:{}/hello.txt", tls_port(&server));
+    let out = curl(&["-sS", "-w", "%{http_code}", "-o", "/dev/null", &url]);
+    assert_eq!(out.stdout, b"400");
+    let mut ok = tls.connect(tls_port(&server));
+    ok.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut ok, false).status, 200);
+}
+
+#[test]
+fn garbage_instead_of_a_client_hello_is_closed_and_the_server_serves_on() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let garbage: [&[u8]; 3] = [
+        // Not a TLS record at all (nor a plausible HTTP method).
+        &[0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+        // A handshake record header with a body that is no ClientHello.
+        b"\x16\x03\x01\x00\x08\xff\xff\xff\xff\xff\xff\xff\xff",
+        // A lowercase "request": not HTTP either.
+        b"get / http/1.1\r\n\r\n",
+    ];
+    for bytes in garbage {
+        let mut stream = connect(tls_port(&server));
+        stream.write_all(bytes).unwrap();
+        let started = Instant::now();
+        let answer = read_until_closed(&mut stream, CLOSE_LIMIT);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "closed only after {:?}",
+            started.elapsed()
+        );
+        // Nothing, or one TLS alert record saying why.
+        assert!(
+            answer.is_empty() || answer.starts_with(&[0x15, 0x03]),
+            "{bytes:?} got {answer:?}"
+        );
+    }
+    let mut ok = tls.connect(tls_port(&server));
+    ok.write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut ok, false).status, 200);
+}
+
+/// The first flight of a real TLS client (its ClientHello).
+fn client_hello(tls: &TlsFiles) -> Vec<u8> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut client = ClientConnection::new(tls.client_config(), name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    assert!(hello.len() > 100 && hello[0] == 0x16, "{hello:?}");
+    hello
+}
+
+#[test]
+fn a_handshake_that_stalls_is_closed_at_the_header_timeout() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &["--header-timeout", "1s"]);
+    let hello = client_hello(&tls);
+    // Half a ClientHello; then the whole of one and nothing after the server's answer.
+    for sent in [&hello[..hello.len() / 2], &hello[..]] {
+        let mut stream = connect(tls_port(&server));
+        let started = Instant::now();
+        stream.write_all(sent).unwrap();
+        let answer = read_until_closed(&mut stream, CLOSE_LIMIT);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900),
+            "closed after {waited:?}, before the header timeout"
+        );
+        if sent.len() == hello.len() {
+            // The server answered the hello (ServerHello in a handshake record) and waited.
+            assert!(answer.starts_with(&[0x16, 0x03]), "{answer:?}");
+        } else {
+            assert!(answer.is_empty(), "{answer:?}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_certificate_or_key_stops_the_start_with_one_line() {
+    let tls = TlsFiles::new();
+    let other = TlsFiles::new();
+    let root = Root::new();
+    let missing = tls.dir.path().join("missing.pem");
+    let cases = [
+        (
+            tls.path(&missing),
+            tls.path(&tls.key),
+            format!("cannot read the TLS certificate {}", missing.display()),
+        ),
+        (
+            tls.path(&tls.cert),
+            tls.path(&other.key),
+            format!(
+                "the TLS key {} does not match the certificate {}",
+                other.key.display(),
+                tls.cert.display()
+            ),
+        ),
+        (
+            tls.path(&tls.cert),
+            tls.path(&tls.cert),
+            format!("the TLS key {} holds no private key", tls.cert.display()),
+        ),
+    ];
+    for (cert, key, needle) in cases {
+        for check in [false, true] {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["--bind", "127.0.0.1", "--ports", "1", "--tls-ports", "1"])
+                .args(["--admin", "off", "--root"])
+                .arg(root.path())
+                .args(["--tls-cert", &cert, "--tls-key", &key]);
+            if check {
+                cmd.arg("--check-config");
+            }
+            let out = cmd.output().expect("running percore");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.starts_with("percore: "), "{err}");
+            assert!(err.contains(&needle), "expected {needle:?} in {err}");
+        }
+    }
+}
+
+#[test]
+fn keys_in_the_traditional_pem_forms_load() {
+    let root = Root::new();
+    for (tls, convert) in [
+        (TlsFiles::new(), &["ec"][..]),
+        (
+            TlsFiles::with(&rcgen::PKCS_RSA_SHA256),
+            &["rsa", "-traditional"][..],
+        ),
+    ] {
+        let traditional = tls.dir.path().join("traditional.pem");
+        let status = Command::new("openssl")
+            .args(convert)
+            .arg("-in")
+            .arg(&tls.key)
+            .arg("-out")
+            .arg(&traditional)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("running openssl");
+        assert!(status.success());
+        let pem = std::fs::read_to_string(&traditional).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN EC PRIVATE KEY-----")
+                || pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+            "{pem}"
+        );
+        let out = Command::new(BIN)
+            .args([
+                "--ports",
+                "1",
+                "--tls-ports",
+                "1",
+                "--check-config",
+                "--root",
+            ])
+            .arg(root.path())
+            .args(["--tls-cert", &tls.path(&tls.cert), "--tls-key"])
+            .arg(&traditional)
+            .output()
+            .expect("running percore");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains("TLS on 1"), "{text}");
+    }
+}
+
+/// The raw bytes a client sees when it connects to the plain port of a TLS server: plain HTTP.
+#[test]
+fn the_plain_port_beside_a_tls_port_never_speaks_tls() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let mut stream: TcpStream = connect(server.ports[0]);
+    stream.write_all(&client_hello(&tls)).unwrap();
+    // The plain port takes the hello for a malformed request: 400, in plain HTTP.
+    let bytes = read_until_closed(&mut stream, CLOSE_LIMIT);
+    assert!(bytes.starts_with(b"HTTP/1.1 400 "), "{bytes:?}");
+}
+
+/// A TLS 1.3 handshake ends with the client's Finished, which nothing of the server's answers
+/// (no session tickets yet). A client with Nagle on (the default; Python's ssl, this rustls
+/// client) holds its first request until that Finished is acknowledged, and Linux delays the
+/// ACK by 40 ms unless the server asks for it at once: 40 ms more for every new connection.
+#[test]
+fn the_first_request_after_a_tls_1_3_handshake_does_not_wait_for_a_delayed_ack() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let mut waits: Vec<Duration> = (0..11)
+        .map(|_| {
+            let mut stream = tls.connect(tls_port(&server));
+            assert!(
+                !stream.sock.nodelay().unwrap(),
+                "Nagle must be on for this test"
+            );
+            assert_eq!(
+                stream.conn.protocol_version(),
+                Some(rustls::ProtocolVersion::TLSv1_3)
+            );
+            let started = Instant::now();
+            stream
+                .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_response(&mut stream, false).status, 200);
+            started.elapsed()
+        })
+        .collect();
+    waits.sort();
+    assert!(
+        waits[5] < Duration::from_millis(25),
+        "median {:?} (all: {waits:?})",
+        waits[5]
+    );
+}
