@@ -38,6 +38,9 @@ pub struct Request<'b> {
     /// The Host field, or the authority of an absolute-form target.
     pub host: Option<&'b [u8]>,
     pub keep_alive: bool,
+    /// An `Upgrade` field is present (whatever it lists): a request without one is answered
+    /// without looking for the WebSocket token again.
+    pub has_upgrade: bool,
     pub body: BodyFraming,
     pub if_match: Option<&'b [u8]>,
     pub if_none_match: Option<&'b [u8]>,
@@ -165,6 +168,7 @@ pub fn parse_request<'b>(buf: &'b mut [u8], limits: &Limits) -> Result<Parse<'b>
             Version::Http11 => !fields.close,
             Version::Http10 => fields.keep_alive && !fields.close,
         },
+        has_upgrade: fields.has_upgrade,
         body: fields.framing(version, limits.max_body)?,
         if_match: fields.if_match,
         if_none_match: fields.if_none_match,
@@ -350,6 +354,7 @@ struct Fields<'b> {
     last_coding_is_chunked: bool,
     close: bool,
     keep_alive: bool,
+    has_upgrade: bool,
     if_match: Option<&'b [u8]>,
     if_none_match: Option<&'b [u8]>,
     if_modified_since: Option<&'b [u8]>,
@@ -378,6 +383,7 @@ impl<'b> Fields<'b> {
             5 if is(b"range") => first(&mut self.range, value),
             8 if is(b"if-match") => first(&mut self.if_match, value),
             8 if is(b"if-range") => first(&mut self.if_range, value),
+            7 if is(b"upgrade") => self.has_upgrade = true,
             10 if is(b"connection") => {
                 for token in list_elements(value) {
                     self.close |= token.eq_ignore_ascii_case(b"close");
@@ -1122,6 +1128,15 @@ Cache-Control: no-cache\r\n\r\n";
             assert!(buffer.is_empty(), "split {split}");
             let seen: Vec<_> = seen.iter().map(|(p, m, k)| (&p[..], *m, *k)).collect();
             assert_eq!(seen, expected, "split {split}");
+        }
+    }
+
+    #[test]
+    fn an_upgrade_field_is_noted_whatever_it_lists() {
+        assert!(!complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").has_upgrade);
+        for field in ["Upgrade: websocket", "UPGRADE: h2c", "upgrade:"] {
+            let head = format!("GET / HTTP/1.1\r\nHost: a\r\n{field}\r\n\r\n");
+            assert!(complete(head.as_bytes()).has_upgrade, "{field}");
         }
     }
 

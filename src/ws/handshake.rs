@@ -17,7 +17,7 @@ const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Whether the request asks for a WebSocket upgrade (its `Upgrade` lists "websocket").
 pub fn is_upgrade_request(req: &Request<'_>) -> bool {
-    req.has_token("upgrade", "websocket")
+    req.has_upgrade && req.has_token("upgrade", "websocket")
 }
 
 /// The decision on an upgrade request.
