@@ -379,8 +379,9 @@ Examples:
   percore --config /etc/percore/percore.toml --check-config
   percore check --connections 1000000 --config /etc/percore/percore.toml   (what this host allows)
 
-Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP re-reads the config file
-(log_level applies at once, other changes need a restart); SIGUSR1 reopens the access log.";
+Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads the config file
+(new workers take over the same listening sockets; only admin needs a restart); SIGUSR1 reopens the
+access log.";
 
 /// Parses the command line (`args` starts with the program name, like `std::env::args_os()`),
 /// reads the config file if `--config` is given, and validates everything once.
@@ -540,7 +541,7 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
             "ws_close_timeout",
             old.ws_close_timeout != new.ws_close_timeout,
         ),
-        // A renewed certificate at the same path counts as a change (it needs a restart).
+        // A renewed certificate at the same path counts as a change (a reload serves it).
         (
             "tls_cert",
             old.tls_cert != new.tls_cert || old.tls != new.tls,

@@ -17,9 +17,11 @@ pub mod conn;
 pub mod files;
 pub mod hostcheck;
 pub mod http;
+pub mod listeners;
 #[macro_use]
 pub mod log;
 pub mod access_log;
+pub mod generation;
 pub mod metrics;
 #[cfg(test)]
 mod mutation_tests;

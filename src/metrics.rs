@@ -292,9 +292,14 @@ pub struct WorkerReport {
 /// The supervisor's cumulative counters, one entry per worker.
 #[derive(Clone, Debug)]
 pub struct Totals {
+    /// Per worker index: a reload's new generation reports into the same entries as the
+    /// generation before it, so counters go on where they were.
     workers: Vec<Counters>,
     /// When each worker's latest report was applied; `None` before its first.
     reported: Vec<Option<Instant>>,
+    /// Workers in the serving generation (`percore_workers`); there may be more entries, of a
+    /// generation with more workers that is gone or finishing.
+    current: usize,
 }
 
 impl Totals {
@@ -303,7 +308,18 @@ impl Totals {
         Totals {
             workers: vec![Counters::default(); workers],
             reported: vec![None; workers],
+            current: workers,
         }
+    }
+
+    /// A reload changed the number of workers to `workers`: entries are added as needed and
+    /// never removed (a finishing generation still reports into them).
+    pub fn resize(&mut self, workers: usize) {
+        if workers > self.workers.len() {
+            self.workers.resize(workers, Counters::default());
+            self.reported.resize(workers, None);
+        }
+        self.current = workers;
     }
 
     /// Adds a report's delta to its worker, received at `now`; a report for an unknown worker
@@ -353,7 +369,7 @@ impl Totals {
             env!("CARGO_PKG_VERSION")
         );
         family(&mut out, "percore_workers", "gauge", "Worker threads.");
-        let _ = writeln!(out, "percore_workers {}", self.workers.len());
+        let _ = writeln!(out, "percore_workers {}", self.current);
         self.per_worker(
             &mut out,
             ("percore_connections_accepted_total", "counter"),

@@ -6,19 +6,21 @@
 //! and decides the exit code. It never touches a client connection.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 
+use crate::access_log::Writer;
 use crate::config::{describe_addresses, describe_ports, Config};
+use crate::generation::{Generation, Spawner};
+use crate::listeners::Listeners;
 use crate::metrics::{ProgressLog, Summary, Totals, WorkerReport};
 use crate::portcheck;
 use crate::sdnotify::Watchdog;
-use crate::sys::{self, EventFd};
-use crate::worker::{self, WorkerEvent, WorkerSetup};
+use crate::sys;
+use crate::worker::{StopKind, WorkerEvent};
 
 /// Exit status when a worker could not start or died.
 const EXIT_FAILURE: i32 = 1;
@@ -42,16 +44,12 @@ fn readiness(state: u8) -> Result<(), &'static str> {
     }
 }
 
-struct WorkerHandle {
-    shutdown: Arc<EventFd>,
-    thread: Option<JoinHandle<()>>,
-}
-
 /// Reads the configuration again for SIGHUP: the same command line, the config file re-read.
 pub type Reload = Box<dyn Fn() -> Result<Config, String>>;
 
 /// Runs percore with `config` until a termination signal or a worker failure; returns the exit
-/// code. SIGHUP calls `reload` and never stops the server.
+/// code. SIGHUP calls `reload`, and a new generation of workers takes over when the
+/// configuration changed; the server never stops for it.
 pub fn run(config: Config, reload: Reload) -> i32 {
     // The origin of the times in /status.json.
     let started = Instant::now();
@@ -68,17 +66,20 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         return EXIT_FAILURE;
     }
     let config = Arc::new(config);
-    // The access log's writer runs until every worker, holding its sender, has ended.
-    let (log_sink, log_writer, log_reopen) =
-        match crate::access_log::spawn_writer(&config.access_log) {
-            Ok(Some(writer)) => (Some(writer.sink), Some(writer.thread), Some(writer.reopen)),
-            Ok(None) => (None, None, None),
-            Err(e) => {
-                error!("cannot open the access log {}: {e}", config.access_log);
-                return EXIT_FAILURE;
-            }
-        };
-
+    let access_log = match AccessLog::open(&config) {
+        Ok(log) => log,
+        Err(e) => {
+            error!("cannot open the access log {}: {e}", config.access_log);
+            return EXIT_FAILURE;
+        }
+    };
+    let listeners = match Listeners::bind(&config, config.workers) {
+        Ok(listeners) => listeners,
+        Err(line) => {
+            error!("{line}");
+            return EXIT_FAILURE;
+        }
+    };
     let cpus = match sys::allowed_cpus() {
         Ok(cpus) if !cpus.is_empty() => cpus,
         Ok(_) | Err(_) => {
@@ -88,121 +89,52 @@ pub fn run(config: Config, reload: Reload) -> i32 {
     };
     let (report_tx, report_rx) = bounded::<WorkerReport>(4 * config.workers.max(16));
     let (event_tx, event_rx) = unbounded::<WorkerEvent>();
-    let mut workers = Vec::with_capacity(config.workers);
-    let mut starts = Vec::with_capacity(config.workers);
-    for id in 0..config.workers {
-        let shutdown = match EventFd::new() {
-            Ok(fd) => Arc::new(fd),
-            Err(e) => {
-                error!("eventfd: {e}");
-                return abort(&starts, &mut workers, &event_rx);
-            }
-        };
-        let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
-        let (start_tx, start_rx) = bounded(1);
-        let setup = WorkerSetup {
-            id,
-            cpu,
-            config: Arc::clone(&config),
-            reports: report_tx.clone(),
-            events: event_tx.clone(),
-            start: start_rx,
-            shutdown: Arc::clone(&shutdown),
-            access_log: log_sink.clone(),
-        };
-        match worker::spawn(setup) {
-            Ok(thread) => {
-                match cpu {
-                    Some(cpu) => info!("worker {id} -> CPU {cpu}"),
-                    None => info!("worker {id} unpinned"),
-                }
-                starts.push(start_tx);
-                workers.push(WorkerHandle {
-                    shutdown,
-                    thread: Some(thread),
-                });
-            }
-            Err(e) => {
-                error!("cannot spawn worker {id}: {e}");
-                return abort(&starts, &mut workers, &event_rx);
-            }
+    let spawner = Spawner {
+        cpus,
+        reports: report_tx,
+        events: event_tx,
+    };
+    let mut deferred = Vec::new();
+    let first = Generation::spawn(
+        0,
+        Arc::clone(&config),
+        &listeners,
+        &spawner,
+        access_log.sink(),
+        &event_rx,
+        &mut deferred,
+    );
+    let mut first = match first {
+        Ok(generation) => generation,
+        Err(line) => {
+            error!("{line}");
+            return EXIT_FAILURE;
         }
-    }
-    drop(event_tx);
-    drop(log_sink);
-
-    // The latch: nobody serves until every worker has bound every port.
-    let mut ready = 0;
-    while ready < workers.len() {
-        match event_rx.recv() {
-            Ok(WorkerEvent::Ready { .. }) => ready += 1,
-            Ok(WorkerEvent::Failed { worker, error }) => {
-                error!("worker {worker} failed to start: {error}");
-                return abort(&starts, &mut workers, &event_rx);
-            }
-            Ok(WorkerEvent::Exited { worker, .. }) => {
-                error!("worker {worker} exited during start-up");
-                return abort(&starts, &mut workers, &event_rx);
-            }
-            Err(_) => return abort(&starts, &mut workers, &event_rx),
-        }
-    }
-
+    };
     // Once more now that our listeners exist: another process that checked and bound in the
     // meantime would share the ports (it finds ours too and gives up as well).
     if let Err(line) =
         portcheck::check_free(&config.listen_addrs(), &portcheck::own_socket_inodes())
     {
         error!("{line}");
-        return abort(&starts, &mut workers, &event_rx);
+        first.abandon();
+        return EXIT_FAILURE;
     }
 
-    let totals = Arc::new(Mutex::new(Totals::new(workers.len())));
+    let totals = Arc::new(Mutex::new(Totals::new(config.workers)));
     let state = Arc::new(AtomicU8::new(STARTING));
     if let Some(addr) = config.admin {
-        let shared = Arc::clone(&totals);
-        let render = move || {
-            let mut text = shared
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .render_prometheus();
-            crate::metrics::render_process(&mut text, &crate::procstat::read());
-            text
-        };
-        let shared = Arc::clone(&totals);
-        let status = move || {
-            let totals = shared.lock().unwrap_or_else(PoisonError::into_inner);
-            totals.render_json(started, Instant::now())
-        };
-        let seen = Arc::clone(&state);
-        let ready = move || readiness(seen.load(Ordering::Relaxed));
-        match crate::admin::spawn(addr, crate::admin::Endpoints::new(render, status, ready)) {
-            Ok(_) => info!(
-                "metrics on http://{addr}/metrics and /status.json, probes on /healthz and /readyz"
-            ),
-            Err(e) => {
-                error!("cannot serve metrics on {addr}: {e}");
-                return abort(&starts, &mut workers, &event_rx);
-            }
+        if let Err(e) = spawn_admin(addr, &totals, &state, started) {
+            error!("cannot serve metrics on {addr}: {e}");
+            first.abandon();
+            return EXIT_FAILURE;
         }
     }
 
-    for start in &starts {
-        let _ = start.send(true);
-    }
+    first.start();
     // Ready before saying so: whoever reads the line (a test, an operator) finds /readyz 200.
     state.store(SERVING, Ordering::Relaxed);
-    let tls = match config.tls_ports.is_empty() {
-        true => String::new(),
-        false => format!(" (TLS on {})", describe_ports(&config.tls_ports)),
-    };
-    info!(
-        "ready: serving {} on {} port(s) {}{tls} with {} worker(s)",
-        config.root.display(),
-        describe_addresses(&config.bind),
-        describe_ports(&config.ports),
-        workers.len()
-    );
+    info!("ready: {}", serving_line(&config));
     crate::sdnotify::send("READY=1");
 
     let signals = spawn_signal_thread();
@@ -210,35 +142,143 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         reports: &report_rx,
         events: &event_rx,
         signals: &signals,
-        log_reopen: log_reopen.as_deref(),
         readiness: &state,
     };
-    let code = serve(&config, &*reload, &channels, &totals);
+    let mut supervisor = Supervisor {
+        running: config,
+        current: first,
+        retiring: Vec::new(),
+        listeners,
+        spawner,
+        access_log,
+        totals: Arc::clone(&totals),
+        reload,
+        deferred,
+    };
+    let code = supervisor.serve(&channels);
     if code != 0 {
         state.store(WORKER_DOWN, Ordering::Relaxed);
     }
 
     crate::sdnotify::send("STOPPING=1");
-    for w in &workers {
-        let _ = w.shutdown.notify();
+    supervisor.current.stop(StopKind::Shutdown);
+    for generation in &supervisor.retiring {
+        generation.stop(StopKind::Shutdown);
     }
-    let deadline = Instant::now() + config.drain_timeout + EXIT_GRACE;
+    let drain = supervisor.running.drain_timeout + supervisor.running.ws_close_timeout;
     let stopping = Stopping {
         events: &event_rx,
         reports: &report_rx,
         signals: &signals,
         totals: &totals,
-        deadline,
+        deadline: Instant::now() + drain + EXIT_GRACE,
     };
-    let code = wait_for_exit(&mut workers, &stopping, code);
-    if let Some(writer) = log_writer {
-        // Every worker has ended and handed over its last lines; the writer ends with them.
-        if workers.iter().all(|w| w.thread.is_none()) {
-            let _ = writer.join();
-        }
+    let mut generations = std::mem::take(&mut supervisor.retiring);
+    generations.push(supervisor.current);
+    let code = wait_for_exit(&mut generations, &stopping, code);
+    if generations.iter().all(Generation::is_finished) {
+        // Every worker has ended and handed over its last lines; the writers end with them.
+        supervisor.access_log.join();
     }
     info!("bye (exit status {code})");
     code
+}
+
+/// "serving ROOT on ADDRS port(s) PORTS (TLS on …) with N worker(s)".
+fn serving_line(config: &Config) -> String {
+    let tls = match config.tls_ports.is_empty() {
+        true => String::new(),
+        false => format!(" (TLS on {})", describe_ports(&config.tls_ports)),
+    };
+    format!(
+        "serving {} on {} port(s) {}{tls} with {} worker(s)",
+        config.root.display(),
+        describe_addresses(&config.bind),
+        describe_ports(&config.ports),
+        config.workers
+    )
+}
+
+/// Serves /metrics, /status.json and the probes on `addr` from the totals and the state.
+fn spawn_admin(
+    addr: std::net::SocketAddr,
+    totals: &Arc<Mutex<Totals>>,
+    state: &Arc<AtomicU8>,
+    started: Instant,
+) -> std::io::Result<()> {
+    let shared = Arc::clone(totals);
+    let render = move || {
+        let mut text = shared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .render_prometheus();
+        crate::metrics::render_process(&mut text, &crate::procstat::read());
+        text
+    };
+    let shared = Arc::clone(totals);
+    let status = move || {
+        let totals = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        totals.render_json(started, Instant::now())
+    };
+    let seen = Arc::clone(state);
+    let ready = move || readiness(seen.load(Ordering::Relaxed));
+    crate::admin::spawn(addr, crate::admin::Endpoints::new(render, status, ready))?;
+    info!("metrics on http://{addr}/metrics and /status.json, probes on /healthz and /readyz");
+    Ok(())
+}
+
+/// The access log's writer threads: the current one, and those still writing for a
+/// generation that drains after the log's settings changed.
+struct AccessLog {
+    current: Option<Writer>,
+    /// Writers of earlier settings, joined at exit (each ends once its workers are gone).
+    earlier: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl AccessLog {
+    fn open(config: &Config) -> std::io::Result<AccessLog> {
+        Ok(AccessLog {
+            current: crate::access_log::spawn_writer(&config.access_log)?,
+            earlier: Vec::new(),
+        })
+    }
+
+    fn sink(&self) -> Option<&Sender<Vec<u8>>> {
+        self.current.as_ref().map(|w| &w.sink)
+    }
+
+    /// Starts a writer for `config`'s settings; the old one keeps writing for the workers that
+    /// still hold its sender.
+    fn replace(&mut self, config: &Config) -> std::io::Result<()> {
+        let next = crate::access_log::spawn_writer(&config.access_log)?;
+        if let Some(old) = std::mem::replace(&mut self.current, next) {
+            self.earlier.push(old.thread);
+        }
+        Ok(())
+    }
+
+    /// SIGUSR1: the current writer opens its file again before its next write.
+    fn reopen(&self) -> bool {
+        match &self.current {
+            Some(writer) => {
+                writer.reopen.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits for every writer, once no worker holds a sender any more.
+    fn join(self) {
+        let AccessLog { current, earlier } = self;
+        if let Some(writer) = current {
+            drop(writer.sink);
+            let _ = writer.thread.join();
+        }
+        for thread in earlier {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the supervisor hears from the workers and the signal thread while serving.
@@ -246,96 +286,228 @@ struct Channels<'a> {
     reports: &'a Receiver<WorkerReport>,
     events: &'a Receiver<WorkerEvent>,
     signals: &'a Receiver<i32>,
-    /// Set on SIGUSR1: the access log's writer opens its file again before its next write.
-    log_reopen: Option<&'a AtomicBool>,
     /// What /readyz reports; set to draining before the drain is logged.
     readiness: &'a AtomicU8,
 }
 
-/// The steady state: aggregate reports, log progress, re-read the configuration on SIGHUP,
-/// until a termination signal or a worker dies.
-fn serve(
-    config: &Config,
-    reload: &dyn Fn() -> Result<Config, String>,
-    channels: &Channels<'_>,
-    totals: &Mutex<Totals>,
-) -> i32 {
-    let Channels {
-        reports,
-        events,
-        signals,
-        log_reopen,
-        readiness,
-    } = *channels;
-    // What runs: the start-up configuration, with what a reload could apply in place.
-    let mut running = config.clone();
-    let now = Instant::now();
-    let mut progress = ProgressLog::new(1000, now);
-    let mut summary = Summary::new(SUMMARY_EVERY, now);
-    let mut watchdog = Watchdog::from_env();
-    let tick = watchdog.map_or(Duration::from_secs(1), |w| {
-        w.interval().min(Duration::from_secs(1))
-    });
-    let mut status = StatusLine::new(now);
-    loop {
-        if let Some(watchdog) = &mut watchdog {
-            watchdog.tick(Instant::now());
-        }
-        select! {
-            recv(reports) -> report => {
-                let Ok(report) = report else { return EXIT_FAILURE };
-                let active = {
-                    let mut t = totals.lock().unwrap_or_else(PoisonError::into_inner);
-                    t.apply(&report, Instant::now());
-                    t.active()
-                };
-                if let Some(line) = progress.observe(active, Instant::now()) {
-                    info!("{line}");
-                }
-            }
-            recv(events) -> event => match event {
-                Ok(WorkerEvent::Exited { worker, panicked }) => {
-                    let how = if panicked { "panicked" } else { "exited" };
-                    error!("worker {worker} {how}; shutting down the other workers");
-                    return EXIT_FAILURE;
-                }
-                Ok(other) => debug!("unexpected worker event {other:?}"),
-                Err(_) => return EXIT_FAILURE,
-            },
-            recv(signals) -> signal => {
-                if signal == Ok(libc::SIGHUP) {
-                    crate::sdnotify::reloading();
-                    apply_reload(&mut running, reload());
-                    crate::sdnotify::send("READY=1");
-                    continue;
-                }
-                if signal == Ok(libc::SIGUSR1) {
-                    match log_reopen {
-                        Some(flag) => {
-                            flag.store(true, Ordering::Relaxed);
-                            info!("SIGUSR1: reopening the access log");
-                        }
-                        None => info!("SIGUSR1 ignored: the access log is off or not a file"),
-                    }
-                    continue;
-                }
-                let name = signal.map(sys::signal_name).unwrap_or("signal");
-                // Not ready before saying so: whoever reads the line finds /readyz 503.
-                readiness.store(DRAINING, Ordering::Relaxed);
-                info!("{name}: draining for up to {:?}", config.drain_timeout);
-                return 0;
-            }
-            default(tick) => {}
-        }
-        let (sum, active) = {
-            let t = totals.lock().unwrap_or_else(PoisonError::into_inner);
-            (t.sum(), t.active())
-        };
+/// The serving state: the configuration in force, the generation that serves it, the ones
+/// still finishing their connections after a reload, and what a new generation needs.
+struct Supervisor {
+    running: Arc<Config>,
+    current: Generation,
+    retiring: Vec<Generation>,
+    listeners: Listeners,
+    spawner: Spawner,
+    access_log: AccessLog,
+    totals: Arc<Mutex<Totals>>,
+    reload: Reload,
+    /// Worker events that arrived while a generation was starting, handled after it.
+    deferred: Vec<WorkerEvent>,
+}
+
+impl Supervisor {
+    /// The steady state: aggregate reports, log progress, reload on SIGHUP, until a
+    /// termination signal (0) or a worker of the serving generation dies (1).
+    fn serve(&mut self, channels: &Channels<'_>) -> i32 {
+        let Channels {
+            reports,
+            events,
+            signals,
+            readiness,
+        } = *channels;
         let now = Instant::now();
-        if let Some(line) = summary.tick(&sum, active, now) {
-            info!("{line}");
+        let mut progress = ProgressLog::new(1000, now);
+        let mut summary = Summary::new(SUMMARY_EVERY, now);
+        let mut watchdog = Watchdog::from_env();
+        let tick = watchdog.map_or(Duration::from_secs(1), |w| {
+            w.interval().min(Duration::from_secs(1))
+        });
+        let mut status = StatusLine::new(now);
+        loop {
+            if let Some(watchdog) = &mut watchdog {
+                watchdog.tick(Instant::now());
+            }
+            for event in std::mem::take(&mut self.deferred) {
+                if let Err(code) = self.on_event(event) {
+                    return code;
+                }
+            }
+            select! {
+                recv(reports) -> report => {
+                    let Ok(report) = report else { return EXIT_FAILURE };
+                    let active = {
+                        let mut t = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+                        t.apply(&report, Instant::now());
+                        t.active()
+                    };
+                    if let Some(line) = progress.observe(active, Instant::now()) {
+                        info!("{line}");
+                    }
+                }
+                recv(events) -> event => match event {
+                    Ok(event) => {
+                        if let Err(code) = self.on_event(event) {
+                            return code;
+                        }
+                    }
+                    Err(_) => return EXIT_FAILURE,
+                },
+                recv(signals) -> signal => match signal {
+                    Ok(libc::SIGHUP) => {
+                        crate::sdnotify::reloading();
+                        let reloaded = (self.reload)();
+                        self.apply_reload(reloaded, events);
+                        crate::sdnotify::send("READY=1");
+                    }
+                    Ok(libc::SIGUSR1) => match self.access_log.reopen() {
+                        true => info!("SIGUSR1: reopening the access log"),
+                        false => info!("SIGUSR1 ignored: the access log is off or not a file"),
+                    },
+                    signal => {
+                        let name = signal.map(sys::signal_name).unwrap_or("signal");
+                        // Not ready before saying so: whoever reads the line finds /readyz 503.
+                        readiness.store(DRAINING, Ordering::Relaxed);
+                        info!("{name}: draining for up to {:?}", self.running.drain_timeout);
+                        return 0;
+                    }
+                },
+                default(tick) => {}
+            }
+            let (sum, active) = {
+                let t = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+                (t.sum(), t.active())
+            };
+            let now = Instant::now();
+            if let Some(line) = summary.tick(&sum, active, now) {
+                info!("{line}");
+            }
+            status.tick(&sum, active, now);
         }
-        status.tick(&sum, active, now);
+    }
+
+    /// A worker's event while serving: a retiring worker's exit is its drain done; any other
+    /// exit means the serving generation lost a worker, and the process stops (`Err`).
+    fn on_event(&mut self, event: WorkerEvent) -> Result<(), i32> {
+        match event {
+            WorkerEvent::Exited { worker, panicked } => {
+                if let Some(i) = self.retiring.iter_mut().position(|g| g.joined(worker)) {
+                    if panicked {
+                        error!("worker {worker} panicked while finishing its connections");
+                    }
+                    if self.retiring[i].is_finished() {
+                        let done = self.retiring.remove(i);
+                        info!("generation {} finished its connections", done.number);
+                    }
+                    return Ok(());
+                }
+                let how = if panicked { "panicked" } else { "exited" };
+                error!("worker {worker} {how}; shutting down the other workers");
+                Err(EXIT_FAILURE)
+            }
+            other => {
+                debug!("unexpected worker event {other:?}");
+                Ok(())
+            }
+        }
+    }
+
+    /// SIGHUP: an invalid configuration is logged and changes nothing; the log level applies
+    /// at once; any other change starts a new generation of workers on the same listening
+    /// sockets (plus any new address:port, bound first) and, once it serves, the old
+    /// generation stops accepting and finishes its connections ([`StopKind::Handover`]). If
+    /// the new generation cannot start, the old one goes on serving unchanged.
+    fn apply_reload(&mut self, reloaded: Result<Config, String>, events: &Receiver<WorkerEvent>) {
+        let mut new = match reloaded {
+            Ok(new) => new,
+            Err(why) => {
+                error!("SIGHUP: configuration not reloaded, still running as before: {why}");
+                return;
+            }
+        };
+        if new.admin != self.running.admin {
+            warn!("SIGHUP: admin changed; the admin endpoint stays where it is until a restart");
+            new.admin = self.running.admin;
+        }
+        let changed = crate::config::differences(&self.running, &new);
+        if changed.is_empty() {
+            info!("SIGHUP: configuration reloaded; nothing changed");
+            return;
+        }
+        if new.log_level != self.running.log_level {
+            // Said under the old level, so that a quieter new one still shows the change.
+            info!("SIGHUP: log_level is now {}", new.log_level.label());
+            crate::log::set_level(new.log_level);
+        }
+        if changed == ["log_level"] {
+            self.running = Arc::new(new);
+            return;
+        }
+        match self.start_generation(new, events) {
+            Ok(()) => info!(
+                "SIGHUP: generation {} {} ({} changed); the previous generation finishes its \
+                 connections",
+                self.current.number,
+                serving_line(&self.running),
+                changed.join(", ")
+            ),
+            Err(why) => error!("SIGHUP: not reloaded, still running as before: {why}"),
+        }
+    }
+
+    /// Binds what `new` adds, starts a generation for it, and hands over to it.
+    fn start_generation(
+        &mut self,
+        new: Config,
+        events: &Receiver<WorkerEvent>,
+    ) -> Result<(), String> {
+        let before = self.listeners.shape();
+        let added: Vec<_> = new
+            .listen_addrs()
+            .into_iter()
+            .filter(|addr| !self.listeners.addrs().contains(addr))
+            .collect();
+        portcheck::check_free(&added, &portcheck::own_socket_inodes())?;
+        self.listeners.reconcile(&new, new.workers)?;
+        let log_changed = new.access_log != self.running.access_log;
+        if log_changed {
+            if let Err(e) = self.access_log.replace(&new) {
+                self.listeners.restore(&before);
+                return Err(format!(
+                    "cannot open the access log {}: {e}",
+                    new.access_log
+                ));
+            }
+        }
+        let config = Arc::new(new);
+        let spawned = Generation::spawn(
+            self.current.number + 1,
+            Arc::clone(&config),
+            &self.listeners,
+            &self.spawner,
+            self.access_log.sink(),
+            events,
+            &mut self.deferred,
+        );
+        let mut next = match spawned {
+            Ok(next) => next,
+            Err(why) => {
+                self.listeners.restore(&before);
+                return Err(why);
+            }
+        };
+        {
+            let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+            totals.resize(config.workers);
+        }
+        next.start();
+        let previous = std::mem::replace(&mut self.current, next);
+        previous.stop(StopKind::Handover);
+        self.retiring.push(previous);
+        // The workers of the previous generation drop their copies as they stop accepting;
+        // an address:port no longer configured closes with them.
+        self.listeners.retain_configured(&config);
+        self.running = config;
+        Ok(())
     }
 }
 
@@ -367,37 +539,6 @@ impl StatusLine {
     }
 }
 
-/// SIGHUP: keeps running whatever the new configuration says. An invalid one is logged and
-/// changes nothing; `log_level` takes effect at once; any other change is logged as needing a
-/// restart, since the workers would need a new generation to apply it.
-fn apply_reload(running: &mut Config, reloaded: Result<Config, String>) {
-    let new = match reloaded {
-        Ok(new) => new,
-        Err(why) => {
-            error!("SIGHUP: configuration not reloaded, still running as before: {why}");
-            return;
-        }
-    };
-    let changed = crate::config::differences(running, &new);
-    if changed.is_empty() {
-        info!("SIGHUP: configuration reloaded; nothing changed");
-        return;
-    }
-    if new.log_level != running.log_level {
-        // Said under the old level, so that a quieter new one still shows the change.
-        info!("SIGHUP: log_level is now {}", new.log_level.label());
-        crate::log::set_level(new.log_level);
-        running.log_level = new.log_level;
-    }
-    let pending: Vec<&str> = changed.into_iter().filter(|&k| k != "log_level").collect();
-    if !pending.is_empty() {
-        warn!(
-            "SIGHUP: {} changed; restart percore to apply (a reload applies only log_level)",
-            pending.join(", ")
-        );
-    }
-}
-
 /// What the supervisor watches while the workers stop.
 struct Stopping<'a> {
     events: &'a Receiver<WorkerEvent>,
@@ -407,12 +548,12 @@ struct Stopping<'a> {
     deadline: Instant,
 }
 
-/// Waits for every worker to exit (or the deadline); a panic on the way makes the exit code
-/// non-zero. A second SIGINT or SIGTERM ends the wait at once with `code` (0 after a drain
-/// asked for by a signal): the operator asked twice, so the process exits without waiting for
-/// the connections still in flight, and systemd must not read that as a failure.
-fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code: i32) -> i32 {
-    let mut exited = vec![false; workers.len()];
+/// Waits for every worker of every generation to exit (or the deadline); a panic on the way
+/// makes the exit code non-zero. A second SIGINT or SIGTERM ends the wait at once with `code`
+/// (0 after a drain asked for by a signal): the operator asked twice, so the process exits
+/// without waiting for the connections still in flight, and systemd must not read that as a
+/// failure.
+fn wait_for_exit(generations: &mut [Generation], stopping: &Stopping<'_>, mut code: i32) -> i32 {
     let mut watchdog = Watchdog::from_env();
     let active = stopping
         .totals
@@ -420,7 +561,7 @@ fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code
         .unwrap_or_else(PoisonError::into_inner)
         .active();
     crate::sdnotify::send(&crate::sdnotify::status_line(active, 0.0, true));
-    while exited.iter().any(|e| !e) {
+    while !generations.iter().all(Generation::is_finished) {
         if let Some(watchdog) = &mut watchdog {
             watchdog.tick(Instant::now());
         }
@@ -430,8 +571,10 @@ fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code
         select! {
             recv(stopping.events) -> event => match event {
                 Ok(WorkerEvent::Exited { worker, panicked }) => {
-                    if let Some(flag) = exited.get_mut(worker) {
-                        *flag = true;
+                    for generation in generations.iter_mut() {
+                        if generation.joined(worker) {
+                            break;
+                        }
                     }
                     if panicked {
                         error!("worker {worker} panicked during shutdown");
@@ -467,31 +610,7 @@ fn wait_for_exit(workers: &mut [WorkerHandle], stopping: &Stopping<'_>, mut code
             }
         }
     }
-    for w in workers.iter_mut() {
-        if let Some(thread) = w.thread.take() {
-            let _ = thread.join();
-        }
-    }
     code
-}
-
-/// Start-up failed: release the workers that did start and exit non-zero.
-fn abort(
-    starts: &[Sender<bool>],
-    workers: &mut [WorkerHandle],
-    events: &Receiver<WorkerEvent>,
-) -> i32 {
-    for start in starts {
-        let _ = start.send(false);
-    }
-    for w in workers.iter_mut() {
-        let _ = w.shutdown.notify();
-        if let Some(thread) = w.thread.take() {
-            let _ = thread.join();
-        }
-    }
-    while events.try_recv().is_ok() {}
-    EXIT_FAILURE
 }
 
 fn spawn_signal_thread() -> Receiver<i32> {
@@ -545,10 +664,36 @@ fn report_open_files_limit(workers: usize, file_cache_entries: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generation::WorkerHandle;
+    use crate::worker::{Stop, WorkerId};
 
-    /// Runs `serve` with one event already queued and returns its exit code.
+    /// A supervisor whose serving generation has no workers, with `reload` for SIGHUP.
+    fn supervisor(reload: Reload) -> Supervisor {
+        let (reports, _) = bounded(1);
+        let (events, _) = unbounded();
+        let config = Arc::new(Config::defaults());
+        Supervisor {
+            current: Generation::empty(0, Arc::clone(&config)),
+            running: config,
+            retiring: Vec::new(),
+            listeners: Listeners::default(),
+            spawner: Spawner {
+                cpus: Vec::new(),
+                reports,
+                events,
+            },
+            access_log: AccessLog {
+                current: None,
+                earlier: Vec::new(),
+            },
+            totals: Arc::new(Mutex::new(Totals::new(1))),
+            reload,
+            deferred: Vec::new(),
+        }
+    }
+
+    /// Runs `serve` with one event and one signal already queued and returns its exit code.
     fn serve_after(event: Option<WorkerEvent>, signal: Option<i32>) -> i32 {
-        let config = Config::defaults();
         let (_report_tx, reports) = bounded::<WorkerReport>(1);
         let (event_tx, events) = unbounded();
         let (signal_tx, signals) = bounded(1);
@@ -558,26 +703,24 @@ mod tests {
         if let Some(signo) = signal {
             signal_tx.send(signo).unwrap();
         }
-        let totals = Mutex::new(Totals::new(1));
         let channels = Channels {
             reports: &reports,
             events: &events,
             signals: &signals,
-            log_reopen: None,
             readiness: &AtomicU8::new(SERVING),
         };
-        serve(
-            &config,
-            &|| Err("no reload here".to_owned()),
-            &channels,
-            &totals,
-        )
+        supervisor(Box::new(|| Err("no reload here".to_owned()))).serve(&channels)
     }
+
+    const WORKER_0: WorkerId = WorkerId {
+        generation: 0,
+        index: 0,
+    };
 
     #[test]
     fn a_worker_that_panics_stops_the_process_with_failure() {
         let died = WorkerEvent::Exited {
-            worker: 0,
+            worker: WORKER_0,
             panicked: true,
         };
         assert_eq!(serve_after(Some(died), None), EXIT_FAILURE);
@@ -586,41 +729,38 @@ mod tests {
     #[test]
     fn a_worker_that_exits_unasked_also_means_failure() {
         let exited = WorkerEvent::Exited {
-            worker: 0,
+            worker: WORKER_0,
             panicked: false,
         };
         assert_eq!(serve_after(Some(exited), None), EXIT_FAILURE);
     }
 
     /// SIGHUP re-reads the configuration and serving goes on; only the SIGTERM after it ends
-    /// `serve`.
+    /// `serve`. An invalid configuration and an unchanged one start no generation.
     #[test]
     fn sighup_reloads_and_keeps_serving() {
-        let config = Config::defaults();
         let (_report_tx, reports) = bounded::<WorkerReport>(1);
         let (_event_tx, events) = unbounded::<WorkerEvent>();
         let (signal_tx, signals) = bounded(4);
         for signo in [libc::SIGHUP, libc::SIGHUP, libc::SIGTERM] {
             signal_tx.send(signo).unwrap();
         }
-        let reloads = std::cell::Cell::new(0);
-        let reload = || {
-            reloads.set(reloads.get() + 1);
-            match reloads.get() {
-                1 => Err("invalid".to_owned()),
-                _ => Ok(Config::defaults()),
-            }
-        };
-        let totals = Mutex::new(Totals::new(1));
+        let reloads = Arc::new(AtomicU8::new(0));
+        let count = Arc::clone(&reloads);
+        let reload: Reload = Box::new(move || match count.fetch_add(1, Ordering::Relaxed) {
+            0 => Err("invalid".to_owned()),
+            _ => Ok(Config::defaults()),
+        });
         let channels = Channels {
             reports: &reports,
             events: &events,
             signals: &signals,
-            log_reopen: None,
             readiness: &AtomicU8::new(SERVING),
         };
-        assert_eq!(serve(&config, &reload, &channels, &totals), 0);
-        assert_eq!(reloads.get(), 2);
+        let mut supervisor = supervisor(reload);
+        assert_eq!(supervisor.serve(&channels), 0);
+        assert_eq!(reloads.load(Ordering::Relaxed), 2);
+        assert_eq!(supervisor.current.number, 0);
     }
 
     #[test]
@@ -636,8 +776,8 @@ mod tests {
         assert_eq!(serve_after(None, Some(libc::SIGTERM)), 0);
     }
 
-    /// Waits on one worker that never exits, with `signal` queued; returns the exit code and
-    /// how long the wait took.
+    /// Waits on one worker that does not exit in time, with `signal` queued; returns the exit
+    /// code and how long the wait took.
     fn stop_with_signal(signal: i32, code: i32) -> (i32, Duration) {
         let (_event_tx, events) = unbounded();
         let (_report_tx, reports) = bounded::<WorkerReport>(1);
@@ -651,12 +791,16 @@ mod tests {
             totals: &totals,
             deadline: Instant::now() + Duration::from_millis(500),
         };
-        let mut workers = [WorkerHandle {
-            shutdown: Arc::new(EventFd::new().unwrap()),
-            thread: None,
-        }];
+        let mut generation = Generation::empty(0, Arc::new(Config::defaults()));
+        generation.workers.push(WorkerHandle {
+            id: WORKER_0,
+            stop: Arc::new(Stop::new().unwrap()),
+            thread: Some(std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_secs(1))
+            })),
+        });
         let started = Instant::now();
-        let code = wait_for_exit(&mut workers, &stopping, code);
+        let code = wait_for_exit(&mut [generation], &stopping, code);
         (code, started.elapsed())
     }
 

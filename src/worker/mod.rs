@@ -3,7 +3,9 @@
 //! It moves bytes between sockets and the sans-IO layers and knows the protocols only through
 //! their APIs ([`connection`] sequences them). It shares nothing mutable with other workers: it
 //! reads `Arc<Config>`, reports counter deltas on the metrics channel with `try_send` (never
-//! blocking), and learns of shutdown through its own eventfd.
+//! blocking), and learns that it should stop, or hand over to a new generation, through its
+//! own [`Stop`]. Its listening sockets are duplicates of the supervisor's (`crate::listeners`):
+//! dropping them never closes a socket another generation still accepts on.
 //!
 //! Invariants: every connection that outlives its first turn is registered with epoll exactly
 //! once (read and write, edge triggered) and never modified afterwards; an event or timer entry
@@ -20,7 +22,7 @@ pub mod timer;
 mod tls;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,6 +35,7 @@ use crate::access_log::Recorder;
 use crate::config::Config;
 use crate::conn::{self, Conn, Shared, Timeouts, Verdict};
 use crate::http;
+use crate::listeners::Listener;
 use crate::metrics::WorkerReport;
 use crate::sys::{self, Epoll, EventFd, Events, Interest};
 
@@ -57,45 +60,103 @@ const CAP_WARNING_INTERVAL: u64 = 60;
 /// A report goes out at least this often while anything changed, and after this many accepts.
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const REPORT_EVERY_ACCEPTS: u64 = 1000;
-/// A connection that sends nothing is handed to accept after about this long anyway (and then
-/// meets the header timeout); one that sends its request is accepted with the request in hand.
-const DEFER_ACCEPT_SECS: u32 = 1;
+/// Which worker: its index in its generation (its metrics label and CPU), and the generation
+/// (0 at start, one more with every reload that starts new workers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerId {
+    pub generation: u64,
+    pub index: usize,
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.generation {
+            0 => write!(f, "{}", self.index),
+            generation => write!(f, "{} of generation {generation}", self.index),
+        }
+    }
+}
 
 /// What a worker tells the supervisor about its lifecycle.
 #[derive(Debug)]
 pub enum WorkerEvent {
-    /// All listeners are bound; waiting for the start signal.
-    Ready { worker: usize },
-    /// Could not start (a port could not be bound, the root could not be opened…).
-    Failed { worker: usize, error: String },
+    /// Its listeners are registered; waiting for the start signal.
+    Ready { worker: WorkerId },
+    /// Could not start (the root could not be opened…).
+    Failed { worker: WorkerId, error: String },
     /// The thread is ending; `panicked` when by panic.
-    Exited { worker: usize, panicked: bool },
+    Exited { worker: WorkerId, panicked: bool },
+}
+
+/// How a worker is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopKind {
+    /// The server stops: idle connections close now, WebSockets get close 1001 now, the rest
+    /// finish within the drain timeout.
+    Shutdown,
+    /// A new generation has taken over the listeners: stop accepting, answer each open
+    /// connection's next request with `Connection: close` (an idle keep-alive connection is
+    /// not closed under a client that may be sending), let WebSockets run until the drain
+    /// timeout, then close them with 1001.
+    Handover,
+}
+
+/// The supervisor's way to stop one worker: an eventfd that wakes it, and what kind of stop.
+pub struct Stop {
+    fd: EventFd,
+    handover: std::sync::atomic::AtomicBool,
+}
+
+impl Stop {
+    pub fn new() -> io::Result<Stop> {
+        Ok(Stop {
+            fd: EventFd::new()?,
+            handover: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Asks the worker to stop. A shutdown asked after a handover turns it into a shutdown.
+    pub fn request(&self, kind: StopKind) -> io::Result<()> {
+        let handover = kind == StopKind::Handover;
+        self.handover
+            .store(handover, std::sync::atomic::Ordering::Relaxed);
+        self.fd.notify()
+    }
+
+    fn kind(&self) -> StopKind {
+        match self.handover.load(std::sync::atomic::Ordering::Relaxed) {
+            true => StopKind::Handover,
+            false => StopKind::Shutdown,
+        }
+    }
 }
 
 /// Everything a worker thread is started with.
 pub struct WorkerSetup {
-    pub id: usize,
+    pub id: WorkerId,
     pub cpu: Option<usize>,
     pub config: Arc<Config>,
+    /// Its share of the listening sockets (duplicates; see `crate::listeners`).
+    pub listeners: Vec<Listener>,
     pub reports: Sender<WorkerReport>,
     pub events: Sender<WorkerEvent>,
     /// `true` to start serving, `false` to give up (another worker failed).
     pub start: Receiver<bool>,
-    pub shutdown: Arc<EventFd>,
+    pub stop: Arc<Stop>,
     /// Where this worker's access-log lines go, when the log is on.
     pub access_log: Option<Sender<Vec<u8>>>,
 }
 
-/// Starts worker `setup.id` on a thread named `percore-w<id>`.
+/// Starts a worker on a thread named `percore-w<index>`.
 pub fn spawn(setup: WorkerSetup) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name(format!("percore-w{}", setup.id))
+        .name(format!("percore-w{}", setup.id.index))
         .spawn(move || run_thread(setup))
 }
 
 /// Sends `Exited` when the worker thread ends, including by panic.
 struct ExitNotice {
-    worker: usize,
+    worker: WorkerId,
     events: Sender<WorkerEvent>,
 }
 
@@ -108,17 +169,21 @@ impl Drop for ExitNotice {
     }
 }
 
-fn run_thread(setup: WorkerSetup) {
+fn run_thread(mut setup: WorkerSetup) {
     let _notice = ExitNotice {
         worker: setup.id,
         events: setup.events.clone(),
     };
     if let Some(cpu) = setup.cpu {
         if let Err(e) = sys::pin_current_thread(cpu) {
-            warn!("worker {} could not be pinned to CPU {cpu}: {e}", setup.id);
+            warn!(
+                "worker {} could not be pinned to CPU {cpu}: {e}",
+                setup.id.index
+            );
         }
     }
-    let mut worker = match Worker::new(&setup) {
+    let listeners = std::mem::take(&mut setup.listeners);
+    let mut worker = match Worker::new(&setup, listeners) {
         Ok(worker) => worker,
         Err(error) => {
             let _ = setup.events.send(WorkerEvent::Failed {
@@ -133,15 +198,23 @@ fn run_thread(setup: WorkerSetup) {
         return;
     }
     if let Err(e) = worker.run() {
-        error!("worker {} stopped: {e}", setup.id);
+        error!("worker {} stopped: {e}", setup.id.index);
     }
 }
 
+/// A worker that stopped accepting: why, and until when its connections may finish.
+#[derive(Clone, Copy, Debug)]
+struct Drain {
+    kind: StopKind,
+    until: Instant,
+}
+
 struct Worker {
+    /// Its index in its generation: metrics label, log name.
     id: usize,
     config: Arc<Config>,
     epoll: Epoll,
-    shutdown: Arc<EventFd>,
+    stop: Arc<Stop>,
     listeners: Vec<TcpListener>,
     /// For each listener: its port speaks TLS.
     listener_tls: Vec<bool>,
@@ -166,7 +239,7 @@ struct Worker {
     accept_shortages: (Throttle, i32),
     /// Warnings about reaching `max_connections`.
     cap_warnings: Throttle,
-    drain_deadline: Option<Instant>,
+    drain: Option<Drain>,
     due: Vec<(Key, u64)>,
     /// Connections whose read budget ran out with input waiting; driven again each round, each
     /// once (`Connection::queued`).
@@ -174,12 +247,12 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(setup: &WorkerSetup) -> Result<Worker, String> {
+    fn new(setup: &WorkerSetup, given: Vec<Listener>) -> Result<Worker, String> {
         let config = Arc::clone(&setup.config);
         let epoll = Epoll::new().map_err(|e| format!("epoll_create: {e}"))?;
         epoll
             .register(
-                setup.shutdown.as_fd(),
+                setup.stop.fd.as_fd(),
                 SHUTDOWN_TOKEN,
                 Interest {
                     readable: true,
@@ -187,30 +260,24 @@ impl Worker {
                 },
             )
             .map_err(|e| format!("registering the shutdown eventfd: {e}"))?;
-        let backlog = sys::somaxconn();
-        let addrs: Vec<SocketAddr> = config.listen_addrs();
-        let mut listeners = Vec::with_capacity(addrs.len());
-        let mut listener_tls = Vec::with_capacity(addrs.len());
-        for (i, addr) in addrs.into_iter().enumerate() {
-            let port = addr.port();
-            listener_tls.push(config.tls_ports.contains(&port));
-            let listener = sys::reuseport_listener(addr, backlog)
-                .map_err(|e| format!("cannot listen on {addr} (port {port}): {e}"))?;
-            sys::set_defer_accept(&listener, DEFER_ACCEPT_SECS)
-                .map_err(|e| format!("TCP_DEFER_ACCEPT on {addr}: {e}"))?;
+        let mut listeners = Vec::with_capacity(given.len());
+        let mut listener_tls = Vec::with_capacity(given.len());
+        for (i, listener) in given.into_iter().enumerate() {
+            let socket = listener.socket;
             epoll
                 .register(
-                    listener.as_fd(),
+                    socket.as_fd(),
                     LISTENER_TOKEN_BASE + i as u64,
                     Interest {
                         readable: true,
                         writable: false,
                     },
                 )
-                .map_err(|e| format!("registering listener {addr}: {e}"))?;
-            listeners.push(listener);
+                .map_err(|e| format!("registering listener {}: {e}", listener.addr))?;
+            listeners.push(socket);
+            listener_tls.push(listener.tls);
         }
-        let files = StaticFiles::new(&config, setup.id)
+        let files = StaticFiles::new(&config, setup.id.index)
             .map_err(|e| format!("cannot open document root {}: {e}", config.root.display()))?;
         let limits = http::Limits {
             max_request_line: config.max_request_line,
@@ -244,7 +311,7 @@ impl Worker {
         shared.access_log = setup
             .access_log
             .clone()
-            .map(|sink| Recorder::new(config.access_log_format, setup.id, sink));
+            .map(|sink| Recorder::new(config.access_log_format, setup.id.index, sink));
         let svc = Service {
             files,
             shared,
@@ -257,10 +324,10 @@ impl Worker {
             .map(|tls| Arc::clone(tls.server_config()));
         let now = Instant::now();
         let mut worker = Worker {
-            id: setup.id,
+            id: setup.id.index,
             config,
             epoll,
-            shutdown: Arc::clone(&setup.shutdown),
+            stop: Arc::clone(&setup.stop),
             listeners,
             listener_tls,
             tls,
@@ -278,7 +345,7 @@ impl Worker {
             next_listener: 0,
             accept_shortages: (Throttle::new(ACCEPT_SHORTAGE_WARNING_INTERVAL), 0),
             cap_warnings: Throttle::new(CAP_WARNING_INTERVAL),
-            drain_deadline: None,
+            drain: None,
             due: Vec::new(),
             ready: Vec::new(),
         };
@@ -309,8 +376,8 @@ impl Worker {
         for event in events.iter() {
             match event.token {
                 SHUTDOWN_TOKEN => {
-                    self.shutdown.drain();
-                    self.begin_drain();
+                    self.stop.fd.drain();
+                    self.begin_drain(self.stop.kind());
                 }
                 token if token >= LISTENER_TOKEN_BASE => {
                     self.accept((token - LISTENER_TOKEN_BASE) as usize);
@@ -342,8 +409,21 @@ impl Worker {
         self.expire_timers();
         self.resume_accepting();
         self.maybe_report(false);
-        if let Some(deadline) = self.drain_deadline {
-            if self.conns.is_empty() || self.now >= deadline {
+        if let Some(drain) = self.drain {
+            if self.conns.is_empty() {
+                self.maybe_report(true);
+                return Ok(false);
+            }
+            if self.now >= drain.until {
+                // A handover's WebSockets ran until now: they get their close frame and the
+                // close timeout to answer it, as at a shutdown.
+                if drain.kind == StopKind::Handover {
+                    self.begin_drain(StopKind::Shutdown);
+                    if let Some(drain) = &mut self.drain {
+                        drain.until = self.now + self.config.ws_close_timeout;
+                    }
+                    return Ok(true);
+                }
                 for key in self.conns.keys() {
                     self.close(key);
                 }
@@ -389,8 +469,7 @@ impl Worker {
 
     /// Accepts until the listen queue is empty or the worker holds `max_connections`.
     fn accept(&mut self, listener: usize) {
-        if self.accept_paused_until.is_some() || self.accept_capped || self.drain_deadline.is_some()
-        {
+        if self.accept_paused_until.is_some() || self.accept_capped || self.drain.is_some() {
             return;
         }
         loop {
@@ -535,8 +614,10 @@ impl Worker {
             return;
         };
         let done = conn.drive(&mut self.svc, self.now);
-        if done.verdict == Verdict::Close || (self.drain_deadline.is_some() && conn.conn.is_idle())
-        {
+        let closing_idle = self
+            .drain
+            .is_some_and(|d| d.kind == StopKind::Shutdown && conn.conn.is_idle());
+        if done.verdict == Verdict::Close || closing_idle {
             self.close(key);
             return;
         }
@@ -600,14 +681,35 @@ impl Worker {
     }
 
     /// Stops accepting, closes idle connections, and lets the rest finish until the drain deadline.
-    fn begin_drain(&mut self) {
-        if self.drain_deadline.is_some() {
-            return;
+    ///
+    /// A handover ([`StopKind::Handover`]) closes nothing at once: every connection's next
+    /// response says `Connection: close`, idle ones meet their keep-alive timeout, and
+    /// WebSockets run on until the drain timeout. A shutdown asked during a handover drain
+    /// closes what a shutdown closes, and keeps the earlier deadline.
+    fn begin_drain(&mut self, kind: StopKind) {
+        match self.drain {
+            Some(drain) if drain.kind == StopKind::Shutdown || kind == StopKind::Handover => return,
+            Some(drain) => {
+                self.drain = Some(Drain { kind, ..drain });
+            }
+            None => {
+                self.drain = Some(Drain {
+                    kind,
+                    until: self.now + self.config.drain_timeout,
+                });
+            }
         }
-        self.drain_deadline = Some(self.now + self.config.drain_timeout);
         self.svc.shared.keep_alive = false;
         for listener in self.listeners.drain(..) {
             let _ = self.epoll.deregister(listener.as_fd());
+        }
+        if kind == StopKind::Handover {
+            info!(
+                "worker {} handing over: {} connections finish here",
+                self.id,
+                self.conns.len()
+            );
+            return;
         }
         for key in self.conns.keys() {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -683,17 +785,23 @@ mod tests {
         let (reports, _) = crossbeam_channel::unbounded();
         let (events, _) = crossbeam_channel::unbounded();
         let (_, start) = crossbeam_channel::unbounded();
+        let listeners = crate::listeners::Listeners::bind(&config, 1).expect("listeners");
+        let mine = listeners.for_worker(0, 1, &config).expect("a share");
         let setup = WorkerSetup {
-            id: 0,
+            id: WorkerId {
+                generation: 0,
+                index: 0,
+            },
             cpu: None,
             config: Arc::new(config),
+            listeners: Vec::new(),
             reports,
             events,
             start,
-            shutdown: Arc::new(EventFd::new().expect("eventfd")),
+            stop: Arc::new(Stop::new().expect("eventfd")),
             access_log: None,
         };
-        (Worker::new(&setup).expect("worker"), port)
+        (Worker::new(&setup, mine).expect("worker"), port)
     }
 
     /// A connection whose read budget runs out is driven again after the others, once per
@@ -797,12 +905,20 @@ mod tests {
     fn a_panicking_worker_thread_reports_it() {
         let (events, received) = crossbeam_channel::unbounded();
         let thread = std::thread::spawn(move || {
-            let _notice = ExitNotice { worker: 3, events };
+            let _notice = ExitNotice {
+                worker: WorkerId {
+                    generation: 2,
+                    index: 3,
+                },
+                events,
+            };
             panic!("a worker bug (expected by this test)");
         });
         assert!(thread.join().is_err());
         match received.recv_timeout(Duration::from_secs(5)) {
-            Ok(WorkerEvent::Exited { worker, panicked }) => assert!(worker == 3 && panicked),
+            Ok(WorkerEvent::Exited { worker, panicked }) => {
+                assert!(worker.index == 3 && worker.generation == 2 && panicked)
+            }
             other => panic!("expected Exited, got {other:?}"),
         }
     }

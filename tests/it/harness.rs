@@ -75,6 +75,9 @@ pub struct Options<'a> {
     /// Start the server under `prlimit --nofile=N:N` (util-linux), so it may hold at most N
     /// descriptors; prlimit execs percore, so the PID is the server's.
     pub open_files: Option<u64>,
+    /// Give the ports in this config file (`ports = "…"`, the file's only line, passed with
+    /// `--config`) instead of `--ports`, so that a reload can change them.
+    pub ports_file: Option<&'a Path>,
 }
 
 impl Default for Options<'_> {
@@ -87,6 +90,7 @@ impl Default for Options<'_> {
             extra: &[],
             env: &[],
             open_files: None,
+            ports_file: None,
         }
     }
 }
@@ -125,10 +129,17 @@ impl Server {
                 }
                 None => Command::new(BIN),
             };
+            match opts.ports_file {
+                Some(file) => {
+                    std::fs::write(file, format!("ports = '{port_list}'\n")).expect("ports file");
+                    cmd.arg("--config").arg(file);
+                }
+                None => {
+                    cmd.arg("--ports").arg(&port_list);
+                }
+            }
             cmd.arg("--bind")
                 .arg("127.0.0.1")
-                .arg("--ports")
-                .arg(&port_list)
                 .arg("--workers")
                 .arg(opts.workers.to_string())
                 .arg("--root")

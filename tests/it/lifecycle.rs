@@ -275,8 +275,12 @@ fn sighup_rereads_the_config_and_keeps_serving() {
             "SIGHUP: configuration reloaded; nothing changed",
         ),
         (
+            "log_level = 'info'\nkeepalive_timeout = '5s'\nindex = 'home.html'\n",
+            "SIGHUP: generation 1 serving",
+        ),
+        (
             "log_level = 'warn'\nkeepalive_timeout = '5s'\nindex = 'home.html'\n",
-            "SIGHUP: keepalive_timeout, index changed; restart percore to apply",
+            "SIGHUP: log_level is now warn",
         ),
     ];
     for (text, expected) in steps {
@@ -290,7 +294,17 @@ fn sighup_rereads_the_config_and_keeps_serving() {
         );
         get_hello(&server);
     }
-    assert!(server.log().contains("SIGHUP: log_level is now warn"));
+    assert!(
+        server
+            .log()
+            .contains("(keepalive_timeout, index changed); the previous generation finishes"),
+        "{}",
+        server.log()
+    );
+    // The new generation serves the new index: the root has index.html, not home.html.
+    let mut s = connect(server.port());
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, false).status, 403);
     server.terminate();
     let status = server.wait_exit(Duration::from_secs(15));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", server.log());

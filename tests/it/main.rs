@@ -14,6 +14,7 @@ mod http_basics;
 mod lifecycle;
 mod logging;
 mod metrics;
+mod reload;
 mod static_files;
 mod systemd;
 mod timeouts;
