@@ -632,3 +632,62 @@ fn the_first_request_after_a_tls_1_3_handshake_does_not_wait_for_a_delayed_ack()
         waits[5]
     );
 }
+
+/// A renewed certificate (new files at the same paths, as an ACME client writes them) is served
+/// to new connections after SIGHUP; a renewal that fails to load (a key that does not match)
+/// is refused and the certificate before it goes on being served.
+#[test]
+fn sighup_serves_a_renewed_certificate_and_refuses_a_broken_one() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let server = start(&root, &tls, &[]);
+    let port = tls_port(&server);
+    let get_over = |files: &TlsFiles| {
+        let mut stream = files.connect(port);
+        stream
+            .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send the request");
+        let mut reply = Vec::new();
+        // The server closes without close_notify only on error; a clean close ends in EOF.
+        let _ = stream.read_to_end(&mut reply);
+        parse_all(&reply)
+    };
+    assert_eq!(get_over(&tls)[0].status, 200);
+
+    let renewed = TlsFiles::new();
+    std::fs::copy(&renewed.cert, &tls.cert).expect("renew the chain");
+    std::fs::copy(&renewed.key, &tls.key).expect("renew the key");
+    server.signal("HUP");
+    server.wait_for_log("SIGHUP: generation 1 serving", Duration::from_secs(10));
+    assert_eq!(get_over(&renewed)[0].status, 200);
+    // The old CA no longer verifies what the server presents.
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let mut old = ClientConnection::new(tls.client_config(), name).expect("a TLS client");
+    let mut sock = connect(port);
+    let mut verified = true;
+    while old.is_handshaking() {
+        if old.complete_io(&mut sock).is_err() {
+            verified = false;
+            break;
+        }
+    }
+    assert!(
+        !verified,
+        "the client trusting only the old CA still verified the server"
+    );
+
+    // A key from elsewhere: the reload is refused and the renewed certificate stays.
+    let stranger = TlsFiles::new();
+    std::fs::copy(&stranger.key, &tls.key).expect("break the key");
+    server.signal("HUP");
+    server.wait_for_log(
+        "SIGHUP: configuration not reloaded, still running as before",
+        Duration::from_secs(10),
+    );
+    assert!(
+        server.log().contains("does not match the certificate"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(get_over(&renewed)[0].status, 200);
+}
