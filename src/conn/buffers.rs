@@ -232,11 +232,18 @@ impl Output {
         self.buf.get(self.pos..).unwrap_or_default()
     }
 
-    /// Records that the first `n` pending bytes were written.
+    /// Records that the first `n` pending bytes were written. Written bytes are dropped from
+    /// the front once they outweigh the pending ones, so a client that keeps reading a little
+    /// while it pipelines a lot holds at most about twice the pending bytes, not everything
+    /// it was ever sent (each byte is moved at most once per doubling: amortised O(1)).
     pub fn advance(&mut self, n: usize) {
         self.pos += n.min(self.buffered());
         if self.pos == self.buf.len() {
             self.buf.clear();
+            self.pos = 0;
+        } else if self.pos >= self.buffered() {
+            self.buf.copy_within(self.pos.., 0);
+            self.buf.truncate(self.buf.len() - self.pos);
             self.pos = 0;
         }
     }
@@ -324,6 +331,36 @@ mod tests {
         output.release_if_empty(&mut pool);
         assert_eq!(pool.held(), (1, 1));
         assert!(!input.holds_buffer() && !output.holds_buffer());
+    }
+
+    #[test]
+    fn written_bytes_do_not_accumulate_while_the_output_is_never_drained() {
+        let mut pool = Pool::default();
+        let mut output = Output::default();
+        // A peer that takes 3 of every 4 KiB appended: the buffer is never empty.
+        let mut sent = Vec::new();
+        for round in 0..1000u32 {
+            let bytes = [round as u8; 4096];
+            output.buf(&mut pool).extend_from_slice(&bytes);
+            sent.extend_from_slice(&bytes);
+            output.advance(3072);
+        }
+        let pending = output.buffered();
+        assert_eq!(pending, 1000 * 1024);
+        assert!(
+            output.buf.len() <= 2 * pending,
+            "{} bytes held",
+            output.buf.len()
+        );
+        // What is pending is intact and in order.
+        assert!(output.pending() == &sent[sent.len() - pending..]);
+        let mut small = Output::default();
+        for _ in 0..1000 {
+            small.buf(&mut pool).extend_from_slice(&[1; 100]);
+            small.advance(99);
+        }
+        assert_eq!(small.buffered(), 1000);
+        assert!(small.buf.len() <= 2000, "{} bytes held", small.buf.len());
     }
 
     #[test]
