@@ -13,6 +13,7 @@ mod faults;
 mod http_basics;
 mod lifecycle;
 mod logging;
+mod memory_caps;
 mod metrics;
 mod reload;
 mod static_files;
