@@ -1,22 +1,28 @@
-//! The operators' HTTP endpoint, served by one blocking thread named `percore-admin` on the
+//! The operators' HTTP endpoint, served by blocking threads named `percore-admin` on the
 //! supervisor side: `GET /metrics` in the Prometheus text format, `GET /status.json` (the same
 //! counters as JSON for the status page, readable cross-origin), `GET /healthz` (200 while the
 //! process runs: a liveness probe) and `GET /readyz` (200 while every worker serves and the
 //! server is not draining, else 503 with the reason: a readiness probe).
 //!
-//! Owns its listener and one connection at a time (low volume: a scraper every few seconds).
-//! Must never touch the workers' sockets or state: it only calls the [`Endpoints`] closures it
-//! is given, and it never panics on client input. Every connection gets one response and is
-//! closed; a client gets at most 2 seconds to send its request head.
+//! Owns its listener and the connections it accepts, each served by a short-lived thread of
+//! its own (low volume: a scraper every few seconds), at most [`MAX_CLIENTS`] at once, so a
+//! client that connects and says nothing delays nobody else's scrape. Must never touch the
+//! workers' sockets or state: it only calls the [`Endpoints`] closures it is given, and it
+//! never panics on client input. Every connection gets one response and is closed; a client
+//! gets at most 2 seconds to send its request head.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::http::{http_date, HeadWriter, Status, Version};
 
+/// Most connections served at once; more wait in the listen backlog until one ends (within
+/// about 2.2 s: the read timeout, then the drain).
+const MAX_CLIENTS: usize = 32;
 /// Total time a client has to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest request head; a longer one gets 431.
@@ -45,18 +51,18 @@ const INDEX: &str = "percore admin endpoint\n\n\
 /// What the endpoint reports, supplied by the supervisor.
 pub struct Endpoints {
     /// The body of `/metrics`.
-    metrics: Box<dyn Fn() -> String + Send>,
+    metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// The body of `/status.json`.
-    status: Box<dyn Fn() -> String + Send>,
+    status: Box<dyn Fn() -> String + Send + Sync>,
     /// `Ok` while the server is ready; otherwise why not, for the body of a 503 `/readyz`.
-    ready: Box<dyn Fn() -> Result<(), &'static str> + Send>,
+    ready: Box<dyn Fn() -> Result<(), &'static str> + Send + Sync>,
 }
 
 impl Endpoints {
     pub fn new(
-        metrics: impl Fn() -> String + Send + 'static,
-        status: impl Fn() -> String + Send + 'static,
-        ready: impl Fn() -> Result<(), &'static str> + Send + 'static,
+        metrics: impl Fn() -> String + Send + Sync + 'static,
+        status: impl Fn() -> String + Send + Sync + 'static,
+        ready: impl Fn() -> Result<(), &'static str> + Send + Sync + 'static,
     ) -> Endpoints {
         Endpoints {
             metrics: Box::new(metrics),
@@ -75,19 +81,42 @@ pub fn spawn(addr: SocketAddr, endpoints: Endpoints) -> io::Result<JoinHandle<()
 /// Serves on an already bound listener from a thread named `percore-admin`.
 pub fn spawn_on(listener: TcpListener, endpoints: Endpoints) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name("percore-admin".to_owned())
-        .spawn(move || serve(&listener, &endpoints))
+        .name(THREAD_NAME.to_owned())
+        .spawn(move || serve(&listener, Arc::new(endpoints)))
 }
 
-fn serve(listener: &TcpListener, endpoints: &Endpoints) {
-    for stream in listener.incoming() {
-        match stream {
-            // A client that goes away mid-exchange is its own problem, not ours.
-            Ok(stream) => {
-                let _ = handle(stream, endpoints);
+const THREAD_NAME: &str = "percore-admin";
+
+/// Accepts while fewer than [`MAX_CLIENTS`] connections are being served, each on a thread of
+/// its own; a slot is handed back when its thread ends.
+fn serve(listener: &TcpListener, endpoints: Arc<Endpoints>) {
+    let (free, slots) = crossbeam_channel::bounded(MAX_CLIENTS);
+    for _ in 0..MAX_CLIENTS {
+        let _ = free.send(());
+    }
+    while slots.recv().is_ok() {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let endpoints = Arc::clone(&endpoints);
+                let done = free.clone();
+                let served = std::thread::Builder::new()
+                    .name(THREAD_NAME.to_owned())
+                    .spawn(move || {
+                        // A client that goes away mid-exchange is its own problem, not ours.
+                        let _ = handle(stream, &endpoints);
+                        let _ = done.send(());
+                    });
+                if served.is_err() {
+                    // No thread to be had: the connection was dropped, its slot comes back.
+                    let _ = free.send(());
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
             // Out of descriptors or an aborted handshake: pause instead of spinning.
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => {
+                let _ = free.send(());
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
 }
@@ -572,6 +601,28 @@ mod tests {
         );
         assert!(waited < READ_TIMEOUT * 3, "{waited:?}");
         assert!(exchange(addr, b"GET / HTTP/1.1\r\n\r\n", false).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    /// Silent clients hold threads of their own: a scrape is answered while all of them are
+    /// still connected, not after their read timeouts.
+    #[test]
+    fn silent_clients_do_not_delay_a_scrape() {
+        let addr = loopback_server();
+        let silent: Vec<TcpStream> = (0..MAX_CLIENTS - 1)
+            .map(|_| TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}")))
+            .collect();
+        let reply = exchange(addr, b"GET /healthz HTTP/1.1\r\n\r\n", false);
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        for mut stream in silent {
+            let _ = stream.set_nonblocking(true);
+            let mut byte = [0u8; 1];
+            let still_open =
+                matches!(stream.read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+            assert!(
+                still_open,
+                "a silent client was closed before the scrape was answered"
+            );
+        }
     }
 
     #[test]
