@@ -16,18 +16,25 @@ pub fn send(message: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    let path = path.to_string_lossy().into_owned();
-    let addr = if let Some(name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        SocketAddr::from_abstract_name(name.as_bytes())
-    } else {
-        SocketAddr::from_pathname(&path)
-    };
-    let sent =
-        addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr));
-    if let Err(e) = sent {
+    if let Err(e) = send_to(&path.to_string_lossy(), message) {
         warn!("sd_notify {}: {e}", message.lines().next().unwrap_or(""));
     }
+}
+
+/// One datagram to the socket at `path` (`@name`: an abstract one). Non-blocking: a manager
+/// that stopped reading must not stall the supervisor (and keep a descriptor) for as long as
+/// it does; a lost STATUS= or WATCHDOG=1 is only logged.
+fn send_to(path: &str, message: &str) -> std::io::Result<()> {
+    let addr = if let Some(name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        SocketAddr::from_abstract_name(name.as_bytes())?
+    } else {
+        SocketAddr::from_pathname(path)?
+    };
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    socket.send_to_addr(message.as_bytes(), &addr)?;
+    Ok(())
 }
 
 /// A reload begins: systemd waits for the READY=1 that ends it (`Type=notify-reload` and
@@ -110,6 +117,26 @@ mod tests {
         dog.tick(start);
         assert!(!dog.is_due(start + Duration::from_millis(999)));
         assert!(dog.is_due(start + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_manager_that_stops_reading_does_not_block_a_send() {
+        let dir = std::env::temp_dir().join(format!("percore-notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let Ok(manager) = UnixDatagram::bind(&dir) else {
+            panic!("binding {}", dir.display());
+        };
+        let path = dir.to_string_lossy().into_owned();
+        assert!(send_to(&path, "READY=1").is_ok());
+        let mut message = [0u8; 16];
+        assert_eq!(manager.recv(&mut message).ok(), Some(7));
+        // The queue fills up (unix datagram sockets hold a few hundred): then an error, at once.
+        let refused = (0..10_000).find_map(|_| send_to(&path, "WATCHDOG=1").err());
+        assert_eq!(
+            refused.map(|e| e.kind()),
+            Some(std::io::ErrorKind::WouldBlock)
+        );
+        let _ = std::fs::remove_file(&dir);
     }
 
     #[test]

@@ -15,6 +15,25 @@ fn request(stream: &mut TcpStream, path: &str) -> Response {
     read_response(stream, false)
 }
 
+/// The status of a keep-alive GET for `path`; when none comes, panics with the descriptors
+/// the server held `before` the connection and holds now, and its log: a connection the count
+/// said there was room for, left unaccepted, means a descriptor appeared in between.
+fn answered(server: &Server, stream: &mut TcpStream, path: &str, before: &str) -> u16 {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .expect("sending a request");
+    let mut first = [0u8; 1];
+    if let Err(e) = stream.peek(&mut first) {
+        panic!(
+            "no answer to GET {path}: {e}\nbefore connecting:\n{before}\nnow:\n{}\nlog:\n{}",
+            server.fd_listing(),
+            server.log()
+        );
+    }
+    read_response(stream, false).status
+}
+
 /// Polls `check` every 20 ms until it holds; panics with `what` after `limit`.
 fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -79,8 +98,10 @@ fn at_the_open_files_limit_cached_files_are_served_and_others_get_503() {
             idle.len() < LIMIT as usize,
             "the descriptor count does not grow"
         );
+        let before = server.fd_listing();
         let mut stream = server.connect();
-        assert_eq!(request(&mut stream, "/small.txt").status, 200);
+        let status = answered(&server, &mut stream, "/small.txt", &before);
+        assert_eq!(status, 200);
         idle.push(stream);
     }
     assert_eq!(server.open_fds(), LIMIT as usize);

@@ -147,6 +147,13 @@ impl Server {
                 .arg("--admin")
                 .arg(admin.map_or("off".to_string(), |p| format!("127.0.0.1:{p}")))
                 .args(opts.extra)
+                // Whatever service manager runs the tests is not this server's: without these
+                // it would notify (and be waited on by) the runner's own socket.
+                .env_remove("NOTIFY_SOCKET")
+                .env_remove("WATCHDOG_USEC")
+                .env_remove("WATCHDOG_PID")
+                .env_remove("LISTEN_FDS")
+                .env_remove("LISTEN_PID")
                 .envs(opts.env.iter().copied());
             if opts.tls_ports > 0 {
                 let tls: Vec<String> = ports[ports.len().saturating_sub(opts.tls_ports)..]
@@ -213,6 +220,26 @@ impl Server {
     }
 
     /// How many descriptors the server holds now (entries of /proc/PID/fd).
+    /// What the server's descriptors are, one `fd -> target` per line, for failure messages.
+    pub fn fd_listing(&self) -> String {
+        let Ok(entries) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
+            return "(no fd directory)".to_owned();
+        };
+        let mut lines: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| {
+                let target = std::fs::read_link(e.path()).unwrap_or_default();
+                format!(
+                    "{} -> {}",
+                    e.file_name().to_string_lossy(),
+                    target.display()
+                )
+            })
+            .collect();
+        lines.sort();
+        lines.join("\n")
+    }
+
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("the server's fd directory")
