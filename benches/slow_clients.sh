@@ -221,10 +221,11 @@ run_wrk() {
 
 # Runs wrk for DURATION s against the server whose connections process $1 holds and logs its
 # output under the title $2. Sets the caller's rps, p99 (ms), errors (socket errors + non-2xx/3xx),
-# and, as % of one CPU over wrk's run: server_pct, attack_pct (the attacker, if running), and
-# other_pct: every other process on the machine plus interrupt time not charged to a process.
+# cpu_us (the server's CPU time per good request, attack included), and, as % of one CPU over
+# wrk's run: server_pct, attack_pct (the attacker, if running), and other_pct: every other
+# process on the machine plus interrupt time not charged to a process.
 measure_wrk() {
-    local pid=$1 title=$2 out s0 s1 m0 m1 a0=0 a1=0 real user sys
+    local pid=$1 title=$2 out s0 s1 m0 m1 a0=0 a1=0 real user sys requests
     s0=$(cpu_ticks "$pid") m0=$(machine_ticks)
     if [ -n "$ATTACK_PID" ]; then a0=$(cpu_ticks "$ATTACK_PID"); fi
     local TIMEFORMAT='wrk-time: %R %U %S'
@@ -233,10 +234,11 @@ measure_wrk() {
     if [ -n "$ATTACK_PID" ]; then a1=$(cpu_ticks "$ATTACK_PID"); fi
     printf '=== %s\n%s\n\n' "$title" "$out" >>"$RAW_LOG"
     rps=$(awk '/^Requests\/sec:/ { print $2; exit }' <<<"$out")
+    requests=$(awk '/ requests in / { print $1; exit }' <<<"$out")
     p99=$(awk '$1 == "99%" { v = $2; n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000; printf "%.2f", n; exit }' <<<"$out")
     errors=$(awk '/Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } /Non-2xx or 3xx responses:/ { n += $NF } END { print n + 0 }' <<<"$out")
     read -r real user sys < <(awk '$1 == "wrk-time:" { print $2, $3, $4 }' <<<"$out")
-    if [ -z "$rps" ] || [ -z "$p99" ] || [ -z "${sys:-}" ]; then
+    if [ -z "$rps" ] || [ -z "$requests" ] || [ -z "$p99" ] || [ -z "${sys:-}" ]; then
         printf '%s\n' "$out" >&2
         die "could not parse wrk output ($title)"
     fi
@@ -246,6 +248,7 @@ measure_wrk() {
             other = (m / hz - s / hz - a / hz - w[1] - w[2]) / r * 100
             printf "%.0f %.0f %.0f\n", s / hz / r * 100, a / hz / r * 100, (other > 0 ? other : 0)
         }')
+    cpu_us=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0) }')
 }
 
 start_attack() {
@@ -297,14 +300,14 @@ RESULTS=$TMP/results.tsv
 RAW_LOG=$BENCH_DIR/results/slow-clients-raw.log
 mkdir -p "$BENCH_DIR/results"
 : >"$RAW_LOG"
-FIELDS=(server round load rps0 rps1 ratio p99_0 p99_1 err0 err1 server_pct0 server_pct1 attack_pct
+FIELDS=(server round load rps0 rps1 ratio p99_0 p99_1 err0 err1 server_pct0 server_pct1 cpu_us0 cpu_us1 attack_pct
     other_pct0 other_pct1 rss0 rss1 rss2 conns per_conn tcp0 tcp1 loris_life loris_outcomes attacker_open)
 (IFS=$'\t' && echo "${FIELDS[*]}") >"$RESULTS"
 
 # One run: fresh server, wrk, attack, wrk under attack, memory; appends a line to RESULTS.
 run() {
-    local server=$1 round=$2 pid load rps p99 errors server_pct attack_pct other_pct
-    local rps0 p99_0 err0 server_pct0 other_pct0 rss0 rss1 rss2 conns tcp0 tcp1 open summary
+    local server=$1 round=$2 pid load rps p99 errors server_pct attack_pct other_pct cpu_us
+    local rps0 p99_0 err0 server_pct0 other_pct0 cpu_us0 rss0 rss1 rss2 conns tcp0 tcp1 open summary
     local loris_life loris_outcomes
     next_port
     "start_$server"
@@ -312,7 +315,7 @@ run() {
     load=$(cut -d' ' -f1 /proc/loadavg)
     run_wrk 2 >/dev/null
     measure_wrk "$pid" "round $round $server, no attack (port $PORT, measured pid $pid, load average $load)"
-    rps0=$rps p99_0=$p99 err0=$errors server_pct0=$server_pct other_pct0=$other_pct
+    rps0=$rps p99_0=$p99 err0=$errors server_pct0=$server_pct other_pct0=$other_pct cpu_us0=$cpu_us
     sleep 1
     rss0=$(rss_kib "$pid") tcp0=$(tcp_mem_kib)
 
@@ -336,16 +339,16 @@ run() {
     IFS=$'\t' read -r loris_life loris_outcomes <<<"$(loris_outcome "$summary")"
     local values=("$server" "$round" "$load" "$rps0" "$rps"
         "$(awk -v a="$rps0" -v b="$rps" 'BEGIN { printf "%.3f", (a > 0 ? b / a : 0) }')"
-        "$p99_0" "$p99" "$err0" "$errors" "$server_pct0" "$server_pct" "$attack_pct"
+        "$p99_0" "$p99" "$err0" "$errors" "$server_pct0" "$server_pct" "$cpu_us0" "$cpu_us" "$attack_pct"
         "$other_pct0" "$other_pct" "$rss0" "$rss1" "$rss2" "$conns"
         "$(awk -v a="$rss0" -v b="$rss1" -v n="$conns" 'BEGIN { printf "%.0f", (n > 0 ? (b - a) * 1024 / n : 0) }')"
         "$tcp0" "$tcp1" "$loris_life" "$loris_outcomes" "$open")
     (IFS=$'\t' && echo "${values[*]}") >>"$RESULTS"
     printf '  round %s %-8s %9s -> %9s req/s  p99 %s -> %s ms  wrk errors %s/%s  RSS %s -> %s -> %s KiB, %s conns: %s B each\n' \
         "$round" "$server" "$rps0" "$rps" "$p99_0" "$p99" "$err0" "$errors" "$rss0" "$rss1" "$rss2" \
-        "$conns" "${values[19]}"
-    printf '         CPU %%: server %s -> %s, attacker %s, others %s -> %s (load average %s); slow-loris closed after %s s: %s\n' \
-        "$server_pct0" "$server_pct" "$attack_pct" "$other_pct0" "$other_pct" "$load" "$loris_life" "$loris_outcomes"
+        "$conns" "${values[21]}"
+    printf '         CPU %%: server %s -> %s (%s -> %s us/req), attacker %s, others %s -> %s (load average %s); slow-loris closed after %s s: %s\n' \
+        "$server_pct0" "$server_pct" "$cpu_us0" "$cpu_us" "$attack_pct" "$other_pct0" "$other_pct" "$load" "$loris_life" "$loris_outcomes"
 }
 
 make_root
@@ -428,6 +431,8 @@ report=$(
     row "**RSS per slow connection, B**" "%.0f" per_conn
     row "server CPU % without attack (of one CPU)" "%.0f" server_pct0
     row "server CPU % under attack" "%.0f" server_pct1
+    row "server CPU µs per good request without attack" "%.2f" cpu_us0
+    row "server CPU µs per good request under attack (attack's work included)" "%.2f" cpu_us1
     row "attacker CPU % (on wrk's CPU)" "%.0f" attack_pct
     row "other CPU % without attack (noise)" "%.0f" other_pct0
     row "other CPU % under attack" "%.0f" other_pct1
@@ -441,7 +446,9 @@ report=$(
     echo
     echo "How the servers closed the slow-loris connections (the attacker's count over each whole attack):"
     echo
-    awk -F'\t' 'NR > 1 { printf "- round %s, %s: %s (open at \"during\", as the attacker counts them: %s)\n", $2, $1, $24, $25 }' "$RESULTS"
+    awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        { printf "- round %s, %s: %s (open at \"during\", as the attacker counts them: %s)\n",
+            $c["round"], $c["server"], $c["loris_outcomes"], $c["attacker_open"] }' "$RESULTS"
     echo
     echo "RSS per slow connection = (during - before) / established connections at \"during\" (slow-loris and"
     echo "slow readers together, all held by the server at once). RSS is percore's whole process, nginx's worker."

@@ -143,7 +143,7 @@ warm_up() {
     for path in / small.html 4k.bin 64k.bin 1m.bin; do
         for _ in $(seq 16); do urls+=("http://127.0.0.1:$PORT/${path#/}"); done
     done
-    curl -fsS -o /dev/null -H 'Connection: close' "${urls[@]}" || die "warm-up requests failed"
+    curl -fsS -H "Connection: close" "${urls[@]}" >/dev/null || die "warm-up requests failed"
     sleep 2
 }
 
