@@ -46,7 +46,7 @@ COMMAND_LINE="$0${*:+ $*}"
 
 case "${1:-}" in
 -h | --help)
-    sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
     exit 0
     ;;
 "") ;;

@@ -20,7 +20,9 @@
 # Goals (exit status 1 if one is missed):
 #   errors = 0, counting: wrk's socket errors (connect, read, write, timeout) and non-2xx/3xx
 #     responses; each wsload's errors (handshake, mismatch, protocol, io, server-closed,
-#     close-timeout) and connections not closed with 1000; soak.py's errors (see its --help);
+#     close-timeout) and connections not closed with 1000, except io errors after every
+#     connection's close handshake completed (reported apart: a wsload artefact, see
+#     wsload_errors below); soak.py's errors (see its --help);
 #     slow_clients.py's unexpected outcomes and connect errors; a load generator exiting
 #     non-zero; "error" lines or panics in percore's log; percore not exiting 0 on SIGTERM
 #   RSS flat: the last sample, taken RSS_END s before the load ends, within RSS_TOLERANCE % (5)
@@ -49,7 +51,7 @@ COMMAND_LINE="$0${*:+ $*}"
 
 case "$MINUTES" in
 -h | --help)
-    sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
     exit 0
     ;;
 esac
@@ -262,13 +264,23 @@ wrk_errors() {
     awk '/Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } /Non-2xx or 3xx responses:/ { n += $NF } END { print n + 0 }' "$TMP/wrk.out"
 }
 
-# wsload's own error count plus connections closed with anything but 1000 ($2 connections).
+# Sets ERRORS[$1]: wsload's own error count plus connections closed with anything but 1000 (of
+# $2 connections). When every connection completed its close handshake with 1000, its io errors
+# came after it: wsload flushes a pong, queued for a server ping that crossed its close frame,
+# into the socket it has already shut (src/bin/wsload.rs: on_event flushes a finished
+# connection) and counts the failed write. Those are not the server's: WSLOAD_LATE_IO counts them.
 wsload_errors() {
-    local out=$TMP/$1.out conns=$2 errors
+    local out=$TMP/$1.out conns=$2 errors io
     errors=$(awk '$1 == "errors:" { print $2; exit }' "$out")
-    [ -n "$errors" ] || errors=1
-    grep -qx "close codes: 1000 x$conns" "$out" || errors=$((errors + 1))
-    echo "$errors"
+    io=$(sed -n 's/^errors: .* io \([0-9]*\),.*/\1/p' "$out")
+    if [ -z "$errors" ] || [ -z "$io" ]; then
+        ERRORS[$1]=1 # no report: wsload failed
+    elif grep -qx "close codes: 1000 x$conns" "$out"; then
+        WSLOAD_LATE_IO[$1]=$io
+        ERRORS[$1]=$((errors - io))
+    else
+        ERRORS[$1]=$((errors + 1))
+    fi
 }
 
 log_errors() {
@@ -277,8 +289,8 @@ log_errors() {
 
 count_errors() {
     ERRORS[wrk]=$(wrk_errors)
-    ERRORS[wsload-deflate]=$(wsload_errors wsload-deflate 40)
-    ERRORS[wsload-quiet]=$(wsload_errors wsload-quiet 200)
+    wsload_errors wsload-deflate 40
+    wsload_errors wsload-quiet 200
     ERRORS[soak-py]=$(json_field "$TMP/soak-py.out" error_total 2>/dev/null || echo 1)
     ERRORS[slow-clients]=$(($(json_field "$TMP/slow-clients.out" unexpected 2>/dev/null || echo 1) +
         $(python3 -c 'import json, sys; print(sum(json.loads(open(sys.argv[1]).read().splitlines()[-1])["connect_errors"].values()))' \
@@ -286,7 +298,9 @@ count_errors() {
     ERRORS[percore-log]=$(log_errors)
     local name
     for name in "${!EXIT_STATUS[@]}"; do
-        [ "${EXIT_STATUS[$name]}" -eq 0 ] || ERRORS[$name]=$((${ERRORS[$name]:-0} + 1))
+        # wsload exits 1 when it counted errors, which are counted above.
+        case "$name:${EXIT_STATUS[$name]}" in *:0 | wsload-*:1) continue ;; esac
+        ERRORS[$name]=$((${ERRORS[$name]:-0} + 1))
     done
     [ "$SERVER_EXIT" -eq 0 ] || ERRORS[percore-exit]=1
     ERROR_TOTAL=0
@@ -299,7 +313,7 @@ RAW_LOG=$BENCH_DIR/results/soak-raw.log
 SAMPLES=$BENCH_DIR/results/soak-samples.csv
 mkdir -p "$BENCH_DIR/results"
 echo "t_s,rss_kib,descriptors,established,load1" >"$SAMPLES"
-declare -A EXIT_STATUS=() ERRORS=()
+declare -A EXIT_STATUS=() ERRORS=() WSLOAD_LATE_IO=()
 
 make_root
 start_percore
@@ -376,6 +390,10 @@ errors_table() {
     local name
     for name in wrk soak-py wsload-deflate wsload-quiet slow-clients percore-log percore-exit; do
         echo "| $name | ${ERRORS[$name]:-0} |"
+    done
+    for name in wsload-deflate wsload-quiet; do
+        [ "${WSLOAD_LATE_IO[$name]:-0}" -eq 0 ] ||
+            echo "| $name: io errors after a completed close handshake (wsload's, not counted; see benches/README.md) | ${WSLOAD_LATE_IO[$name]} |"
     done
 }
 
