@@ -19,6 +19,7 @@ use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::access_log;
+use crate::files::{Coding, Codings};
 use crate::log::Level;
 use crate::tls::TlsConfig;
 
@@ -72,6 +73,9 @@ pub struct Config {
     pub index: String,
     /// `--dotfiles`: serve names starting with a dot (otherwise they get 404).
     pub dotfiles: bool,
+    /// `--precompressed`: the codings served from sibling files (`app.js.br` for `app.js`)
+    /// when the client accepts them; none by default, as nginx's `gzip_static off`.
+    pub precompressed: Codings,
     /// `--ws-paths`: request paths that accept a WebSocket upgrade (404 elsewhere); `None`
     /// (`any`) accepts an upgrade on every path.
     pub ws_paths: Option<Vec<String>>,
@@ -140,6 +144,7 @@ impl Config {
             max_connections: None,
             index: "index.html".to_owned(),
             dotfiles: false,
+            precompressed: Codings::NONE,
             ws_paths: None,
             ws_origins: None,
             ws_max_message: 16 * MIB as usize,
@@ -305,6 +310,13 @@ const OPTIONS: &[Opt] = &[
         value_name: "",
         default: "false",
         help: "Serve names starting with a dot (otherwise they get 404)",
+    },
+    Opt {
+        flag: "precompressed",
+        value_name: "LIST|off",
+        default: "off",
+        help: "Serve FILE.br, FILE.zst or FILE.gz for FILE to clients that accept it: codings \
+               from br, zstd, gzip, comma-separated, or off",
     },
     Opt {
         flag: "ws-paths",
@@ -525,6 +537,7 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         ("index", old.index != new.index),
         ("dotfiles", old.dotfiles != new.dotfiles),
+        ("precompressed", old.precompressed != new.precompressed),
         ("ws_paths", old.ws_paths != new.ws_paths),
         ("ws_origins", old.ws_origins != new.ws_origins),
         ("ws_max_message", old.ws_max_message != new.ws_max_message),
@@ -734,6 +747,7 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "max-connections" => config.max_connections = parse_max_connections(raw)?,
         "index" => config.index = parse_index(raw)?,
         "dotfiles" => config.dotfiles = parse_bool(raw)?,
+        "precompressed" => config.precompressed = parse_codings(raw)?,
         "ws-paths" => config.ws_paths = parse_ws_paths(raw)?,
         "ws-origins" => config.ws_origins = parse_origins(raw)?,
         "ws-max-message" => config.ws_max_message = at_least_one(parse_size_usize(raw)?)?,
@@ -960,6 +974,20 @@ fn parse_index(raw: &str) -> Result<String, String> {
 }
 
 /// `any`, or comma-separated absolute paths such as `/ws,/echo`.
+/// `off`, or a comma list of content codings (br, zstd, gzip).
+fn parse_codings(raw: &str) -> Result<Codings, String> {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("off") || raw.is_empty() {
+        return Ok(Codings::NONE);
+    }
+    raw.split(',')
+        .map(|item| {
+            Coding::from_name(item.trim())
+                .ok_or_else(|| format!("'{}' is not one of br, zstd, gzip", item.trim()))
+        })
+        .collect()
+}
+
 fn parse_ws_paths(raw: &str) -> Result<Option<Vec<String>>, String> {
     if raw.trim() == "any" {
         return Ok(None);
@@ -1389,6 +1417,21 @@ mod tests {
     }
 
     #[test]
+    fn precompressed_codings() {
+        check(&["--precompressed", "br,gzip"], |c| {
+            c.precompressed = [Coding::Br, Coding::Gzip].into_iter().collect()
+        });
+        check(&["--precompressed", " zst "], |c| {
+            c.precompressed = Codings::NONE.with(Coding::Zstd)
+        });
+        check(&["--precompressed", "br", "--precompressed", "off"], |_| {});
+        check_error(
+            &["--precompressed", "br,deflate"],
+            "percore: invalid --precompressed 'br,deflate': 'deflate' is not one of br, zstd, gzip",
+        );
+    }
+
+    #[test]
     fn ws_paths_and_origins() {
         check(&["--ws-paths", "/ws"], |c| {
             c.ws_paths = Some(vec!["/ws".into()])
@@ -1492,7 +1535,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = dir.path().display().to_string();
         type Edit = fn(&mut Config);
-        let cases: [(&str, Edit); 10] = [
+        let cases: [(&str, Edit); 11] = [
             ("ports = 8001", |c| c.ports = vec![8001]),
             ("max_connections = 100", |c| c.max_connections = Some(100)),
             ("max_connections = 'unlimited'", |_| {}),
@@ -1512,6 +1555,9 @@ mod tests {
                 c.ws_paths = Some(vec!["/ws".into(), "/echo".into()])
             }),
             ("ws_paths = 'any'", |_| {}),
+            ("precompressed = ['br', 'gzip']", |c| {
+                c.precompressed = [Coding::Br, Coding::Gzip].into_iter().collect()
+            }),
         ];
         for (line, edit) in cases {
             let path = write_file(dir.path(), line);
@@ -1900,6 +1946,7 @@ mod tests {
         config.max_connections = Some(1);
         config.index = "x".into();
         config.dotfiles = true;
+        config.precompressed = Codings::NONE.with(Coding::Gzip);
         config.ws_paths = Some(vec!["/scrambled".into()]);
         config.tls_cert = Some(PathBuf::from("scrambled.pem"));
         config.tls_key = Some(PathBuf::from("scrambled.key"));

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::encoding::Coding;
 use super::range::{self, ByteRange, Selected};
 use super::syntax::{is_ows, trim, trim_start_matches};
 
@@ -25,9 +26,14 @@ fn validator_secs(stamp: &FileStamp) -> i64 {
     stamp.mtime_secs.clamp(0, LAST_HTTP_DATE_SECS)
 }
 
-/// nginx-style strong entity-tag: `"<mtime seconds hex>-<length hex>"`, quotes included.
-pub fn etag(stamp: &FileStamp) -> String {
-    format!("\"{:x}-{:x}\"", stamp.mtime_secs, stamp.len)
+/// nginx-style strong entity-tag: `"<mtime seconds hex>-<length hex>"`, quotes included; a
+/// precompressed sibling's tag ends in its coding (`"…-br"`), so that no two representations
+/// of a path share one even when their files share size and mtime.
+pub fn etag(stamp: &FileStamp, coding: Option<Coding>) -> String {
+    match coding {
+        None => format!("\"{:x}-{:x}\"", stamp.mtime_secs, stamp.len),
+        Some(c) => format!("\"{:x}-{:x}-{}\"", stamp.mtime_secs, stamp.len, c.token()),
+    }
 }
 
 /// The `Last-Modified` value: an IMF-fixdate with seconds precision.
@@ -258,14 +264,15 @@ mod tests {
 
     #[test]
     fn validators() {
-        assert_eq!(etag(&STAMP), ETAG);
+        assert_eq!(etag(&STAMP, None), ETAG);
         assert_eq!(last_modified(&STAMP).as_bytes(), LAST_MODIFIED);
         let empty = FileStamp {
             len: 0,
             mtime_secs: 0,
             mtime_nanos: 0,
         };
-        assert_eq!(etag(&empty), "\"0-0\"");
+        assert_eq!(etag(&empty, None), "\"0-0\"");
+        assert_eq!(etag(&empty, Some(Coding::Gzip)), "\"0-0-gzip\"");
         assert_eq!(last_modified(&empty), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 

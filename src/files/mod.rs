@@ -1,11 +1,13 @@
 //! Static-file decisions, sans-IO: which file a request path names, its MIME type and validators,
-//! and what a conditional or range request gets (304, 412, 200, 206, 416, multipart/byteranges).
+//! what a conditional or range request gets (304, 412, 200, 206, 416, multipart/byteranges), and
+//! which precompressed sibling an `Accept-Encoding` gets.
 //!
 //! This module never opens a file, reads a clock or touches a socket, and it imports neither
 //! `worker`, `sys` nor `http`: the worker opens the file beneath the document root, passes its
 //! size and mtime in a [`FileStamp`], and performs the response this module describes.
 
 mod conditional;
+mod encoding;
 mod mime;
 mod multipart;
 mod range;
@@ -13,6 +15,7 @@ mod syntax;
 mod target;
 
 pub use conditional::{etag, evaluate, last_modified, FileStamp, Outcome, Preconditions};
+pub use encoding::{negotiate, Coding, Codings};
 pub use mime::content_type;
 pub use multipart::{
     content_range, multipart_boundary, multipart_content_type, multipart_len, multipart_tail,

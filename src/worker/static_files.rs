@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use crate::config::Config;
 use crate::conn::{Refusal, Respond};
-use crate::files::{self, FileStamp, Outcome, Preconditions, TargetOptions};
+use crate::files::{self, Coding, Codings, FileStamp, Outcome, Preconditions, TargetOptions};
 use crate::http::{Body, FileRegion, Method, Request, Response, Status};
 use crate::sys::RootDir;
 
@@ -60,6 +60,11 @@ struct Cached {
     head: PreparedHead,
     content: Content,
     checked_at: u64,
+    /// The precompressed sibling this entry is (`None`: the file itself).
+    coding: Option<Coding>,
+    /// For the file itself: the precompressed siblings found beside it (among those
+    /// configured) when the entry was made or last checked.
+    variants: Codings,
 }
 
 enum Content {
@@ -121,6 +126,11 @@ pub struct StaticFiles {
     index: Vec<u8>,
     target: TargetOptions,
     small_file_max: u64,
+    /// The codings served from sibling files (`--precompressed`).
+    precompressed: Codings,
+    /// Scratch for the cache key of a precompressed sibling: the request path, a NUL (which no
+    /// request path holds) and the coding's token.
+    variant_key: Vec<u8>,
     /// Request path -> its entry in `entries`: a hit hashes the path once, and the index it
     /// gives borrows nothing, so an entry found stale can be replaced.
     paths: HashMap<Vec<u8>, usize>,
@@ -207,11 +217,15 @@ impl Respond for StaticFiles {
                 .get(slot)
                 .is_some_and(|e| e.checked_at == now_secs)
             {
-                return self.file_response(Slot::Cached(slot), req, now_secs);
+                let slot = self.representation(Slot::Cached(slot), req, now_secs);
+                return self.file_response(slot, req, now_secs);
             }
         }
         match self.lookup(req.path, req.query, now_secs) {
-            Ok(Found::File(slot)) => self.file_response(slot, req, now_secs),
+            Ok(Found::File(slot)) => {
+                let slot = self.representation(slot, req, now_secs);
+                self.file_response(slot, req, now_secs)
+            }
             Ok(Found::Redirect(location)) => {
                 Response::page(Status::MOVED_PERMANENTLY).with_field("Location", location)
             }
@@ -234,6 +248,8 @@ impl StaticFiles {
                 allow_dotfiles: config.dotfiles,
             },
             small_file_max: config.small_file_max,
+            precompressed: config.precompressed,
+            variant_key: Vec::new(),
             paths: HashMap::new(),
             entries: Vec::new(),
             cache_entries: config.file_cache_entries,
@@ -309,6 +325,81 @@ impl StaticFiles {
         }
     }
 
+    /// The representation a request gets of the file at `slot`: the file itself, or the
+    /// precompressed sibling its `Accept-Encoding` prefers, when there is one (its own cache
+    /// entry, with its own validators). A sibling that cannot be opened leaves the file itself.
+    #[inline]
+    fn representation(&mut self, slot: Slot, req: &Request<'_>, now_secs: u64) -> Slot {
+        let Some(entry) = self.entry(slot) else {
+            return slot;
+        };
+        if entry.variants.is_empty() {
+            return slot;
+        }
+        let accepted = req
+            .headers()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(b"accept-encoding"))
+            .map(|(_, value)| value);
+        let Some(coding) = files::negotiate(accepted, entry.variants) else {
+            return slot;
+        };
+        let mut key = Vec::new();
+        std::mem::swap(&mut key, &mut self.variant_key);
+        key.clear();
+        if let Some(entry) = self.entry(slot) {
+            key.extend_from_slice(&entry.key);
+        }
+        key.push(0);
+        key.extend_from_slice(coding.token().as_bytes());
+        let found = self.variant(slot, &key, coding, now_secs);
+        self.variant_key = key;
+        found.unwrap_or(slot)
+    }
+
+    /// The entry of the `coding` sibling of the file at `file`, cached under `key`.
+    fn variant(&mut self, file: Slot, key: &[u8], coding: Coding, now_secs: u64) -> Option<Slot> {
+        if let Some(&slot) = self.paths.get(key) {
+            if self.revalidate(slot, now_secs) {
+                return Some(Slot::Cached(slot));
+            }
+            self.remove(slot);
+        }
+        let entry = self.entry(file)?;
+        let mut open_path = entry.open_path.as_bytes().to_vec();
+        open_path.extend_from_slice(coding.extension().as_bytes());
+        let open_path = CString::new(open_path).ok()?;
+        let content_type = entry.head.content_type;
+        let opened = self.root.open_file(&open_path);
+        let file = opened.ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let admitted = Admit {
+            key,
+            open_path,
+            content_type,
+            coding: Some(coding),
+            variants: Codings::NONE,
+        };
+        self.admit(admitted, file, &meta, now_secs).ok()
+    }
+
+    /// The precompressed siblings of the file at `open_path` that exist, among those configured.
+    fn siblings(&self, open_path: &CString) -> Codings {
+        self.precompressed
+            .iter()
+            .filter(|coding| {
+                let mut path = open_path.as_bytes().to_vec();
+                path.extend_from_slice(coding.extension().as_bytes());
+                CString::new(path)
+                    .ok()
+                    .and_then(|path| self.root.stat(&path).ok())
+                    .is_some_and(|st| st.is_file)
+            })
+            .collect()
+    }
+
     fn file_response(&self, slot: Slot, req: &Request<'_>, now_secs: u64) -> Response<'_> {
         match self.entry(slot) {
             Some(entry) => file_response(req, entry, self.boundary_seed ^ now_secs),
@@ -381,8 +472,25 @@ impl StaticFiles {
         if !meta.is_file() {
             return Err(Refusal::Forbidden.into());
         }
-        let stamp = stamp_of(&meta);
-        let content_type = files::content_type(open_path.as_bytes());
+        let admitted = Admit {
+            key: raw,
+            content_type: files::content_type(open_path.as_bytes()),
+            coding: None,
+            variants: self.siblings(&open_path),
+            open_path,
+        };
+        self.admit(admitted, file, &meta, now_secs).map(Found::File)
+    }
+
+    /// Makes the entry for an open file and caches it (or keeps it for this one response).
+    fn admit(
+        &mut self,
+        admitted: Admit<'_>,
+        file: File,
+        meta: &std::fs::Metadata,
+        now_secs: u64,
+    ) -> Result<Slot, Miss> {
+        let stamp = stamp_of(meta);
         let (stamp, content) = if stamp.len > self.small_file_max {
             (stamp, Content::Open(Rc::new(file)))
         } else {
@@ -394,17 +502,20 @@ impl StaticFiles {
             };
             (read, Content::Memory(body))
         };
+        let vary = admitted.coding.is_some() || !admitted.variants.is_empty();
         let entry = Cached {
-            key: raw.to_vec(),
-            open_path,
-            identity: identity_of(&meta),
-            head: PreparedHead::new(stamp, content_type),
+            key: admitted.key.to_vec(),
+            open_path: admitted.open_path,
+            identity: identity_of(meta),
+            head: PreparedHead::new(stamp, admitted.content_type, admitted.coding, vary),
             content,
             checked_at: now_secs,
+            coding: admitted.coding,
+            variants: admitted.variants,
         };
         if self.cache_entries == 0 {
             self.uncached = Some(entry);
-            return Ok(Found::File(Slot::Uncached));
+            return Ok(Slot::Uncached);
         }
         if self.entries.len() >= self.cache_entries {
             // Evict an arbitrary entry: the cache is a bound on memory and descriptors, not an LRU.
@@ -412,7 +523,7 @@ impl StaticFiles {
         }
         self.paths.insert(entry.key.clone(), self.entries.len());
         self.entries.push(entry);
-        Ok(Found::File(Slot::Cached(self.entries.len() - 1)))
+        Ok(Slot::Cached(self.entries.len() - 1))
     }
 
     /// Whether the entry still describes its path: checked at most once a second against the
@@ -449,8 +560,19 @@ impl StaticFiles {
             }
             Err(_) => false,
         };
+        // A sibling added or removed since: the entry is made again with the new set.
+        let (coding, variants) = (entry.coding, entry.variants);
+        let unchanged = unchanged
+            && (coding.is_some()
+                || self.precompressed.is_empty()
+                || self
+                    .entries
+                    .get(slot)
+                    .is_some_and(|e| self.siblings(&e.open_path) == variants));
         if unchanged {
-            entry.checked_at = now_secs;
+            if let Some(entry) = self.entries.get_mut(slot) {
+                entry.checked_at = now_secs;
+            }
         }
         unchanged
     }
@@ -470,23 +592,48 @@ impl StaticFiles {
     }
 }
 
+/// What an entry is made of besides its open file.
+struct Admit<'k> {
+    /// The cache key: the request path (for a sibling: with a NUL and the coding).
+    key: &'k [u8],
+    open_path: CString,
+    /// The type of the file itself, for a sibling too.
+    content_type: &'static str,
+    coding: Option<Coding>,
+    variants: Codings,
+}
+
 /// A file's validators and header lines, prepared once per cache entry.
 struct PreparedHead {
     stamp: FileStamp,
     etag: String,
     content_type: &'static str,
-    /// "Content-Type: …\r\nLast-Modified: …\r\nETag: …\r\nAccept-Ranges: bytes\r\n".
+    /// "Content-Type: …\r\n" ["Content-Encoding: …\r\n"] "Last-Modified: …\r\nETag: …\r\n"
+    /// ["Vary: Accept-Encoding\r\n"] "Accept-Ranges: bytes\r\n".
     lines: Vec<u8>,
-    /// Where the Content-Type line ends and the validator lines begin.
+    /// Where the Content-Type line ends.
+    type_end: usize,
+    /// Where the Content-Encoding line (if any) ends and the validator lines begin.
     validators_start: usize,
-    /// Where the validator lines end.
+    /// Where the validator lines (and Vary) end.
     validators_end: usize,
 }
 
 impl PreparedHead {
-    fn new(stamp: FileStamp, content_type: &'static str) -> PreparedHead {
-        let etag = files::etag(&stamp);
+    /// `coding`: the entry is that precompressed sibling; `vary`: the path has several
+    /// representations, so every response of it says that `Accept-Encoding` chose.
+    fn new(
+        stamp: FileStamp,
+        content_type: &'static str,
+        coding: Option<Coding>,
+        vary: bool,
+    ) -> PreparedHead {
+        let etag = files::etag(&stamp, coding);
         let mut lines = format!("Content-Type: {content_type}\r\n").into_bytes();
+        let type_end = lines.len();
+        if let Some(coding) = coding {
+            lines.extend_from_slice(format!("Content-Encoding: {}\r\n", coding.token()).as_bytes());
+        }
         let validators_start = lines.len();
         lines.extend_from_slice(
             format!(
@@ -495,6 +642,9 @@ impl PreparedHead {
             )
             .as_bytes(),
         );
+        if vary {
+            lines.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+        }
         let validators_end = lines.len();
         lines.extend_from_slice(b"Accept-Ranges: bytes\r\n");
         PreparedHead {
@@ -502,6 +652,7 @@ impl PreparedHead {
             etag,
             content_type,
             lines,
+            type_end,
             validators_start,
             validators_end,
         }
@@ -514,13 +665,21 @@ impl PreparedHead {
 
     /// "Content-Type: …\r\n".
     fn type_line(&self) -> &[u8] {
-        self.lines.get(..self.validators_start).unwrap_or_default()
+        self.lines.get(..self.type_end).unwrap_or_default()
     }
 
-    /// "Last-Modified: …\r\nETag: …\r\n", for a 304.
+    /// "Last-Modified: …\r\nETag: …\r\n" and Vary, for a 304.
     fn validator_lines(&self) -> &[u8] {
         self.lines
             .get(self.validators_start..self.validators_end)
+            .unwrap_or_default()
+    }
+
+    /// Content-Encoding, the validators and Vary: a multipart/byteranges 206, whose own
+    /// Content-Type the response adds.
+    fn multipart_lines(&self) -> &[u8] {
+        self.lines
+            .get(self.type_end..self.validators_end)
             .unwrap_or_default()
     }
 }
@@ -573,7 +732,7 @@ fn file_response<'e>(req: &Request<'_>, entry: &'e Cached, seed: u64) -> Respons
             body.extend_from_slice(&files::multipart_tail(&boundary));
             Response {
                 status: Status::PARTIAL_CONTENT,
-                lines: head.validator_lines(),
+                lines: head.multipart_lines(),
                 field: Some((
                     "Content-Type",
                     files::multipart_content_type(&boundary).into_bytes().into(),
@@ -697,6 +856,196 @@ mod tests {
             _ => None,
         };
         (response.status.code(), file)
+    }
+
+    /// What a response says: status, its head lines (prepared and made), its body.
+    struct Seen {
+        status: u16,
+        lines: String,
+        body: Vec<u8>,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.lines.lines().find_map(|line| {
+                let (n, v) = line.split_once(": ")?;
+                n.eq_ignore_ascii_case(name).then_some(v)
+            })
+        }
+    }
+
+    /// GET `path` with the extra field lines `fields` ("Name: value\r\n" each) at `now`.
+    fn fetch(files: &mut StaticFiles, path: &str, fields: &str, now: u64) -> Seen {
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: a\r\n{fields}\r\n").into_bytes();
+        let Ok(Parse::Complete(req)) = parse_request(&mut head, &Limits::default()) else {
+            panic!("the request does not parse");
+        };
+        let response = files.respond(&req, now);
+        let mut lines = String::from_utf8_lossy(response.lines).into_owned();
+        if let Some((name, value)) = &response.field {
+            lines.push_str(&format!("{name}: {}\r\n", String::from_utf8_lossy(value)));
+        }
+        let body = match &response.body {
+            Body::Bytes(bytes) => bytes.to_vec(),
+            Body::File(region) => {
+                use std::os::unix::fs::FileExt;
+                let mut bytes = vec![0; (region.end - region.offset) as usize];
+                region
+                    .file
+                    .read_exact_at(&mut bytes, region.offset)
+                    .expect("read the region");
+                bytes
+            }
+            _ => Vec::new(),
+        };
+        Seen {
+            status: response.status.code(),
+            lines,
+            body,
+        }
+    }
+
+    /// `app.js` with a Brotli and a gzip sibling (fake contents: nothing here decompresses),
+    /// served with `--precompressed` set to `codings`.
+    fn with_siblings(codings: Codings, entries: usize) -> (tempfile::TempDir, StaticFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("app.js"),
+            b"console.log('the file itself');",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("app.js.br"), b"brotli bytes").expect("write");
+        std::fs::write(dir.path().join("app.js.gz"), [9u8; 40]).expect("write");
+        let mut config = Config::defaults();
+        config.root = dir.path().to_path_buf();
+        config.small_file_max = 16;
+        config.file_cache_entries = entries;
+        config.precompressed = codings;
+        let files = StaticFiles::new(&config, 0).expect("static files");
+        (dir, files)
+    }
+
+    const BR_GZIP: Codings = Codings::NONE.with(Coding::Br).with(Coding::Gzip);
+
+    #[test]
+    fn accept_encoding_chooses_a_precompressed_sibling() {
+        for entries in [8, 0] {
+            let (_dir, mut files) = with_siblings(BR_GZIP, entries);
+            let plain = fetch(&mut files, "/app.js", "", NOW);
+            assert_eq!(plain.status, 200);
+            assert_eq!(plain.body, b"console.log('the file itself');");
+            assert_eq!(plain.header("Content-Encoding"), None);
+            assert_eq!(plain.header("Vary"), Some("Accept-Encoding"));
+
+            let br = fetch(&mut files, "/app.js", "Accept-Encoding: gzip, br\r\n", NOW);
+            assert_eq!(br.body, b"brotli bytes");
+            assert_eq!(br.header("Content-Encoding"), Some("br"));
+            assert_eq!(br.header("Vary"), Some("Accept-Encoding"));
+            assert_eq!(br.header("Content-Type"), plain.header("Content-Type"));
+            let br_tag = br.header("ETag").expect("an ETag");
+            assert!(br_tag.ends_with("-br\""), "{br_tag}");
+            assert_ne!(Some(br_tag), plain.header("ETag"));
+
+            // The large sibling, sent from its descriptor.
+            let gz = fetch(&mut files, "/app.js", "Accept-Encoding: gzip\r\n", NOW);
+            assert_eq!(
+                (gz.body.as_slice(), gz.header("Content-Encoding")),
+                (&[9u8; 40][..], Some("gzip"))
+            );
+
+            // Conditionals and ranges apply to the representation sent.
+            let fields = format!("Accept-Encoding: br\r\nIf-None-Match: {br_tag}\r\n");
+            let not_modified = fetch(&mut files, "/app.js", &fields, NOW);
+            assert_eq!(not_modified.status, 304);
+            assert_eq!(not_modified.header("Vary"), Some("Accept-Encoding"));
+            let fields = format!("If-None-Match: {br_tag}\r\n");
+            assert_eq!(fetch(&mut files, "/app.js", &fields, NOW).status, 200);
+            let range = fetch(
+                &mut files,
+                "/app.js",
+                "Accept-Encoding: br\r\nRange: bytes=0-5\r\n",
+                NOW,
+            );
+            assert_eq!((range.status, range.body.as_slice()), (206, &b"brotli"[..]));
+            assert_eq!(range.header("Content-Range"), Some("bytes 0-5/12"));
+            let parts = fetch(
+                &mut files,
+                "/app.js",
+                "Accept-Encoding: br\r\nRange: bytes=0-0,2-2\r\n",
+                NOW,
+            );
+            assert_eq!(parts.status, 206);
+            assert_eq!(parts.header("Content-Encoding"), Some("br"));
+
+            // Not accepted, or not configured: the file itself.
+            let refused = fetch(
+                &mut files,
+                "/app.js",
+                "Accept-Encoding: br;q=0, zstd\r\n",
+                NOW,
+            );
+            assert_eq!(refused.header("Content-Encoding"), None);
+        }
+    }
+
+    #[test]
+    fn siblings_are_ignored_unless_configured() {
+        let (_dir, mut files) = with_siblings(Codings::NONE.with(Coding::Zstd), 8);
+        let seen = fetch(
+            &mut files,
+            "/app.js",
+            "Accept-Encoding: br, gzip, zstd\r\n",
+            NOW,
+        );
+        assert_eq!(seen.body, b"console.log('the file itself');");
+        assert_eq!(
+            (seen.header("Vary"), seen.header("Content-Encoding")),
+            (None, None)
+        );
+        let (_dir, mut files) = with_siblings(Codings::NONE, 8);
+        let seen = fetch(&mut files, "/app.js", "Accept-Encoding: br\r\n", NOW);
+        assert_eq!(
+            (seen.header("Vary"), seen.header("Content-Encoding")),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_sibling_added_or_removed_is_seen_a_second_later() {
+        let (dir, mut files) = with_siblings(BR_GZIP, 8);
+        std::fs::remove_file(dir.path().join("app.js.br")).expect("remove");
+        let gzip = fetch(&mut files, "/app.js", "Accept-Encoding: br, gzip\r\n", NOW);
+        assert_eq!(gzip.header("Content-Encoding"), Some("gzip"));
+        std::fs::write(dir.path().join("app.js.br"), b"brotli bytes").expect("write");
+        let same_second = fetch(&mut files, "/app.js", "Accept-Encoding: br, gzip\r\n", NOW);
+        assert_eq!(same_second.header("Content-Encoding"), Some("gzip"));
+        let later = fetch(
+            &mut files,
+            "/app.js",
+            "Accept-Encoding: br, gzip\r\n",
+            NOW + 1,
+        );
+        assert_eq!(later.header("Content-Encoding"), Some("br"));
+        std::fs::remove_file(dir.path().join("app.js.br")).expect("remove");
+        std::fs::remove_file(dir.path().join("app.js.gz")).expect("remove");
+        let none = fetch(
+            &mut files,
+            "/app.js",
+            "Accept-Encoding: br, gzip\r\n",
+            NOW + 2,
+        );
+        assert_eq!((none.status, none.header("Content-Encoding")), (200, None));
+        assert_eq!(none.header("Vary"), None);
+    }
+
+    #[test]
+    fn a_sibling_that_is_not_a_file_leaves_the_file_itself() {
+        let (dir, mut files) = with_siblings(BR_GZIP, 8);
+        std::fs::remove_file(dir.path().join("app.js.br")).expect("remove");
+        std::fs::create_dir(dir.path().join("app.js.br")).expect("mkdir");
+        let seen = fetch(&mut files, "/app.js", "Accept-Encoding: br\r\n", NOW);
+        assert_eq!((seen.status, seen.header("Content-Encoding")), (200, None));
+        assert_eq!(seen.body, b"console.log('the file itself');");
     }
 
     #[test]

@@ -104,3 +104,81 @@ fn http_1_0_works() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("> GET /hello.txt HTTP/1.0"), "{log}");
 }
+
+/// A site precompressed the way its owner would (`gzip -k`, `brotli -k`, `zstd -k`) and served
+/// with `--precompressed br,zstd,gzip`: curl decodes each coding to the original bytes, and
+/// every response names its coding, says `Vary: Accept-Encoding` and has an ETag of its own.
+#[test]
+fn precompressed_siblings_are_decoded_by_curl() {
+    let root = Root::new();
+    let script: Vec<u8> = (0..400)
+        .flat_map(|i| format!("console.log('line {i} of a script');\n").into_bytes())
+        .collect();
+    let app = root.write("app.js", &script);
+    for tool in [
+        &["gzip", "-k", "-9"][..],
+        &["brotli", "-k"],
+        &["zstd", "-q", "-k"],
+    ] {
+        let status = Command::new(tool[0])
+            .args(&tool[1..])
+            .arg(&app)
+            .status()
+            .unwrap_or_else(|e| panic!("running {} (it must be installed): {e}", tool[0]));
+        assert!(status.success(), "{tool:?}");
+    }
+    let server = Server::start_with_flags(&root, &["--precompressed", "br,zstd,gzip"]);
+    let app_url = url(&server, "/app.js");
+    let mut etags = Vec::new();
+    for (accept, coding) in [
+        ("br", Some("br")),
+        ("gzip, zstd", Some("zstd")),
+        ("gzip;q=1, br;q=0.5", Some("gzip")),
+        ("identity", None),
+    ] {
+        let out = curl(&[
+            "-sS",
+            "-D",
+            "/dev/stderr",
+            "--compressed",
+            "-H",
+            &format!("Accept-Encoding: {accept}"),
+            &app_url,
+        ]);
+        let head = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(out.stdout == script, "{accept}: the body differs\n{head}");
+        let named = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-encoding: "))
+            .map(str::trim);
+        assert_eq!(named, coding, "{accept}\n{head}");
+        assert!(head.contains("vary: accept-encoding"), "{head}");
+        assert!(head.contains("content-type: text/javascript"), "{head}");
+        let etag = head.lines().find_map(|l| l.strip_prefix("etag: "));
+        etags.push(etag.map(|t| t.trim().to_owned()));
+    }
+    etags.sort();
+    etags.dedup();
+    assert_eq!(etags.len(), 4, "an ETag per representation: {etags:?}");
+
+    // A range is a range of the gzip file, and a conditional GET matches the gzip ETag only.
+    let gz = std::fs::read(root.path().join("app.js.gz")).expect("the .gz file");
+    let out = curl(&["-sS", "-H", "Accept-Encoding: gzip", "-r", "0-9", &app_url]);
+    assert_eq!(out.stdout, gz[..10]);
+    let gzip_tag = etags
+        .iter()
+        .flatten()
+        .find(|t| t.ends_with("-gzip\""))
+        .expect("the gzip ETag");
+    let status = |fields: &[&str]| {
+        let mut args = vec!["-sS", "-o", "/dev/null", "-w", "%{http_code}"];
+        for field in fields {
+            args.extend(["-H", field]);
+        }
+        args.push(&app_url);
+        String::from_utf8_lossy(&curl(&args).stdout).into_owned()
+    };
+    let if_none_match = format!("If-None-Match: {gzip_tag}");
+    assert_eq!(status(&["Accept-Encoding: gzip", &if_none_match]), "304");
+    assert_eq!(status(&["Accept-Encoding: br", &if_none_match]), "200");
+}
