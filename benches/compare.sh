@@ -4,6 +4,8 @@
 #
 # Usage: benches/compare.sh [WORKLOAD...]      (default: every workload)
 # HTTP workloads (percore vs nginx, load from wrk): small-ka small-c500 4k 1m close pipeline16
+#   js js-gz (a 10 KiB script, plain and, with Accept-Encoding: br, gzip, its precompressed
+#   app.js.gz: percore --precompressed, nginx gzip_static on)
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE)
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
@@ -46,7 +48,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
 WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
 COMMAND_LINE="$0 $*"
 
 usage() {
@@ -60,6 +62,7 @@ workload_spec() {
     small-c500) echo "500|/small.html" ;;
     4k) echo "50|/4k.bin" ;;
     1m) echo "50|/1m.bin" ;;
+    js | js-gz) echo "50|/app.js" ;;
     *) return 1 ;;
     esac
 }
@@ -105,6 +108,8 @@ workload_title() {
     1m) echo "1 MiB keep-alive, 50 conns" ;;
     close) echo "small, new connection per request, 50 conns" ;;
     pipeline16) echo "small, pipelined x16, 50 conns" ;;
+    js) echo "10 KiB script keep-alive, 50 conns" ;;
+    js-gz) echo "same script, Accept-Encoding: br, gzip (its .gz), 50 conns" ;;
     esac
 }
 
@@ -241,6 +246,11 @@ if [ "$pad" -ge 1 ]; then printf '%*s\n' "$((pad - 1))" '' >>"$ROOT/small.html";
 head -c 4096 /dev/urandom >"$ROOT/4k.bin"
 head -c 1048576 /dev/urandom >"$ROOT/1m.bin"
 printf '<!doctype html>\n<html><body><p>index</p></body></html>\n' >"$ROOT/index.html"
+# A small script and its precompressed sibling, as a site's build would leave them.
+for i in $(seq 1 120); do
+    printf 'export function handler%d(event) { return render("item-%d", event.target.value); }\n' "$i" "$i"
+done >"$ROOT/app.js"
+gzip -k -9 "$ROOT/app.js"
 
 # ---------------------------------------------------------------- servers
 
@@ -278,6 +288,7 @@ PERCORE_PORT=$(pick_free_port 18080)
 # shellcheck disable=SC2086 # PERCORE_FLAGS is a list of words
 taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 --ports "$PERCORE_PORT" \
     --workers "$WORKERS" --root "$ROOT" --admin off --log-level warn ${PERCORE_FLAGS:-} \
+    $([ -n "${BASELINE_BIN:-}" ] || echo --precompressed br,zstd,gzip) \
     >"$TMP/percore.log" 2>&1 &
 PERCORE_PID=$!
 wait_until_serving percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
@@ -314,6 +325,8 @@ if [ "$NEED_NGINX" = 1 ]; then
             curl -fsS "http://127.0.0.1:$port/$file" | cmp -s - "$ROOT/$file" ||
                 die "server on port $port returned a different body for /$file"
         done
+        curl -fsS -H 'Accept-Encoding: br, gzip' "http://127.0.0.1:$port/app.js" |
+            cmp -s - "$ROOT/app.js.gz" || die "server on port $port did not send app.js.gz"
     done
 fi
 
@@ -426,6 +439,7 @@ run_wrk() {
     local args=(-t"$WRK_THREADS" -c"$conns" -d"${seconds}s" --latency)
     case "$workload" in
     close) args+=(-H 'Connection: close') ;;
+    js-gz) args+=(-H 'Accept-Encoding: br, gzip') ;;
     pipeline16) args+=(-s "$BENCH_DIR/pipeline.lua") ;;
     esac
     args+=("http://127.0.0.1:$(server_port "$server")$path")
