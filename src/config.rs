@@ -19,7 +19,7 @@ use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::access_log;
-use crate::files::{Coding, Codings};
+use crate::files::{Coding, Codings, Glob, HeaderRule};
 use crate::log::Level;
 use crate::tls::TlsConfig;
 
@@ -76,6 +76,8 @@ pub struct Config {
     /// `--precompressed`: the codings served from sibling files (`app.js.br` for `app.js`)
     /// when the client accepts them; none by default, as nginx's `gzip_static off`.
     pub precompressed: Codings,
+    /// `[[headers]]` (config file only): extra response fields by path glob, in order.
+    pub header_rules: Vec<HeaderRule>,
     /// `--ws-paths`: request paths that accept a WebSocket upgrade (404 elsewhere); `None`
     /// (`any`) accepts an upgrade on every path.
     pub ws_paths: Option<Vec<String>>,
@@ -145,6 +147,7 @@ impl Config {
             index: "index.html".to_owned(),
             dotfiles: false,
             precompressed: Codings::NONE,
+            header_rules: Vec::new(),
             ws_paths: None,
             ws_origins: None,
             ws_max_message: 16 * MIB as usize,
@@ -538,6 +541,7 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
         ("index", old.index != new.index),
         ("dotfiles", old.dotfiles != new.dotfiles),
         ("precompressed", old.precompressed != new.precompressed),
+        ("headers", old.header_rules != new.header_rules),
         ("ws_paths", old.ws_paths != new.ws_paths),
         ("ws_origins", old.ws_origins != new.ws_origins),
         ("ws_max_message", old.ws_max_message != new.ws_max_message),
@@ -672,6 +676,11 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let table: toml::Table = text.parse().map_err(|e| toml_error(&text, &e))?;
     for (key, value) in &table {
+        if key == HEADERS_KEY {
+            config.header_rules =
+                parse_header_rules(value).map_err(|why| format!("invalid [[headers]]: {why}"))?;
+            continue;
+        }
         let opt = OPTIONS
             .iter()
             .find(|opt| opt.file_key() == *key)
@@ -685,6 +694,48 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), String> {
         set(config, opt.flag, &raw).map_err(|why| format!("invalid {key} '{raw}': {why}"))?;
     }
     Ok(())
+}
+
+/// The config file's one key that is not a flag: a list of tables.
+const HEADERS_KEY: &str = "headers";
+
+/// `[[headers]]` tables, each `path = "GLOB"` and `set = { Name = "value", … }`.
+fn parse_header_rules(value: &toml::Value) -> Result<Vec<HeaderRule>, String> {
+    let Some(tables) = value.as_array() else {
+        return Err(format!(
+            "expected [[headers]] tables, found {}",
+            value.type_str()
+        ));
+    };
+    tables
+        .iter()
+        .enumerate()
+        .map(|(i, table)| parse_header_rule(table).map_err(|why| format!("rule {}: {why}", i + 1)))
+        .collect()
+}
+
+fn parse_header_rule(value: &toml::Value) -> Result<HeaderRule, String> {
+    let table = value.as_table().ok_or("expected a table")?;
+    if let Some(other) = table.keys().find(|k| *k != "path" && *k != "set") {
+        return Err(format!("unknown key '{other}' (a rule has path and set)"));
+    }
+    let path = table
+        .get("path")
+        .and_then(toml::Value::as_str)
+        .ok_or("expected path = \"GLOB\"")?;
+    let glob = Glob::parse(path).map_err(|why| format!("path '{path}': {why}"))?;
+    let set = table
+        .get("set")
+        .and_then(toml::Value::as_table)
+        .ok_or("expected set = { Name = \"value\" }")?;
+    let mut fields = Vec::with_capacity(set.len());
+    for (name, value) in set {
+        let value = value
+            .as_str()
+            .ok_or_else(|| format!("the value of {name} must be a string"))?;
+        fields.push((name.clone(), value.to_owned()));
+    }
+    HeaderRule::new(glob, fields)
 }
 
 fn toml_error(text: &str, error: &toml::de::Error) -> String {
@@ -1432,6 +1483,57 @@ mod tests {
     }
 
     #[test]
+    fn header_rules_from_the_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let text = "[[headers]]\npath = '/assets/**'\nset = { Cache-Control = 'max-age=60', \
+                    X-Frame-Options = 'DENY' }\n[[headers]]\npath = '*.html'\n\
+                    set = { Cache-Control = '' }\n";
+        let path = write_file(dir.path(), text);
+        let root = dir.path().display().to_string();
+        let CliOutcome::Run(config) = parse_args(["percore", "--config", &path, "--root", &root])
+        else {
+            panic!("the file is refused");
+        };
+        let rules = &config.header_rules;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].glob.as_str(), "/assets/**");
+        assert_eq!(
+            rules[0].fields,
+            [
+                ("Cache-Control".to_owned(), "max-age=60".to_owned()),
+                ("X-Frame-Options".to_owned(), "DENY".to_owned())
+            ]
+        );
+        for (text, why) in [
+            ("headers = 'x'", "expected [[headers]] tables"),
+            ("[[headers]]\nset = { A = 'b' }", "rule 1: expected path"),
+            ("[[headers]]\npath = '*'", "rule 1: expected set"),
+            (
+                "[[headers]]\npath = '*'\nset = { A = 1 }",
+                "the value of A must be a string",
+            ),
+            ("[[headers]]\npath = 'a/b'\nset = {}", "path 'a/b'"),
+            (
+                "[[headers]]\npath = '*'\nset = { ETag = 'x' }",
+                "written by percore",
+            ),
+            (
+                "[[headers]]\npath = '*'\nset = {}\nwhere = 1",
+                "unknown key 'where'",
+            ),
+        ] {
+            let path = write_file(dir.path(), text);
+            match parse_args(["percore", "--config", &path, "--root", &root]) {
+                CliOutcome::Exit { message, .. } => {
+                    assert!(message.contains("invalid [[headers]]"), "{message}");
+                    assert!(message.contains(why), "{text}: {message}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn ws_paths_and_origins() {
         check(&["--ws-paths", "/ws"], |c| {
             c.ws_paths = Some(vec!["/ws".into()])
@@ -1876,8 +1978,12 @@ mod tests {
         scrambled.ws_ping_interval = Duration::from_millis(1);
         scrambled.ws_ping_timeout = Duration::from_millis(1);
         scrambled.ws_close_timeout = Duration::from_millis(1);
+        let glob = Glob::parse("*").unwrap_or_else(|e| panic!("{e}"));
+        let rule = HeaderRule::new(glob, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        scrambled.header_rules = vec![rule];
         let mut keys = differences(&defaults, &scrambled);
         let mut expected: Vec<String> = OPTIONS.iter().map(Opt::file_key).collect();
+        expected.push(HEADERS_KEY.to_owned());
         keys.sort_unstable();
         expected.sort();
         assert_eq!(keys, expected);

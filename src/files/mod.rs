@@ -1,6 +1,7 @@
 //! Static-file decisions, sans-IO: which file a request path names, its MIME type and validators,
 //! what a conditional or range request gets (304, 412, 200, 206, 416, multipart/byteranges), and
-//! which precompressed sibling an `Accept-Encoding` gets.
+//! which precompressed sibling an `Accept-Encoding` gets, and the extra header fields the
+//! configuration's rules give a file.
 //!
 //! This module never opens a file, reads a clock or touches a socket, and it imports neither
 //! `worker`, `sys` nor `http`: the worker opens the file beneath the document root, passes its
@@ -8,18 +9,22 @@
 
 mod conditional;
 mod encoding;
+mod glob;
 mod mime;
 mod multipart;
 mod range;
+mod rules;
 mod syntax;
 mod target;
 
 pub use conditional::{etag, evaluate, last_modified, FileStamp, Outcome, Preconditions};
 pub use encoding::{negotiate, Coding, Codings};
+pub use glob::Glob;
 pub use mime::content_type;
 pub use multipart::{
     content_range, multipart_boundary, multipart_content_type, multipart_len, multipart_tail,
     part_head, unsatisfied_range,
 };
 pub use range::ByteRange;
+pub use rules::{header_lines, HeaderRule};
 pub use target::{is_plain_segment, resolve_target, SafePath, TargetError, TargetOptions};

@@ -25,7 +25,9 @@ use std::rc::Rc;
 
 use crate::config::Config;
 use crate::conn::{Refusal, Respond};
-use crate::files::{self, Coding, Codings, FileStamp, Outcome, Preconditions, TargetOptions};
+use crate::files::{
+    self, Coding, Codings, FileStamp, HeaderRule, Outcome, Preconditions, TargetOptions,
+};
 use crate::http::{Body, FileRegion, Method, Request, Response, Status};
 use crate::sys::RootDir;
 
@@ -128,6 +130,8 @@ pub struct StaticFiles {
     small_file_max: u64,
     /// The codings served from sibling files (`--precompressed`).
     precompressed: Codings,
+    /// `[[headers]]`: extra fields by path, looked up once per entry.
+    header_rules: Vec<HeaderRule>,
     /// Scratch for the cache key of a precompressed sibling: the request path, a NUL (which no
     /// request path holds) and the coding's token.
     variant_key: Vec<u8>,
@@ -249,6 +253,7 @@ impl StaticFiles {
             },
             small_file_max: config.small_file_max,
             precompressed: config.precompressed,
+            header_rules: config.header_rules.clone(),
             variant_key: Vec::new(),
             paths: HashMap::new(),
             entries: Vec::new(),
@@ -503,11 +508,18 @@ impl StaticFiles {
             (read, Content::Memory(body))
         };
         let vary = admitted.coding.is_some() || !admitted.variants.is_empty();
+        // The rules see the file's own path, also for its precompressed sibling.
+        let mut rule_path = b"/".to_vec();
+        rule_path.extend_from_slice(admitted.open_path.as_bytes());
+        if let Some(coding) = admitted.coding {
+            rule_path.truncate(rule_path.len().saturating_sub(coding.extension().len()));
+        }
+        let extra = files::header_lines(&self.header_rules, &rule_path);
         let entry = Cached {
             key: admitted.key.to_vec(),
             open_path: admitted.open_path,
             identity: identity_of(meta),
-            head: PreparedHead::new(stamp, admitted.content_type, admitted.coding, vary),
+            head: PreparedHead::new(stamp, admitted.content_type, admitted.coding, vary, &extra),
             content,
             checked_at: now_secs,
             coding: admitted.coding,
@@ -609,24 +621,27 @@ struct PreparedHead {
     etag: String,
     content_type: &'static str,
     /// "Content-Type: …\r\n" ["Content-Encoding: …\r\n"] "Last-Modified: …\r\nETag: …\r\n"
-    /// ["Vary: Accept-Encoding\r\n"] "Accept-Ranges: bytes\r\n".
+    /// ["Vary: Accept-Encoding\r\n"] [configured fields] "Accept-Ranges: bytes\r\n".
     lines: Vec<u8>,
     /// Where the Content-Type line ends.
     type_end: usize,
     /// Where the Content-Encoding line (if any) ends and the validator lines begin.
     validators_start: usize,
-    /// Where the validator lines (and Vary) end.
+    /// Where the validator lines (with Vary and the configured fields) end.
     validators_end: usize,
 }
 
 impl PreparedHead {
     /// `coding`: the entry is that precompressed sibling; `vary`: the path has several
-    /// representations, so every response of it says that `Accept-Encoding` chose.
+    /// representations, so every response of it says that `Accept-Encoding` chose; `extra`:
+    /// the configured fields (`[[headers]]`), sent with 304s too (RFC 9110 §15.4.5 wants
+    /// Cache-Control there).
     fn new(
         stamp: FileStamp,
         content_type: &'static str,
         coding: Option<Coding>,
         vary: bool,
+        extra: &[u8],
     ) -> PreparedHead {
         let etag = files::etag(&stamp, coding);
         let mut lines = format!("Content-Type: {content_type}\r\n").into_bytes();
@@ -645,6 +660,7 @@ impl PreparedHead {
         if vary {
             lines.extend_from_slice(b"Vary: Accept-Encoding\r\n");
         }
+        lines.extend_from_slice(extra);
         let validators_end = lines.len();
         lines.extend_from_slice(b"Accept-Ranges: bytes\r\n");
         PreparedHead {
@@ -986,6 +1002,50 @@ mod tests {
             );
             assert_eq!(refused.header("Content-Encoding"), None);
         }
+    }
+
+    #[test]
+    fn header_rules_reach_every_representation_and_304s() {
+        let (dir, _) = with_siblings(BR_GZIP, 8);
+        std::fs::create_dir(dir.path().join("docs")).expect("mkdir");
+        std::fs::write(dir.path().join("docs/index.html"), b"<p>docs</p>").expect("write");
+        let mut config = Config::defaults();
+        config.root = dir.path().to_path_buf();
+        config.precompressed = BR_GZIP;
+        let rule = |glob: &str, name: &str, value: &str| {
+            let glob = files::Glob::parse(glob).expect("glob");
+            HeaderRule::new(glob, vec![(name.to_owned(), value.to_owned())]).expect("rule")
+        };
+        config.header_rules = vec![
+            rule("*.js", "Cache-Control", "max-age=31536000, immutable"),
+            rule("/docs/**", "X-Frame-Options", "DENY"),
+        ];
+        let mut files = StaticFiles::new(&config, 0).expect("static files");
+        let immutable = Some("max-age=31536000, immutable");
+        for accept in ["", "Accept-Encoding: br\r\n", "Accept-Encoding: gzip\r\n"] {
+            let seen = fetch(&mut files, "/app.js", accept, NOW);
+            assert_eq!(seen.header("Cache-Control"), immutable, "{accept}");
+            let fields = format!(
+                "{accept}If-None-Match: {}\r\n",
+                seen.header("ETag").unwrap_or("")
+            );
+            let revalidated = fetch(&mut files, "/app.js", &fields, NOW);
+            assert_eq!(revalidated.status, 304);
+            assert_eq!(revalidated.header("Cache-Control"), immutable, "{accept}");
+        }
+        let range = fetch(&mut files, "/app.js", "Range: bytes=0-0,2-2\r\n", NOW);
+        assert_eq!(
+            (range.status, range.header("Cache-Control")),
+            (206, immutable)
+        );
+        // A directory's index: the rules see the index file's path.
+        let docs = fetch(&mut files, "/docs/", "", NOW);
+        assert_eq!(docs.header("X-Frame-Options"), Some("DENY"));
+        assert_eq!(docs.header("Cache-Control"), Some("no-cache"));
+        assert_eq!(
+            fetch(&mut files, "/app.js", "", NOW).header("X-Frame-Options"),
+            None
+        );
     }
 
     #[test]

@@ -182,3 +182,65 @@ fn precompressed_siblings_are_decoded_by_curl() {
     assert_eq!(status(&["Accept-Encoding: gzip", &if_none_match]), "304");
     assert_eq!(status(&["Accept-Encoding: br", &if_none_match]), "200");
 }
+
+/// `[[headers]]` in the config file: long caching for hashed assets, a security header
+/// everywhere, and HTML's default `Cache-Control: no-cache` kept where no rule replaces it;
+/// a 304 carries the same Cache-Control as the 200 it stands for.
+#[test]
+fn header_rules_from_the_config_file_reach_curl() {
+    let root = Root::new();
+    root.write("index.html", b"<p>home</p>");
+    root.write("assets/app.3f2a.js", b"console.log(1);");
+    root.write("robots.txt", b"User-agent: *\n");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("percore.toml");
+    std::fs::write(
+        &config,
+        "[[headers]]\n\
+         path = \"/**\"\n\
+         set = { X-Content-Type-Options = \"nosniff\" }\n\
+         [[headers]]\n\
+         path = \"/assets/**\"\n\
+         set = { Cache-Control = \"public, max-age=31536000, immutable\" }\n",
+    )
+    .unwrap();
+    let server = Server::start_with_flags(&root, &["--config", config.to_str().unwrap()]);
+    let head = |path: &str, fields: &[&str]| {
+        let mut args = vec!["-sS", "-o", "/dev/null", "-D", "-"];
+        for field in fields {
+            args.extend(["-H", field]);
+        }
+        let url = url(&server, path);
+        args.push(&url);
+        String::from_utf8_lossy(&curl(&args).stdout).to_lowercase()
+    };
+    let asset = head("/assets/app.3f2a.js", &[]);
+    assert!(
+        asset.contains("cache-control: public, max-age=31536000, immutable\r\n"),
+        "{asset}"
+    );
+    assert!(
+        asset.contains("x-content-type-options: nosniff\r\n"),
+        "{asset}"
+    );
+    let page = head("/", &[]);
+    assert!(page.contains("cache-control: no-cache\r\n"), "{page}");
+    assert!(
+        page.contains("x-content-type-options: nosniff\r\n"),
+        "{page}"
+    );
+    let text = head("/robots.txt", &[]);
+    assert!(!text.contains("cache-control"), "{text}");
+    let etag = asset
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an ETag")
+        .trim()
+        .to_owned();
+    let revalidated = head("/assets/app.3f2a.js", &[&format!("If-None-Match: {etag}")]);
+    assert!(revalidated.starts_with("http/1.1 304"), "{revalidated}");
+    assert!(
+        revalidated.contains("cache-control: public, max-age=31536000, immutable\r\n"),
+        "{revalidated}"
+    );
+}
