@@ -76,6 +76,14 @@ pub struct Config {
     /// `--precompressed`: the codings served from sibling files (`app.js.br` for `app.js`)
     /// when the client accepts them; none by default, as nginx's `gzip_static off`.
     pub precompressed: Codings,
+    /// `--error-pages`: the page (a path below the root) each error status is answered with,
+    /// when that file exists; `404=/404.html` by default.
+    pub error_pages: Vec<(u16, String)>,
+    /// `--spa-fallback`: the file a missing path without an extension gets with 200 (a
+    /// single-page app's router takes it from there); `None`: off.
+    pub spa_fallback: Option<String>,
+    /// `--mime-types`: extension -> Content-Type, before the built-in table.
+    pub mime_types: Vec<(String, String)>,
     /// `[[headers]]` (config file only): extra response fields by path glob, in order.
     pub header_rules: Vec<HeaderRule>,
     /// `--ws-paths`: request paths that accept a WebSocket upgrade (404 elsewhere); `None`
@@ -148,6 +156,9 @@ impl Config {
             dotfiles: false,
             precompressed: Codings::NONE,
             header_rules: Vec::new(),
+            error_pages: vec![(404, "/404.html".to_owned())],
+            spa_fallback: None,
+            mime_types: Vec::new(),
             ws_paths: None,
             ws_origins: None,
             ws_max_message: 16 * MIB as usize,
@@ -320,6 +331,26 @@ const OPTIONS: &[Opt] = &[
         default: "off",
         help: "Serve FILE.br, FILE.zst or FILE.gz for FILE to clients that accept it: codings \
                from br, zstd, gzip, comma-separated, or off",
+    },
+    Opt {
+        flag: "error-pages",
+        value_name: "LIST|off",
+        default: "404=/404.html",
+        help: "STATUS=PATH pairs, comma-separated: a file below the root answering that error \
+               status when it exists (otherwise the built-in page)",
+    },
+    Opt {
+        flag: "spa-fallback",
+        value_name: "PATH|off",
+        default: "off",
+        help: "For a single-page app: a missing path without an extension gets this file \
+               (e.g. /index.html) with 200",
+    },
+    Opt {
+        flag: "mime-types",
+        value_name: "LIST|none",
+        default: "none",
+        help: "EXT=TYPE pairs, comma-separated, taking precedence over the built-in types",
     },
     Opt {
         flag: "ws-paths",
@@ -542,6 +573,9 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
         ("dotfiles", old.dotfiles != new.dotfiles),
         ("precompressed", old.precompressed != new.precompressed),
         ("headers", old.header_rules != new.header_rules),
+        ("error_pages", old.error_pages != new.error_pages),
+        ("spa_fallback", old.spa_fallback != new.spa_fallback),
+        ("mime_types", old.mime_types != new.mime_types),
         ("ws_paths", old.ws_paths != new.ws_paths),
         ("ws_origins", old.ws_origins != new.ws_origins),
         ("ws_max_message", old.ws_max_message != new.ws_max_message),
@@ -799,6 +833,9 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "index" => config.index = parse_index(raw)?,
         "dotfiles" => config.dotfiles = parse_bool(raw)?,
         "precompressed" => config.precompressed = parse_codings(raw)?,
+        "error-pages" => config.error_pages = parse_error_pages(raw)?,
+        "spa-fallback" => config.spa_fallback = parse_spa_fallback(raw)?,
+        "mime-types" => config.mime_types = parse_mime_types(raw)?,
         "ws-paths" => config.ws_paths = parse_ws_paths(raw)?,
         "ws-origins" => config.ws_origins = parse_origins(raw)?,
         "ws-max-message" => config.ws_max_message = at_least_one(parse_size_usize(raw)?)?,
@@ -1025,6 +1062,82 @@ fn parse_index(raw: &str) -> Result<String, String> {
 }
 
 /// `any`, or comma-separated absolute paths such as `/ws,/echo`.
+/// A page path for the root: it starts with `/` and holds no control character.
+fn parse_page_path(raw: &str) -> Result<String, String> {
+    let path = raw.trim();
+    if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control()) {
+        return Err(format!(
+            "'{path}' is not a path below the root such as /404.html"
+        ));
+    }
+    Ok(path.to_owned())
+}
+
+/// `off`, or a comma list of STATUS=PATH with 400 <= STATUS <= 599, each status once.
+fn parse_error_pages(raw: &str) -> Result<Vec<(u16, String)>, String> {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("off") || raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pages: Vec<(u16, String)> = Vec::new();
+    for item in raw.split(',') {
+        let (status, path) = item
+            .split_once('=')
+            .ok_or_else(|| format!("'{}' is not STATUS=PATH", item.trim()))?;
+        let status: u16 = status
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| (400..=599).contains(s))
+            .ok_or_else(|| format!("'{}' is not an error status (400-599)", status.trim()))?;
+        if pages.iter().any(|(s, _)| *s == status) {
+            return Err(format!("{status} is given twice"));
+        }
+        pages.push((status, parse_page_path(path)?));
+    }
+    Ok(pages)
+}
+
+fn parse_spa_fallback(raw: &str) -> Result<Option<String>, String> {
+    match raw.trim() {
+        "off" | "" => Ok(None),
+        path => parse_page_path(path).map(Some),
+    }
+}
+
+/// `none`, or a comma list of EXT=TYPE (the extension without its dot).
+fn parse_mime_types(raw: &str) -> Result<Vec<(String, String)>, String> {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("none") || raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    raw.split(',')
+        .map(|item| {
+            let (ext, mime) = item
+                .split_once('=')
+                .ok_or_else(|| format!("'{}' is not EXT=TYPE", item.trim()))?;
+            let (ext, mime) = (ext.trim().trim_start_matches('.'), mime.trim());
+            if ext.is_empty()
+                || !ext
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_+".contains(&b))
+            {
+                return Err(format!("'{ext}' is not a file extension"));
+            }
+            let valid_type = mime
+                .split_once('/')
+                .is_some_and(|(t, s)| !t.is_empty() && !s.is_empty())
+                && mime.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if !valid_type {
+                return Err(format!(
+                    "'{mime}' is not a media type such as application/wasm"
+                ));
+            }
+            Ok((ext.to_ascii_lowercase(), mime.to_owned()))
+        })
+        .collect()
+}
+
 /// `off`, or a comma list of content codings (br, zstd, gzip).
 fn parse_codings(raw: &str) -> Result<Codings, String> {
     let raw = raw.trim();
@@ -1480,6 +1593,51 @@ mod tests {
             &["--precompressed", "br,deflate"],
             "percore: invalid --precompressed 'br,deflate': 'deflate' is not one of br, zstd, gzip",
         );
+    }
+
+    #[test]
+    fn error_pages_spa_fallback_and_mime_types() {
+        check(
+            &["--error-pages", "404=/missing.html, 503=/busy.html"],
+            |c| c.error_pages = vec![(404, "/missing.html".into()), (503, "/busy.html".into())],
+        );
+        check(&["--error-pages", "off"], |c| c.error_pages = Vec::new());
+        check(&["--spa-fallback", "/index.html"], |c| {
+            c.spa_fallback = Some("/index.html".into())
+        });
+        check(
+            &[
+                "--mime-types",
+                ".WASM=application/wasm,md=text/plain; charset=utf-8",
+            ],
+            |c| {
+                c.mime_types = vec![
+                    ("wasm".into(), "application/wasm".into()),
+                    ("md".into(), "text/plain; charset=utf-8".into()),
+                ]
+            },
+        );
+        for (flag, raw, why) in [
+            ("--error-pages", "404", "is not STATUS=PATH"),
+            ("--error-pages", "200=/a.html", "not an error status"),
+            ("--error-pages", "404=a.html", "not a path below the root"),
+            ("--error-pages", "404=/a,404=/b", "404 is given twice"),
+            ("--spa-fallback", "index.html", "not a path below the root"),
+            ("--mime-types", "wasm", "not EXT=TYPE"),
+            ("--mime-types", "a/b=text/plain", "not a file extension"),
+            ("--mime-types", "x=plain", "not a media type"),
+        ] {
+            let err = format!("percore: invalid {flag} '{raw}': ");
+            match parse_args(["percore", flag, raw]) {
+                CliOutcome::Exit { message, .. } => {
+                    assert!(
+                        message.starts_with(&err) && message.contains(why),
+                        "{message}"
+                    )
+                }
+                other => panic!("{flag} {raw}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -2053,6 +2211,9 @@ mod tests {
         config.index = "x".into();
         config.dotfiles = true;
         config.precompressed = Codings::NONE.with(Coding::Gzip);
+        config.error_pages = vec![(500, "/scrambled.html".into())];
+        config.spa_fallback = Some("/scrambled.html".into());
+        config.mime_types = vec![("x".into(), "a/b".into())];
         config.ws_paths = Some(vec!["/scrambled".into()]);
         config.tls_cert = Some(PathBuf::from("scrambled.pem"));
         config.tls_key = Some(PathBuf::from("scrambled.key"));

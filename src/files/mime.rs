@@ -1,5 +1,7 @@
 //! The `Content-Type` of a file, chosen from its extension alone (never by sniffing its bytes).
 
+use std::borrow::Cow;
+
 /// Types for the extensions a static site serves; text types carry "; charset=utf-8".
 const TYPES: &[(&str, &str)] = &[
     ("html", "text/html; charset=utf-8"),
@@ -67,15 +69,33 @@ const DEFAULT_TYPE: &str = "application/octet-stream";
 
 /// The `Content-Type` for `path`, from the extension of its last segment, case-insensitively.
 pub fn content_type(path: &[u8]) -> &'static str {
-    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    let Some(dot) = name.iter().rposition(|&b| b == b'.') else {
+    let Some(extension) = extension(path) else {
         return DEFAULT_TYPE;
     };
-    let extension = name.get(dot + 1..).unwrap_or_default();
     TYPES
         .iter()
         .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(extension))
         .map_or(DEFAULT_TYPE, |&(_, mime)| mime)
+}
+
+/// The `Content-Type` for `path` with the configured `overrides` (extension, type) first.
+pub fn content_type_with(overrides: &[(String, String)], path: &[u8]) -> Cow<'static, str> {
+    let configured = extension(path).and_then(|extension| {
+        overrides
+            .iter()
+            .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(extension))
+    });
+    match configured {
+        Some((_, mime)) => Cow::Owned(mime.clone()),
+        None => Cow::Borrowed(content_type(path)),
+    }
+}
+
+/// The bytes after the last dot of the last segment, if it has one.
+fn extension(path: &[u8]) -> Option<&[u8]> {
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    let dot = name.iter().rposition(|&b| b == b'.')?;
+    name.get(dot + 1..)
 }
 
 #[cfg(test)]
@@ -89,6 +109,24 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(path)
         );
+    }
+
+    #[test]
+    fn configured_types_come_first() {
+        let overrides = [
+            ("md".to_owned(), "text/plain; charset=utf-8".to_owned()),
+            ("gltf".to_owned(), "model/gltf+json".to_owned()),
+        ];
+        assert_eq!(
+            content_type_with(&overrides, b"/README.MD"),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(content_type_with(&overrides, b"/m.gltf"), "model/gltf+json");
+        assert_eq!(
+            content_type_with(&overrides, b"/a.css"),
+            "text/css; charset=utf-8"
+        );
+        assert_eq!(content_type_with(&overrides, b"/md"), DEFAULT_TYPE);
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod target;
 pub use conditional::{etag, evaluate, last_modified, FileStamp, Outcome, Preconditions};
 pub use encoding::{negotiate, Coding, Codings};
 pub use glob::Glob;
-pub use mime::content_type;
+pub use mime::{content_type, content_type_with};
 pub use multipart::{
     content_range, multipart_boundary, multipart_content_type, multipart_len, multipart_tail,
     part_head, unsatisfied_range,

@@ -37,8 +37,6 @@ use super::throttle::Throttle;
 const MAX_RANGES: usize = 16;
 /// The methods files are served for.
 const ALLOW: &[u8] = b"GET, HEAD, OPTIONS";
-/// The page a 404 uses when the root has one.
-const NOT_FOUND_PAGE: &[u8] = b"/404.html";
 /// Seconds between two warnings about a shortage of descriptors or memory (with a count).
 const SHORTAGE_WARNING_INTERVAL: u64 = 1;
 /// Most bytes of a request path quoted in a warning.
@@ -132,6 +130,12 @@ pub struct StaticFiles {
     precompressed: Codings,
     /// `[[headers]]`: extra fields by path, looked up once per entry.
     header_rules: Vec<HeaderRule>,
+    /// `--mime-types`: extension -> type, before the built-in table.
+    mime_types: Vec<(String, String)>,
+    /// `--error-pages`: status -> page path.
+    error_pages: Vec<(u16, Vec<u8>)>,
+    /// `--spa-fallback`: the page a missing extensionless path gets.
+    spa_fallback: Option<Vec<u8>>,
     /// Scratch for the cache key of a precompressed sibling: the request path, a NUL (which no
     /// request path holds) and the coding's token.
     variant_key: Vec<u8>,
@@ -206,13 +210,13 @@ impl Respond for StaticFiles {
                 }
             }
             Method::Other => {
-                return Refusal::MethodNotAllowed
-                    .response()
+                return self
+                    .error_page(Refusal::MethodNotAllowed, now_secs)
                     .with_field("Allow", ALLOW)
             }
         }
         if req.path == b"*" {
-            return Refusal::AsteriskTarget.response();
+            return self.error_page(Refusal::AsteriskTarget, now_secs);
         }
         // The hot path: an entry already checked this second, found with one hash.
         if let Some(&slot) = self.paths.get(req.path) {
@@ -233,11 +237,14 @@ impl Respond for StaticFiles {
             Ok(Found::Redirect(location)) => {
                 Response::page(Status::MOVED_PERMANENTLY).with_field("Location", location)
             }
+            Err(Miss::Refused(Refusal::NotFound)) if self.is_spa_route(req.path) => {
+                self.spa_page(req, now_secs)
+            }
             Err(Miss::Refused(refusal)) => self.error_page(refusal, now_secs),
             Err(Miss::Unavailable(errno)) => {
                 self.unavailable += 1;
                 self.shortages.note(req.path, errno, now_secs);
-                Refusal::Unavailable.response()
+                self.error_page(Refusal::Unavailable, now_secs)
             }
         }
     }
@@ -254,6 +261,13 @@ impl StaticFiles {
             small_file_max: config.small_file_max,
             precompressed: config.precompressed,
             header_rules: config.header_rules.clone(),
+            mime_types: config.mime_types.clone(),
+            error_pages: config
+                .error_pages
+                .iter()
+                .map(|(status, path)| (*status, path.clone().into_bytes()))
+                .collect(),
+            spa_fallback: config.spa_fallback.clone().map(String::into_bytes),
             variant_key: Vec::new(),
             paths: HashMap::new(),
             entries: Vec::new(),
@@ -373,7 +387,7 @@ impl StaticFiles {
         let mut open_path = entry.open_path.as_bytes().to_vec();
         open_path.extend_from_slice(coding.extension().as_bytes());
         let open_path = CString::new(open_path).ok()?;
-        let content_type = entry.head.content_type;
+        let content_type = entry.head.content_type.clone();
         let opened = self.root.open_file(&open_path);
         let file = opened.ok()?;
         let meta = file.metadata().ok()?;
@@ -412,28 +426,58 @@ impl StaticFiles {
         }
     }
 
-    /// An error response; a 404 uses `404.html` from the root when there is one.
+    /// The answer to `refusal`: its configured page (`--error-pages`) when that is a small
+    /// file below the root, with the refusal's status and field (Retry-After…); otherwise
+    /// the built-in page. A page that is missing, large or itself refused falls back too, so
+    /// an error never leads to another.
     fn error_page(&mut self, refusal: Refusal, now_secs: u64) -> Response<'_> {
-        let status = refusal.status();
-        if status == Status::NOT_FOUND {
-            if let Ok(Found::File(slot)) = self.lookup(NOT_FOUND_PAGE, b"", now_secs) {
-                // Only a small page is used: an error answer is written in one piece.
-                if let Some(Cached {
-                    head,
-                    content: Content::Memory(body),
-                    ..
-                }) = self.entry(slot)
-                {
-                    return Response {
-                        status,
-                        lines: head.type_line(),
-                        field: None,
-                        body: Body::Bytes(Cow::Borrowed(body)),
-                    };
-                }
-            }
+        let response = refusal.response();
+        let code = response.status.code();
+        let pages = std::mem::take(&mut self.error_pages);
+        let found = pages
+            .iter()
+            .find(|(status, _)| *status == code)
+            .map(|(_, page)| self.lookup(page, b"", now_secs));
+        self.error_pages = pages;
+        let Some(Ok(Found::File(slot))) = found else {
+            return response;
+        };
+        match self.entry(slot) {
+            Some(Cached {
+                head,
+                content: Content::Memory(body),
+                ..
+            }) => Response {
+                lines: head.type_line(),
+                body: Body::Bytes(Cow::Borrowed(body)),
+                ..response
+            },
+            _ => response,
         }
-        refusal.response()
+    }
+
+    /// Whether a missing `path` is a single-page app's route: `--spa-fallback` is on and its
+    /// last segment has no extension (`/users/42`, not `/app.js`, which stays 404).
+    fn is_spa_route(&self, path: &[u8]) -> bool {
+        let last = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        self.spa_fallback.is_some() && !last.contains(&b'.')
+    }
+
+    /// The `--spa-fallback` file for a route, as if it had been asked for (200, its own
+    /// validators, ranges and conditionals); 404 when the fallback itself is missing.
+    fn spa_page(&mut self, req: &Request<'_>, now_secs: u64) -> Response<'_> {
+        let fallback = self.spa_fallback.take();
+        let found = fallback
+            .as_deref()
+            .map(|page| self.lookup(page, b"", now_secs));
+        self.spa_fallback = fallback;
+        match found {
+            Some(Ok(Found::File(slot))) => {
+                let slot = self.representation(slot, req, now_secs);
+                self.file_response(slot, req, now_secs)
+            }
+            _ => self.error_page(Refusal::NotFound, now_secs),
+        }
     }
 
     /// Finds what the request path `raw` names: a fresh cache entry (under the key `raw`), an
@@ -479,7 +523,7 @@ impl StaticFiles {
         }
         let admitted = Admit {
             key: raw,
-            content_type: files::content_type(open_path.as_bytes()),
+            content_type: files::content_type_with(&self.mime_types, open_path.as_bytes()),
             coding: None,
             variants: self.siblings(&open_path),
             open_path,
@@ -610,7 +654,7 @@ struct Admit<'k> {
     key: &'k [u8],
     open_path: CString,
     /// The type of the file itself, for a sibling too.
-    content_type: &'static str,
+    content_type: Cow<'static, str>,
     coding: Option<Coding>,
     variants: Codings,
 }
@@ -619,7 +663,7 @@ struct Admit<'k> {
 struct PreparedHead {
     stamp: FileStamp,
     etag: String,
-    content_type: &'static str,
+    content_type: Cow<'static, str>,
     /// "Content-Type: …\r\n" ["Content-Encoding: …\r\n"] "Last-Modified: …\r\nETag: …\r\n"
     /// ["Vary: Accept-Encoding\r\n"] [configured fields] "Accept-Ranges: bytes\r\n".
     lines: Vec<u8>,
@@ -638,7 +682,7 @@ impl PreparedHead {
     /// Cache-Control there).
     fn new(
         stamp: FileStamp,
-        content_type: &'static str,
+        content_type: Cow<'static, str>,
         coding: Option<Coding>,
         vary: bool,
         extra: &[u8],
@@ -734,12 +778,12 @@ fn file_response<'e>(req: &Request<'_>, entry: &'e Cached, seed: u64) -> Respons
                 return Refusal::Internal.response();
             };
             let boundary = files::multipart_boundary(seed ^ len);
-            let total = files::multipart_len(&boundary, head.content_type, &ranges, len);
+            let total = files::multipart_len(&boundary, &head.content_type, &ranges, len);
             let mut body = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
             for range in &ranges {
                 body.extend_from_slice(&files::part_head(
                     &boundary,
-                    head.content_type,
+                    &head.content_type,
                     *range,
                     len,
                 ));
@@ -1045,6 +1089,124 @@ mod tests {
         assert_eq!(
             fetch(&mut files, "/app.js", "", NOW).header("X-Frame-Options"),
             None
+        );
+    }
+
+    /// A root with `index.html`, `404.html`, `403.html`, `app.js`, `private/` (no index) and a
+    /// `notes.md`, served with `edit` applied to the defaults.
+    fn site(edit: impl FnOnce(&mut Config)) -> (tempfile::TempDir, StaticFiles) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, body) in [
+            ("index.html", &b"<p>app shell</p>"[..]),
+            ("404.html", b"<p>not here</p>"),
+            ("403.html", b"<p>not for you</p>"),
+            ("app.js", b"boot();"),
+            ("notes.md", b"# notes"),
+        ] {
+            std::fs::write(dir.path().join(name), body).expect("write");
+        }
+        std::fs::create_dir(dir.path().join("private")).expect("mkdir");
+        let mut config = Config::defaults();
+        config.root = dir.path().to_path_buf();
+        edit(&mut config);
+        let files = StaticFiles::new(&config, 0).expect("static files");
+        (dir, files)
+    }
+
+    #[test]
+    fn error_pages_answer_their_statuses_with_the_refusals_fields() {
+        let (_dir, mut files) = site(|c| {
+            c.error_pages = vec![
+                (404, "/404.html".into()),
+                (403, "/403.html".into()),
+                (405, "/404.html".into()),
+                (400, "/missing.html".into()),
+            ];
+        });
+        let missing = fetch(&mut files, "/nope", "", NOW);
+        assert_eq!(
+            (missing.status, missing.body.as_slice()),
+            (404, &b"<p>not here</p>"[..])
+        );
+        assert_eq!(
+            missing.header("Content-Type"),
+            Some("text/html; charset=utf-8")
+        );
+        let forbidden = fetch(&mut files, "/private/", "", NOW);
+        assert_eq!(
+            (forbidden.status, forbidden.body.as_slice()),
+            (403, &b"<p>not for you</p>"[..])
+        );
+        let mut head = b"DELETE /app.js HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+        let Ok(Parse::Complete(req)) = parse_request(&mut head, &Limits::default()) else {
+            panic!("the request does not parse");
+        };
+        let refused = files.respond(&req, NOW);
+        assert_eq!(refused.status.code(), 405);
+        assert!(matches!(&refused.body, Body::Bytes(b) if b.as_ref() == b"<p>not here</p>"));
+        assert_eq!(refused.field.as_ref().map(|f| f.0), Some("Allow"));
+        // A page that does not exist leaves the built-in one.
+        let bad = fetch(&mut files, "/a/../../x", "", NOW);
+        assert_eq!(bad.status, 400);
+        assert!(bad.header("Content-Type").is_none(), "{}", bad.lines);
+        // Without pages, the built-in 404.
+        let (_dir, mut files) = site(|c| c.error_pages = Vec::new());
+        let plain = fetch(&mut files, "/nope", "", NOW);
+        assert_eq!(plain.status, 404);
+        assert_ne!(plain.body, b"<p>not here</p>");
+    }
+
+    #[test]
+    fn a_spa_route_gets_the_fallback_and_a_missing_asset_stays_404() {
+        let (dir, mut files) = site(|c| c.spa_fallback = Some("/index.html".into()));
+        for route in ["/users/42", "/settings", "/deep/link/"] {
+            let seen = fetch(&mut files, route, "", NOW);
+            assert_eq!(
+                (seen.status, seen.body.as_slice()),
+                (200, &b"<p>app shell</p>"[..]),
+                "{route}"
+            );
+        }
+        let asset = fetch(&mut files, "/missing.js", "", NOW);
+        assert_eq!(
+            (asset.status, asset.body.as_slice()),
+            (404, &b"<p>not here</p>"[..])
+        );
+        assert_eq!(fetch(&mut files, "/app.js", "", NOW).body, b"boot();");
+        let forbidden = fetch(&mut files, "/private/", "", NOW);
+        assert_eq!(
+            forbidden.status, 403,
+            "a directory without index is not a route"
+        );
+        let tag = fetch(&mut files, "/users/1", "", NOW)
+            .header("ETag")
+            .map(str::to_owned);
+        let fields = format!("If-None-Match: {}\r\n", tag.unwrap_or_default());
+        assert_eq!(fetch(&mut files, "/users/2", &fields, NOW).status, 304);
+        std::fs::remove_file(dir.path().join("index.html")).expect("remove");
+        let gone = fetch(&mut files, "/users/3", "", NOW + 1);
+        assert_eq!(gone.status, 404);
+    }
+
+    #[test]
+    fn configured_types_replace_the_built_in_ones() {
+        let (_dir, mut files) = site(|c| {
+            c.mime_types = vec![("md".into(), "text/plain; charset=utf-8".into())];
+        });
+        let notes = fetch(&mut files, "/notes.md", "", NOW);
+        assert_eq!(
+            notes.header("Content-Type"),
+            Some("text/plain; charset=utf-8")
+        );
+        let parts = fetch(&mut files, "/notes.md", "Range: bytes=0-0,2-2\r\n", NOW);
+        assert!(parts
+            .body
+            .windows(25)
+            .any(|w| w == b"Content-Type: text/plain;"));
+        let script = fetch(&mut files, "/app.js", "", NOW);
+        assert_eq!(
+            script.header("Content-Type"),
+            Some("text/javascript; charset=utf-8")
         );
     }
 

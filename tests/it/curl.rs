@@ -244,3 +244,39 @@ fn header_rules_from_the_config_file_reach_curl() {
         "{revalidated}"
     );
 }
+
+/// A single-page app as its users deploy it: client-side routes get the app shell with 200,
+/// a missing asset gets the site's own 404 page, and a type the built-in table lacks is set
+/// from the command line.
+#[test]
+fn a_single_page_app_with_its_own_error_page_and_types() {
+    let root = Root::new();
+    root.write("index.html", b"<div id=app></div>");
+    root.write("errors/404.html", b"<h1>Lost?</h1>");
+    root.write("scene.gltf", b"{\"asset\":{}}");
+    let server = Server::start_with_flags(
+        &root,
+        &[
+            "--spa-fallback",
+            "/index.html",
+            "--error-pages",
+            "404=/errors/404.html",
+            "--mime-types",
+            "gltf=model/gltf+json",
+        ],
+    );
+    let fetch = |path: &str| {
+        let out = curl(&["-sS", "-D", "/dev/stderr", &url(&server, path)]);
+        let head = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        (head, out.stdout)
+    };
+    let (head, body) = fetch("/account/settings");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"<div id=app></div>");
+    let (head, body) = fetch("/static/missing.js");
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert_eq!(body, b"<h1>Lost?</h1>");
+    let (head, _) = fetch("/scene.gltf");
+    assert!(head.contains("content-type: model/gltf+json\r\n"), "{head}");
+}
