@@ -20,6 +20,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::access_log;
 use crate::files::{Coding, Codings, Glob, HeaderRule};
+use crate::http::CorsPolicy;
 use crate::log::Level;
 use crate::tls::TlsConfig;
 
@@ -84,6 +85,8 @@ pub struct Config {
     pub spa_fallback: Option<String>,
     /// `--mime-types`: extension -> Content-Type, before the built-in table.
     pub mime_types: Vec<(String, String)>,
+    /// `--cors-origins`: which other origins' scripts may read the files.
+    pub cors: CorsPolicy,
     /// `[[headers]]` (config file only): extra response fields by path glob, in order.
     pub header_rules: Vec<HeaderRule>,
     /// `--ws-paths`: request paths that accept a WebSocket upgrade (404 elsewhere); `None`
@@ -159,6 +162,7 @@ impl Config {
             error_pages: vec![(404, "/404.html".to_owned())],
             spa_fallback: None,
             mime_types: Vec::new(),
+            cors: CorsPolicy::Off,
             ws_paths: None,
             ws_origins: None,
             ws_max_message: 16 * MIB as usize,
@@ -351,6 +355,13 @@ const OPTIONS: &[Opt] = &[
         value_name: "LIST|none",
         default: "none",
         help: "EXT=TYPE pairs, comma-separated, taking precedence over the built-in types",
+    },
+    Opt {
+        flag: "cors-origins",
+        value_name: "LIST|*|off",
+        default: "off",
+        help: "Origins whose scripts may read the files (CORS): comma-separated such as \
+               https://app.example, * for any, or off",
     },
     Opt {
         flag: "ws-paths",
@@ -576,6 +587,7 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
         ("error_pages", old.error_pages != new.error_pages),
         ("spa_fallback", old.spa_fallback != new.spa_fallback),
         ("mime_types", old.mime_types != new.mime_types),
+        ("cors_origins", old.cors != new.cors),
         ("ws_paths", old.ws_paths != new.ws_paths),
         ("ws_origins", old.ws_origins != new.ws_origins),
         ("ws_max_message", old.ws_max_message != new.ws_max_message),
@@ -836,6 +848,7 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "error-pages" => config.error_pages = parse_error_pages(raw)?,
         "spa-fallback" => config.spa_fallback = parse_spa_fallback(raw)?,
         "mime-types" => config.mime_types = parse_mime_types(raw)?,
+        "cors-origins" => config.cors = parse_cors(raw)?,
         "ws-paths" => config.ws_paths = parse_ws_paths(raw)?,
         "ws-origins" => config.ws_origins = parse_origins(raw)?,
         "ws-max-message" => config.ws_max_message = at_least_one(parse_size_usize(raw)?)?,
@@ -1136,6 +1149,33 @@ fn parse_mime_types(raw: &str) -> Result<Vec<(String, String)>, String> {
             Ok((ext.to_ascii_lowercase(), mime.to_owned()))
         })
         .collect()
+}
+
+/// `off`, `*`, or a comma list of origins: scheme://host[:port], kept lowercase.
+fn parse_cors(raw: &str) -> Result<CorsPolicy, String> {
+    match raw.trim() {
+        "off" | "" => return Ok(CorsPolicy::Off),
+        "*" | "any" => return Ok(CorsPolicy::AnyOrigin),
+        _ => {}
+    }
+    raw.split(',')
+        .map(|origin| {
+            let origin = origin.trim().to_ascii_lowercase();
+            let valid = ["http://", "https://"].iter().any(|scheme| {
+                origin.strip_prefix(scheme).is_some_and(|host| {
+                    !host.is_empty()
+                        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+                })
+            });
+            match valid {
+                true => Ok(origin),
+                false => Err(format!(
+                    "'{origin}' is not an origin such as https://app.example or http://localhost:3000"
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(CorsPolicy::Origins)
 }
 
 /// `off`, or a comma list of content codings (br, zstd, gzip).
@@ -1602,6 +1642,19 @@ mod tests {
             |c| c.error_pages = vec![(404, "/missing.html".into()), (503, "/busy.html".into())],
         );
         check(&["--error-pages", "off"], |c| c.error_pages = Vec::new());
+        check(&["--cors-origins", "*"], |c| c.cors = CorsPolicy::AnyOrigin);
+        check(
+            &[
+                "--cors-origins",
+                "https://App.example, http://localhost:3000",
+            ],
+            |c| {
+                c.cors = CorsPolicy::Origins(vec![
+                    "https://app.example".into(),
+                    "http://localhost:3000".into(),
+                ])
+            },
+        );
         check(&["--spa-fallback", "/index.html"], |c| {
             c.spa_fallback = Some("/index.html".into())
         });
@@ -1626,6 +1679,8 @@ mod tests {
             ("--mime-types", "wasm", "not EXT=TYPE"),
             ("--mime-types", "a/b=text/plain", "not a file extension"),
             ("--mime-types", "x=plain", "not a media type"),
+            ("--cors-origins", "app.example", "not an origin"),
+            ("--cors-origins", "https://a/b", "not an origin"),
         ] {
             let err = format!("percore: invalid {flag} '{raw}': ");
             match parse_args(["percore", flag, raw]) {
@@ -2214,6 +2269,7 @@ mod tests {
         config.error_pages = vec![(500, "/scrambled.html".into())];
         config.spa_fallback = Some("/scrambled.html".into());
         config.mime_types = vec![("x".into(), "a/b".into())];
+        config.cors = CorsPolicy::AnyOrigin;
         config.ws_paths = Some(vec!["/scrambled".into()]);
         config.tls_cert = Some(PathBuf::from("scrambled.pem"));
         config.tls_key = Some(PathBuf::from("scrambled.key"));

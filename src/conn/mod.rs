@@ -132,6 +132,10 @@ pub struct Shared {
     pub clock: fn() -> Instant,
     /// The worker's access log, when it is on.
     pub access_log: Option<Recorder>,
+    /// `--cors-origins`: who may read responses cross-origin.
+    pub cors: http::CorsPolicy,
+    /// Scratch for one response's CORS lines.
+    pub cors_lines: Vec<u8>,
 }
 
 impl Shared {
@@ -150,6 +154,8 @@ impl Shared {
             timeouts,
             clock: Instant::now,
             access_log: None,
+            cors: http::CorsPolicy::Off,
+            cors_lines: Vec::new(),
         }
     }
 }
@@ -582,7 +588,7 @@ impl Conn {
             }
             let keep_alive = req.keep_alive && shared.keep_alive && !self.eof;
             let (version, framing, head_only) = (req.version, req.body, req.method == Method::Head);
-            let response = app.respond(&req, shared.now_secs);
+            let mut response = app.respond(&req, shared.now_secs);
             shared.counters.record_status(response.status);
             if shared.access_log.is_some() {
                 let bytes = match head_only {
@@ -591,6 +597,11 @@ impl Conn {
                 };
                 let (status, started) = (response.status, self.request_started);
                 log_response(shared, io, Some(&req), status, bytes, started, now);
+            }
+            if !shared.cors.is_off() {
+                shared.cors_lines.clear();
+                shared.cors.write_lines(&req, &mut shared.cors_lines);
+                response.extra_lines = &shared.cors_lines;
             }
             let out = self.output.buf(&mut shared.pool);
             if let Some(region) = response.write(out, &shared.date, version, keep_alive, head_only)

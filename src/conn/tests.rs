@@ -41,6 +41,7 @@ impl Respond for App {
             b"/big" => Response {
                 status: Status::OK,
                 lines: b"",
+                extra_lines: b"",
                 field: None,
                 body: Body::File(FileRegion {
                     file: Rc::clone(&self.big),
@@ -52,6 +53,7 @@ impl Respond for App {
             path => Response {
                 status: Status::OK,
                 lines: b"",
+                extra_lines: b"",
                 field: None,
                 body: Body::Bytes(Cow::Owned(path.to_vec())),
             },

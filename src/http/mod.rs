@@ -6,12 +6,14 @@
 //! passes "now" in as a preformatted date.
 
 mod body;
+mod cors;
 mod date;
 mod request;
 mod response;
 mod status;
 
 pub use body::{BodySkipper, Skip};
+pub use cors::CorsPolicy;
 pub use date::http_date;
 pub use request::{parse_request, Parse, Request, MAX_HEADERS_CAP};
 pub use response::{Body, FileRegion, HeadWriter, Response};

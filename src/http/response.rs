@@ -111,6 +111,8 @@ pub struct Response<'a> {
     /// One field made for this response: Location, Allow, Content-Range, the Content-Type of
     /// a multipart body.
     pub field: Option<(&'static str, Cow<'a, [u8]>)>,
+    /// Field lines the connection adds for this request (CORS), each ending in CRLF.
+    pub extra_lines: &'a [u8],
     pub body: Body<'a>,
 }
 
@@ -120,6 +122,7 @@ impl<'a> Response<'a> {
         Response {
             status,
             lines: b"",
+            extra_lines: b"",
             field: None,
             body: Body::Page,
         }
@@ -160,6 +163,7 @@ impl<'a> Response<'a> {
         if let Some((name, value)) = &self.field {
             head.header(name, value);
         }
+        head.raw(self.extra_lines);
         if let (Body::Page, Some(_)) = (&self.body, length) {
             head.header("Content-Type", b"text/html; charset=utf-8");
         }
@@ -314,6 +318,7 @@ mod tests {
         let bytes = Response {
             status: Status::OK,
             lines: b"Content-Type: text/plain\r\n",
+            extra_lines: b"",
             field: None,
             body: Body::Bytes(Cow::Borrowed(b"hello")),
         };
@@ -376,6 +381,7 @@ mod tests {
         let options = Response {
             status: Status::NO_CONTENT,
             lines: b"",
+            extra_lines: b"",
             field: Some(("Allow", Cow::Borrowed(b"GET, HEAD"))),
             body: Body::None,
         };
@@ -393,6 +399,7 @@ mod tests {
         let response = Response {
             status: Status::PARTIAL_CONTENT,
             lines: b"",
+            extra_lines: b"",
             field: Some(("Content-Range", Cow::Borrowed(b"bytes 10-19/100"))),
             body: Body::File(FileRegion {
                 file: Rc::new(file),
@@ -421,6 +428,7 @@ mod tests {
         let head = Response {
             status: Status::OK,
             lines: b"",
+            extra_lines: b"",
             field: None,
             body: Body::File(FileRegion {
                 file: Rc::new(file),

@@ -308,6 +308,7 @@ impl Worker {
             ws_close: config.ws_close_timeout,
         };
         let mut shared = Shared::new(limits, ws_config, timeouts);
+        shared.cors = config.cors.clone();
         shared.access_log = setup
             .access_log
             .clone()

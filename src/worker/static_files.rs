@@ -205,6 +205,7 @@ impl Respond for StaticFiles {
                 return Response {
                     status: Status::NO_CONTENT,
                     lines: b"",
+                    extra_lines: b"",
                     field: Some(("Allow", Cow::Borrowed(ALLOW))),
                     body: Body::None,
                 }
@@ -766,6 +767,7 @@ fn file_response<'e>(req: &Request<'_>, entry: &'e Cached, seed: u64) -> Respons
         Outcome::NotModified => Response {
             status: Status::NOT_MODIFIED,
             lines: head.validator_lines(),
+            extra_lines: b"",
             field: None,
             body: Body::None,
         },
@@ -793,6 +795,7 @@ fn file_response<'e>(req: &Request<'_>, entry: &'e Cached, seed: u64) -> Respons
             Response {
                 status: Status::PARTIAL_CONTENT,
                 lines: head.multipart_lines(),
+                extra_lines: b"",
                 field: Some((
                     "Content-Type",
                     files::multipart_content_type(&boundary).into_bytes().into(),
@@ -803,12 +806,14 @@ fn file_response<'e>(req: &Request<'_>, entry: &'e Cached, seed: u64) -> Respons
         Outcome::Full => Response {
             status: Status::OK,
             lines: head.all_lines(),
+            extra_lines: b"",
             field: None,
             body: entry.body(0, len),
         },
         Outcome::Partial(range) => Response {
             status: Status::PARTIAL_CONTENT,
             lines: head.all_lines(),
+            extra_lines: b"",
             field: Some((
                 "Content-Range",
                 files::content_range(range, len).into_bytes().into(),

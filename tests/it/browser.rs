@@ -520,6 +520,65 @@ fn status_page_says_when_the_admin_endpoint_cannot_be_reached() {
     );
 }
 
+/// A page on one percore reads files of another across origins: with `--cors-origins` naming
+/// the page's origin, Chromium's preflight (a custom header asks for one) passes and the script
+/// reads the body, the ETag and a range's Content-Range; from a server without CORS, the same
+/// fetch fails in the browser although the server answered.
+#[test]
+fn a_page_reads_another_servers_files_across_origins_with_cors() {
+    let site = Root::new();
+    site.write(
+        "page.html",
+        b"<!doctype html><title>cors</title><p>reader</p>",
+    );
+    let site_server = Server::start(&site);
+    let origin = format!("http://127.0.0.1:{}", site_server.port());
+    let data = Root::new();
+    data.write("data.json", b"{\"answer\":42}");
+    let open = Server::start_with_flags(&data, &["--cors-origins", &origin]);
+    let closed = Server::start(&data);
+
+    let chromium = Chromium::launch(&[]);
+    let mut page = chromium.open_page();
+    page.navigate(&format!("{origin}/page.html"), "/page.html");
+    let script = format!(
+        "window.results = null;
+        (async () => {{
+            const r = {{}};
+            const full = await fetch('http://127.0.0.1:{open}/data.json', {{ headers: {{ 'X-Trace': '1' }} }});
+            r.body = await full.text();
+            r.etag = full.headers.get('ETag');
+            const part = await fetch('http://127.0.0.1:{open}/data.json', {{ headers: {{ Range: 'bytes=0-8' }} }});
+            r.partStatus = part.status;
+            r.partBody = await part.text();
+            r.contentRange = part.headers.get('Content-Range');
+            try {{
+                await fetch('http://127.0.0.1:{closed}/data.json');
+                r.closed = 'read';
+            }} catch (e) {{
+                r.closed = e.name;
+            }}
+            window.results = JSON.stringify(r);
+        }})();
+        true",
+        open = open.port(),
+        closed = closed.port(),
+    );
+    assert_eq!(page.eval(&script), Json::Bool(true));
+    page.wait_for("the fetches to finish", "window.results !== null");
+    let Json::Str(results) = page.eval("window.results") else {
+        panic!("no results");
+    };
+    let etag = get(open.port(), "/data.json", "")
+        .header("ETag")
+        .map(str::to_owned);
+    let expected = format!(
+        r#"{{"body":"{{\"answer\":42}}","etag":{},"partStatus":206,"partBody":"{{\"answer\"","contentRange":"bytes 0-8/13","closed":"TypeError"}}"#,
+        json_str(&etag.unwrap_or_default())
+    );
+    assert_eq!(results, expected);
+}
+
 /// A document root holding a copy of the repository's `www/`.
 fn www_root() -> Root {
     let root = Root::new();
