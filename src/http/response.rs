@@ -163,7 +163,9 @@ impl<'a> Response<'a> {
         if let Some((name, value)) = &self.field {
             head.header(name, value);
         }
-        head.raw(self.extra_lines);
+        if !self.extra_lines.is_empty() {
+            head.raw(self.extra_lines);
+        }
         if let (Body::Page, Some(_)) = (&self.body, length) {
             head.header("Content-Type", b"text/html; charset=utf-8");
         }
