@@ -87,6 +87,8 @@ pub struct Config {
     pub mime_types: Vec<(String, String)>,
     /// `--cors-origins`: which other origins' scripts may read the files.
     pub cors: CorsPolicy,
+    /// `--autoindex`: list a directory without an index file (otherwise 403).
+    pub autoindex: bool,
     /// `[[headers]]` (config file only): extra response fields by path glob, in order.
     pub header_rules: Vec<HeaderRule>,
     /// `--ws-paths`: request paths that accept a WebSocket upgrade (404 elsewhere); `None`
@@ -163,6 +165,7 @@ impl Config {
             spa_fallback: None,
             mime_types: Vec::new(),
             cors: CorsPolicy::Off,
+            autoindex: false,
             ws_paths: None,
             ws_origins: None,
             ws_max_message: 16 * MIB as usize,
@@ -197,7 +200,7 @@ impl Opt {
     }
 
     fn is_switch(&self) -> bool {
-        self.flag == "dotfiles"
+        matches!(self.flag, "dotfiles" | "autoindex")
     }
 }
 
@@ -355,6 +358,13 @@ const OPTIONS: &[Opt] = &[
         value_name: "LIST|none",
         default: "none",
         help: "EXT=TYPE pairs, comma-separated, taking precedence over the built-in types",
+    },
+    Opt {
+        flag: "autoindex",
+        value_name: "",
+        default: "false",
+        help: "List a directory that has no index file (HTML, or JSON for Accept: \
+               application/json) instead of answering 403",
     },
     Opt {
         flag: "cors-origins",
@@ -588,6 +598,7 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
         ("spa_fallback", old.spa_fallback != new.spa_fallback),
         ("mime_types", old.mime_types != new.mime_types),
         ("cors_origins", old.cors != new.cors),
+        ("autoindex", old.autoindex != new.autoindex),
         ("ws_paths", old.ws_paths != new.ws_paths),
         ("ws_origins", old.ws_origins != new.ws_origins),
         ("ws_max_message", old.ws_max_message != new.ws_max_message),
@@ -849,6 +860,7 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "spa-fallback" => config.spa_fallback = parse_spa_fallback(raw)?,
         "mime-types" => config.mime_types = parse_mime_types(raw)?,
         "cors-origins" => config.cors = parse_cors(raw)?,
+        "autoindex" => config.autoindex = parse_bool(raw)?,
         "ws-paths" => config.ws_paths = parse_ws_paths(raw)?,
         "ws-origins" => config.ws_origins = parse_origins(raw)?,
         "ws-max-message" => config.ws_max_message = at_least_one(parse_size_usize(raw)?)?,
@@ -1643,6 +1655,7 @@ mod tests {
         );
         check(&["--error-pages", "off"], |c| c.error_pages = Vec::new());
         check(&["--cors-origins", "*"], |c| c.cors = CorsPolicy::AnyOrigin);
+        check(&["--autoindex"], |c| c.autoindex = true);
         check(
             &[
                 "--cors-origins",
@@ -2270,6 +2283,7 @@ mod tests {
         config.spa_fallback = Some("/scrambled.html".into());
         config.mime_types = vec![("x".into(), "a/b".into())];
         config.cors = CorsPolicy::AnyOrigin;
+        config.autoindex = true;
         config.ws_paths = Some(vec!["/scrambled".into()]);
         config.tls_cert = Some(PathBuf::from("scrambled.pem"));
         config.tls_key = Some(PathBuf::from("scrambled.key"));

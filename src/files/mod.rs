@@ -10,6 +10,7 @@
 mod conditional;
 mod encoding;
 mod glob;
+pub mod listing;
 mod mime;
 mod multipart;
 mod range;

@@ -149,6 +149,57 @@ impl RootDir {
     }
 }
 
+/// What lstat says a directory entry is (a symlink is not followed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+    Other,
+}
+
+/// One name in a directory, as lstat describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub kind: EntryKind,
+    pub len: u64,
+    pub mtime_secs: i64,
+}
+
+/// Up to `max` entries of the directory open as `dir` ("." and ".." left out), and whether it
+/// held more. The directory is read through its descriptor's /proc/self/fd link, so exactly the
+/// directory that was opened beneath the root is listed, whatever its path names meanwhile; an
+/// entry that vanishes between being read and being stat'ed is left out.
+pub fn read_dir_entries(dir: &File, max: usize) -> io::Result<(Vec<DirEntry>, bool)> {
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        let Ok(entry) = entry else {
+            continue;
+        };
+        if entries.len() == max {
+            return Ok((entries, true));
+        }
+        // DirEntry::metadata is fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW) on the directory read.
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        let kind = match meta.file_type() {
+            t if t.is_file() => EntryKind::File,
+            t if t.is_dir() => EntryKind::Directory,
+            t if t.is_symlink() => EntryKind::Symlink,
+            _ => EntryKind::Other,
+        };
+        entries.push(DirEntry {
+            name: entry.file_name().as_bytes().to_vec(),
+            kind,
+            len: meta.len(),
+            mtime_secs: std::os::unix::fs::MetadataExt::mtime(&meta),
+        });
+    }
+    Ok((entries, false))
+}
+
 impl AsFd for RootDir {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.dir.as_fd()

@@ -42,7 +42,7 @@ pub mod sysconf;
 pub use affinity::{allowed_cpus, pin_current_thread};
 pub use epoll::{Epoll, Event, Events, Interest};
 pub use eventfd::EventFd;
-pub use file::{PathStat, RootDir};
+pub use file::{read_dir_entries, DirEntry, EntryKind, PathStat, RootDir};
 pub use limits::{raise_open_files_limit, OpenFilesLimit};
 pub use net::{
     accept_nonblocking, ack_now, reuseport_listener, send_more, sendfile, set_defer_accept,

@@ -25,11 +25,12 @@ use std::rc::Rc;
 
 use crate::config::Config;
 use crate::conn::{Refusal, Respond};
+use crate::files::listing::{self, Format};
 use crate::files::{
     self, Coding, Codings, FileStamp, HeaderRule, Outcome, Preconditions, TargetOptions,
 };
 use crate::http::{Body, FileRegion, Method, Request, Response, Status};
-use crate::sys::RootDir;
+use crate::sys::{self, EntryKind, RootDir};
 
 use super::throttle::Throttle;
 
@@ -103,7 +104,23 @@ enum Found {
     File(Slot),
     /// A directory named without its trailing slash: 301 to this location.
     Redirect(Vec<u8>),
+    /// A directory without an index file, to be listed (`--autoindex`).
+    Listing(Listing),
 }
+
+/// A directory to list: its descriptor (opened beneath the root) and its path below the root.
+struct Listing {
+    dir: File,
+    path: Vec<u8>,
+}
+
+/// Most entries of one directory a listing reads (and sorts); it says when there are more.
+const LISTING_MAX_ENTRIES: usize = 20 * listing::PAGE_SIZE;
+/// The head lines of a listing: it changes whenever the directory does, and depends on Accept.
+const LISTING_HTML_LINES: &[u8] =
+    b"Content-Type: text/html; charset=utf-8\r\nCache-Control: no-cache\r\nVary: Accept\r\n";
+const LISTING_JSON_LINES: &[u8] =
+    b"Content-Type: application/json\r\nCache-Control: no-cache\r\nVary: Accept\r\n";
 
 /// Why a request path is not served.
 enum Miss {
@@ -136,6 +153,8 @@ pub struct StaticFiles {
     error_pages: Vec<(u16, Vec<u8>)>,
     /// `--spa-fallback`: the page a missing extensionless path gets.
     spa_fallback: Option<Vec<u8>>,
+    /// `--autoindex`: list a directory without an index file.
+    autoindex: bool,
     /// Scratch for the cache key of a precompressed sibling: the request path, a NUL (which no
     /// request path holds) and the coding's token.
     variant_key: Vec<u8>,
@@ -238,6 +257,7 @@ impl Respond for StaticFiles {
             Ok(Found::Redirect(location)) => {
                 Response::page(Status::MOVED_PERMANENTLY).with_field("Location", location)
             }
+            Ok(Found::Listing(directory)) => self.listing(req, &directory, now_secs),
             Err(Miss::Refused(Refusal::NotFound)) if self.is_spa_route(req.path) => {
                 self.spa_page(req, now_secs)
             }
@@ -269,6 +289,7 @@ impl StaticFiles {
                 .map(|(status, path)| (*status, path.clone().into_bytes()))
                 .collect(),
             spa_fallback: config.spa_fallback.clone().map(String::into_bytes),
+            autoindex: config.autoindex,
             variant_key: Vec::new(),
             paths: HashMap::new(),
             entries: Vec::new(),
@@ -457,6 +478,80 @@ impl StaticFiles {
         }
     }
 
+    /// The listing of a directory without an index: its files and subdirectories beneath the
+    /// root (a symlink is listed as what it leads to, and left out when that is outside the
+    /// root or neither file nor directory; hidden names unless `--dotfiles`). Built for each
+    /// request, never cached: a directory changes without its mtime telling about its files.
+    fn listing(&mut self, req: &Request<'_>, directory: &Listing, now_secs: u64) -> Response<'_> {
+        let (found, truncated) = match sys::read_dir_entries(&directory.dir, LISTING_MAX_ENTRIES) {
+            Ok(read) => read,
+            Err(e) => {
+                return match open_error(&e) {
+                    Miss::Refused(refusal) => self.error_page(refusal, now_secs),
+                    Miss::Unavailable(_) => self.error_page(Refusal::Unavailable, now_secs),
+                }
+            }
+        };
+        let mut entries = Vec::with_capacity(found.len());
+        for entry in found {
+            if entry.name.first() == Some(&b'.') && !self.target.allow_dotfiles {
+                continue;
+            }
+            let (is_dir, len, mtime_secs) = match entry.kind {
+                EntryKind::File => (false, entry.len, entry.mtime_secs),
+                EntryKind::Directory => (true, 0, entry.mtime_secs),
+                EntryKind::Other => continue,
+                EntryKind::Symlink => {
+                    let mut rel = directory.path.clone();
+                    if !rel.is_empty() {
+                        rel.push(b'/');
+                    }
+                    rel.extend_from_slice(&entry.name);
+                    let Ok(rel) = CString::new(rel) else {
+                        continue;
+                    };
+                    let Some(meta) = self
+                        .root
+                        .open_file(&rel)
+                        .ok()
+                        .and_then(|f| f.metadata().ok())
+                    else {
+                        continue;
+                    };
+                    if !meta.is_file() && !meta.is_dir() {
+                        continue;
+                    }
+                    (meta.is_dir(), meta.len(), meta.mtime())
+                }
+            };
+            entries.push(listing::Entry {
+                name: entry.name,
+                is_dir,
+                len,
+                mtime_secs,
+            });
+        }
+        listing::sort(&mut entries);
+        let format = Format::from_accept(req.header("accept"));
+        let mut url_path = b"/".to_vec();
+        url_path.extend_from_slice(&directory.path);
+        if !directory.path.is_empty() {
+            url_path.push(b'/');
+        }
+        let page = listing::page_number(req.query);
+        let body = listing::render(format, &url_path, &entries, page, truncated);
+        Response {
+            status: Status::OK,
+            lines: match format {
+                Format::Html => LISTING_HTML_LINES,
+                Format::Json => LISTING_JSON_LINES,
+            },
+            field: None,
+            extra_lines: b"",
+            body: Body::Bytes(Cow::Owned(body)),
+        }
+    }
+
     /// Whether a missing `path` is a single-page app's route: `--spa-fallback` is on and its
     /// last segment has no extension (`/users/42`, not `/app.js`, which stays 404).
     fn is_spa_route(&self, path: &[u8]) -> bool {
@@ -505,15 +600,22 @@ impl StaticFiles {
                 return Ok(Found::Redirect(path.redirect_location(query)));
             }
             let index_path = path.join(&self.index);
-            let open_path = relative_cstring(index_path.as_bytes(), false)?;
-            // A directory without an index is forbidden, as nginx answers without autoindex.
-            let file = self
-                .root
-                .open_file(&open_path)
-                .map_err(|e| match open_error(&e) {
-                    Miss::Refused(Refusal::NotFound) => Miss::Refused(Refusal::NoIndex),
-                    other => other,
-                })?;
+            let index_open_path = relative_cstring(index_path.as_bytes(), false)?;
+            // A directory without an index is listed with --autoindex, else forbidden, as nginx.
+            let index = match self.root.open_file(&index_open_path) {
+                Ok(index) => index,
+                Err(e) => match open_error(&e) {
+                    Miss::Refused(Refusal::NotFound) if self.autoindex => {
+                        return Ok(Found::Listing(Listing {
+                            dir: file,
+                            path: path.as_bytes().to_vec(),
+                        }))
+                    }
+                    Miss::Refused(Refusal::NotFound) => return Err(Refusal::NoIndex.into()),
+                    other => return Err(other),
+                },
+            };
+            let (file, open_path) = (index, index_open_path);
             let meta = file.metadata().map_err(|e| open_error(&e))?;
             (file, meta, open_path)
         } else {
@@ -1213,6 +1315,84 @@ mod tests {
             script.header("Content-Type"),
             Some("text/javascript; charset=utf-8")
         );
+    }
+
+    #[test]
+    fn a_directory_without_index_is_listed_with_autoindex_and_hostile_names_stay_text() {
+        use std::os::unix::ffi::OsStrExt;
+        let outside = tempfile::tempdir().expect("temp dir");
+        std::fs::write(outside.path().join("secret.txt"), b"outside").expect("write");
+        let (dir, mut files) = site(|c| c.autoindex = true);
+        let pub_dir = dir.path().join("pub");
+        std::fs::create_dir_all(pub_dir.join("sub")).expect("mkdir");
+        let hostile: [&[u8]; 5] = [
+            b"<img src=x onerror=alert(1)>.txt",
+            b"quote\"d'.txt",
+            b"new\nline.txt",
+            b"100%.txt",
+            b"latin1-\xe9.txt",
+        ];
+        for name in hostile {
+            let path = pub_dir.join(std::ffi::OsStr::from_bytes(name));
+            std::fs::write(path, b"x").expect("write");
+        }
+        std::fs::write(pub_dir.join(".hidden"), b"h").expect("write");
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            pub_dir.join("escape.txt"),
+        )
+        .expect("symlink");
+        std::os::unix::fs::symlink("../app.js", pub_dir.join("inside.js")).expect("symlink");
+        let made = std::process::Command::new("mkfifo")
+            .arg(pub_dir.join("fifo"))
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+
+        let page = fetch(&mut files, "/pub/", "", NOW);
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            page.header("Content-Type"),
+            Some("text/html; charset=utf-8")
+        );
+        let html = String::from_utf8(page.body).expect("UTF-8");
+        assert!(html.contains("<title>Index of /pub/</title>"), "{html}");
+        assert!(html.contains("href=\"./sub/\">sub/</a>"), "{html}");
+        assert!(
+            html.contains("href=\"./inside.js\">inside.js</a></td><td class=\"n\">7<"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;.txt"),
+            "{html}"
+        );
+        assert!(html.contains("quote&quot;d&#39;.txt") && html.contains("new&#10;line.txt"));
+        assert!(
+            html.contains("href=\"./100%25.txt\"") && html.contains("href=\"./latin1-%E9.txt\"")
+        );
+        for absent in ["<img", ".hidden", "escape.txt", "fifo", "secret"] {
+            assert!(!html.contains(absent), "{absent} listed:\n{html}");
+        }
+        // Every link leads to the file it names.
+        for name in hostile {
+            let encoded: String = name.iter().map(|b| format!("%{b:02X}")).collect();
+            let served = fetch(&mut files, &format!("/pub/{encoded}"), "", NOW);
+            assert_eq!((served.status, served.body.as_slice()), (200, &b"x"[..]));
+        }
+
+        let json = fetch(&mut files, "/pub/", "Accept: application/json\r\n", NOW);
+        assert_eq!(json.header("Content-Type"), Some("application/json"));
+        assert_eq!(json.header("Vary"), Some("Accept"));
+        let text = String::from_utf8(json.body).expect("UTF-8");
+        assert!(
+            text.starts_with("{\"path\":\"/pub/\",\"page\":1,\"pages\":1"),
+            "{text}"
+        );
+        assert_eq!(text.matches("\"name\"").count(), 7, "{text}");
+
+        // Without --autoindex: 403, as before.
+        let (_dir, mut files) = site(|_| {});
+        assert_eq!(fetch(&mut files, "/private/", "", NOW).status, 403);
     }
 
     #[test]

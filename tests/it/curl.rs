@@ -280,3 +280,62 @@ fn a_single_page_app_with_its_own_error_page_and_types() {
     let (head, _) = fetch("/scene.gltf");
     assert!(head.contains("content-type: model/gltf+json\r\n"), "{head}");
 }
+
+/// `--autoindex` lists a directory without an index for curl (HTML) and for a program (JSON,
+/// parsed by Python's json module), with hostile names escaped in both.
+#[test]
+fn autoindex_lists_hostile_names_as_html_and_json() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = Root::new();
+    let names: [&[u8]; 4] = [
+        b"<b onclick=x>",
+        b"a \"quoted\" name",
+        b"tab\tand\nnewline",
+        b"ok.txt",
+    ];
+    for name in names {
+        let file = std::ffi::OsStr::from_bytes(name);
+        root.write(&format!("shared/{}", file.to_string_lossy()), b"data");
+    }
+    root.write("shared/sub/inner.txt", b"inner");
+    let server = Server::start_with_flags(&root, &["--autoindex"]);
+    let html = curl(&["-sS", &url(&server, "/shared/")]).stdout;
+    let html = String::from_utf8(html).expect("UTF-8");
+    assert!(html.contains("&lt;b onclick=x&gt;"), "{html}");
+    assert!(html.contains("a &quot;quoted&quot; name"), "{html}");
+    assert!(html.contains("tab&#9;and&#10;newline"), "{html}");
+    assert!(html.contains("<a href=\"./sub/\">sub/</a>"), "{html}");
+    assert!(!html.contains("<b>"), "{html}");
+
+    let json = curl(&[
+        "-sS",
+        "-H",
+        "Accept: application/json",
+        &url(&server, "/shared/"),
+    ])
+    .stdout;
+    let parsed = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys; d = json.load(sys.stdin); \
+             print(json.dumps([(e['name'], e['type'], e['href']) for e in d['entries']]))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(&json)?;
+            child.wait_with_output()
+        })
+        .expect("python3");
+    assert!(
+        parsed.status.success(),
+        "not JSON: {}",
+        String::from_utf8_lossy(&json)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout).trim(),
+        r#"[["sub", "directory", "sub/"], ["<b onclick=x>", "file", "%3Cb%20onclick%3Dx%3E"], ["a \"quoted\" name", "file", "a%20%22quoted%22%20name"], ["ok.txt", "file", "ok.txt"], ["tab\tand\nnewline", "file", "tab%09and%0Anewline"]]"#
+    );
+}
