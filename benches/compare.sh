@@ -5,7 +5,9 @@
 # Usage: benches/compare.sh [WORKLOAD...]      (default: every workload)
 # HTTP workloads (percore vs nginx, load from wrk): small-ka small-c500 4k 1m close pipeline16
 #   js js-gz (a 10 KiB script, plain and, with Accept-Encoding: br, gzip, its precompressed
-#   app.js.gz: percore --precompressed, nginx gzip_static on)
+#   app.js.gz: percore --precompressed --compress off, so that both send app.js.gz, nginx
+#   gzip_static on) js-br (Accept-Encoding: br: with BASELINE_BIN, percore's compression on
+#   the fly, once, which the default build does; nginx has no brotli and sends the script)
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE)
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
@@ -48,7 +50,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
 WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
 COMMAND_LINE="$0 $*"
 
 usage() {
@@ -62,7 +64,7 @@ workload_spec() {
     small-c500) echo "500|/small.html" ;;
     4k) echo "50|/4k.bin" ;;
     1m) echo "50|/1m.bin" ;;
-    js | js-gz) echo "50|/app.js" ;;
+    js | js-gz | js-br) echo "50|/app.js" ;;
     *) return 1 ;;
     esac
 }
@@ -110,6 +112,7 @@ workload_title() {
     pipeline16) echo "small, pipelined x16, 50 conns" ;;
     js) echo "10 KiB script keep-alive, 50 conns" ;;
     js-gz) echo "same script, Accept-Encoding: br, gzip (its .gz), 50 conns" ;;
+    js-br) echo "same script, Accept-Encoding: br (percore: compressed once; nginx: plain)" ;;
     esac
 }
 
@@ -288,7 +291,7 @@ PERCORE_PORT=$(pick_free_port 18080)
 # shellcheck disable=SC2086 # PERCORE_FLAGS is a list of words
 taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 --ports "$PERCORE_PORT" \
     --workers "$WORKERS" --root "$ROOT" --admin off --log-level warn ${PERCORE_FLAGS:-} \
-    $([ -n "${BASELINE_BIN:-}" ] || echo --precompressed br,zstd,gzip) \
+    $([ -n "${BASELINE_BIN:-}" ] || echo --precompressed br,zstd,gzip --compress off) \
     >"$TMP/percore.log" 2>&1 &
 PERCORE_PID=$!
 wait_until_serving percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
@@ -440,6 +443,7 @@ run_wrk() {
     case "$workload" in
     close) args+=(-H 'Connection: close') ;;
     js-gz) args+=(-H 'Accept-Encoding: br, gzip') ;;
+    js-br) args+=(-H 'Accept-Encoding: br') ;;
     pipeline16) args+=(-s "$BENCH_DIR/pipeline.lua") ;;
     esac
     args+=("http://127.0.0.1:$(server_port "$server")$path")

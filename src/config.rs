@@ -77,6 +77,8 @@ pub struct Config {
     /// `--precompressed`: the codings served from sibling files (`app.js.br` for `app.js`)
     /// when the client accepts them; none by default, as nginx's `gzip_static off`.
     pub precompressed: Codings,
+    /// `--compress`: the codings small text files are compressed in, once, into the cache.
+    pub compress: Codings,
     /// `--error-pages`: the page (a path below the root) each error status is answered with,
     /// when that file exists; `404=/404.html` by default.
     pub error_pages: Vec<(u16, String)>,
@@ -160,6 +162,7 @@ impl Config {
             index: "index.html".to_owned(),
             dotfiles: false,
             precompressed: Codings::NONE,
+            compress: Codings::NONE.with(Coding::Br).with(Coding::Gzip),
             header_rules: Vec::new(),
             error_pages: vec![(404, "/404.html".to_owned())],
             spa_fallback: None,
@@ -338,6 +341,13 @@ const OPTIONS: &[Opt] = &[
         default: "off",
         help: "Serve FILE.br, FILE.zst or FILE.gz for FILE to clients that accept it: codings \
                from br, zstd, gzip, comma-separated, or off",
+    },
+    Opt {
+        flag: "compress",
+        value_name: "LIST|off",
+        default: "br,gzip",
+        help: "Compress text files of 1 KiB up to --small-file-max once, into the worker's \
+               cache, for clients that accept it: br, gzip, comma-separated, or off",
     },
     Opt {
         flag: "error-pages",
@@ -593,6 +603,7 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
         ("index", old.index != new.index),
         ("dotfiles", old.dotfiles != new.dotfiles),
         ("precompressed", old.precompressed != new.precompressed),
+        ("compress", old.compress != new.compress),
         ("headers", old.header_rules != new.header_rules),
         ("error_pages", old.error_pages != new.error_pages),
         ("spa_fallback", old.spa_fallback != new.spa_fallback),
@@ -856,6 +867,7 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "index" => config.index = parse_index(raw)?,
         "dotfiles" => config.dotfiles = parse_bool(raw)?,
         "precompressed" => config.precompressed = parse_codings(raw)?,
+        "compress" => config.compress = parse_made_codings(raw)?,
         "error-pages" => config.error_pages = parse_error_pages(raw)?,
         "spa-fallback" => config.spa_fallback = parse_spa_fallback(raw)?,
         "mime-types" => config.mime_types = parse_mime_types(raw)?,
@@ -1188,6 +1200,18 @@ fn parse_cors(raw: &str) -> Result<CorsPolicy, String> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map(CorsPolicy::Origins)
+}
+
+/// `off`, or a comma list of the codings percore can make (br, gzip).
+fn parse_made_codings(raw: &str) -> Result<Codings, String> {
+    let codings = parse_codings(raw)?;
+    match codings.iter().find(|&c| !crate::files::compress::can_make(c)) {
+        Some(c) => Err(format!(
+            "{} is only served from precompressed files (--precompressed); compress makes br and gzip",
+            c.token()
+        )),
+        None => Ok(codings),
+    }
 }
 
 /// `off`, or a comma list of content codings (br, zstd, gzip).
@@ -1641,6 +1665,15 @@ mod tests {
             c.precompressed = Codings::NONE.with(Coding::Zstd)
         });
         check(&["--precompressed", "br", "--precompressed", "off"], |_| {});
+        check(&["--compress", "gzip"], |c| {
+            c.compress = Codings::NONE.with(Coding::Gzip)
+        });
+        check(&["--compress", "off"], |c| c.compress = Codings::NONE);
+        check_error(
+            &["--compress", "zstd"],
+            "percore: invalid --compress 'zstd': zstd is only served from precompressed files \
+             (--precompressed); compress makes br and gzip",
+        );
         check_error(
             &["--precompressed", "br,deflate"],
             "percore: invalid --precompressed 'br,deflate': 'deflate' is not one of br, zstd, gzip",
@@ -2279,6 +2312,7 @@ mod tests {
         config.index = "x".into();
         config.dotfiles = true;
         config.precompressed = Codings::NONE.with(Coding::Gzip);
+        config.compress = Codings::NONE;
         config.error_pages = vec![(500, "/scrambled.html".into())];
         config.spa_fallback = Some("/scrambled.html".into());
         config.mime_types = vec![("x".into(), "a/b".into())];

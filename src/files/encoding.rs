@@ -74,6 +74,15 @@ impl Codings {
         Codings(self.0 | coding.bit())
     }
 
+    pub const fn without(self, coding: Coding) -> Codings {
+        Codings(self.0 & !coding.bit())
+    }
+
+    /// The codings in either set.
+    pub const fn union(self, other: Codings) -> Codings {
+        Codings(self.0 | other.0)
+    }
+
     pub fn contains(self, coding: Coding) -> bool {
         self.0 & coding.bit() != 0
     }

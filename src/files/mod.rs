@@ -7,6 +7,7 @@
 //! `worker`, `sys` nor `http`: the worker opens the file beneath the document root, passes its
 //! size and mtime in a [`FileStamp`], and performs the response this module describes.
 
+pub mod compress;
 mod conditional;
 mod encoding;
 mod glob;

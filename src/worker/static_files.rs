@@ -61,11 +61,17 @@ struct Cached {
     head: PreparedHead,
     content: Content,
     checked_at: u64,
-    /// The precompressed sibling this entry is (`None`: the file itself).
+    /// The coding of this representation (`None`: the file itself).
     coding: Option<Coding>,
     /// For the file itself: the precompressed siblings found beside it (among those
     /// configured) when the entry was made or last checked.
+    siblings: Codings,
+    /// For the file itself: every coding it can be sent in, its siblings and those made here
+    /// from its bytes (`--compress`).
     variants: Codings,
+    /// What the file on disk was when read: revalidation compares its path's stat with this
+    /// (for an entry compressed here, the original's, not the compressed bytes').
+    source: FileStamp,
 }
 
 enum Content {
@@ -91,7 +97,7 @@ impl Cached {
 }
 
 /// Where the entry for a request is.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
     /// `entries[i]`.
     Cached(usize),
@@ -145,6 +151,8 @@ pub struct StaticFiles {
     small_file_max: u64,
     /// The codings served from sibling files (`--precompressed`).
     precompressed: Codings,
+    /// The codings made here from small text files (`--compress`).
+    compress: Codings,
     /// `[[headers]]`: extra fields by path, looked up once per entry.
     header_rules: Vec<HeaderRule>,
     /// `--mime-types`: extension -> type, before the built-in table.
@@ -281,6 +289,7 @@ impl StaticFiles {
             },
             small_file_max: config.small_file_max,
             precompressed: config.precompressed,
+            compress: config.compress,
             header_rules: config.header_rules.clone(),
             mime_types: config.mime_types.clone(),
             error_pages: config
@@ -399,13 +408,22 @@ impl StaticFiles {
 
     /// The entry of the `coding` sibling of the file at `file`, cached under `key`.
     fn variant(&mut self, file: Slot, key: &[u8], coding: Coding, now_secs: u64) -> Option<Slot> {
+        let mut file = file;
         if let Some(&slot) = self.paths.get(key) {
             if self.revalidate(slot, now_secs) {
                 return Some(Slot::Cached(slot));
             }
+            // Removing moves the last entry into `slot`: the file's own may be that one.
+            let last = self.entries.len().saturating_sub(1);
             self.remove(slot);
+            if file == Slot::Cached(last) {
+                file = Slot::Cached(slot);
+            }
         }
         let entry = self.entry(file)?;
+        if !entry.siblings.contains(coding) {
+            return self.compressed(file, key, coding, now_secs);
+        }
         let mut open_path = entry.open_path.as_bytes().to_vec();
         open_path.extend_from_slice(coding.extension().as_bytes());
         let open_path = CString::new(open_path).ok()?;
@@ -421,9 +439,61 @@ impl StaticFiles {
             open_path,
             content_type,
             coding: Some(coding),
-            variants: Codings::NONE,
+            siblings: Codings::NONE,
         };
         self.admit(admitted, file, &meta, now_secs).ok()
+    }
+
+    /// The entry of the file at `file` compressed here with `coding`, cached under `key`
+    /// (`--compress`): made once from the bytes the cache holds, kept until the file changes
+    /// (it is revalidated against the file itself). When the output is not smaller, the file
+    /// stops offering that coding and is sent as it is.
+    fn compressed(
+        &mut self,
+        file: Slot,
+        key: &[u8],
+        coding: Coding,
+        now_secs: u64,
+    ) -> Option<Slot> {
+        let entry = self.entry(file)?;
+        let Content::Memory(bytes) = &entry.content else {
+            return None;
+        };
+        let Some(compressed) = files::compress::compress(coding, bytes) else {
+            match file {
+                Slot::Cached(i) => {
+                    if let Some(entry) = self.entries.get_mut(i) {
+                        entry.variants = entry.variants.without(coding);
+                    }
+                }
+                Slot::Uncached => {}
+            }
+            return None;
+        };
+        let stamp = FileStamp {
+            len: compressed.len() as u64,
+            ..entry.source
+        };
+        let extra = files::header_lines(&self.header_rules, &rule_path(&entry.open_path, None));
+        let made = Cached {
+            key: key.to_vec(),
+            open_path: entry.open_path.clone(),
+            identity: entry.identity,
+            head: PreparedHead::new(
+                stamp,
+                entry.head.content_type.clone(),
+                Some(coding),
+                true,
+                &extra,
+            ),
+            content: Content::Memory(compressed),
+            checked_at: now_secs,
+            coding: Some(coding),
+            siblings: Codings::NONE,
+            variants: Codings::NONE,
+            source: entry.source,
+        };
+        Some(self.keep(made))
     }
 
     /// The precompressed siblings of the file at `open_path` that exist, among those configured.
@@ -628,7 +698,7 @@ impl StaticFiles {
             key: raw,
             content_type: files::content_type_with(&self.mime_types, open_path.as_bytes()),
             coding: None,
-            variants: self.siblings(&open_path),
+            siblings: self.siblings(&open_path),
             open_path,
         };
         self.admit(admitted, file, &meta, now_secs).map(Found::File)
@@ -654,14 +724,23 @@ impl StaticFiles {
             };
             (read, Content::Memory(body))
         };
-        let vary = admitted.coding.is_some() || !admitted.variants.is_empty();
-        // The rules see the file's own path, also for its precompressed sibling.
-        let mut rule_path = b"/".to_vec();
-        rule_path.extend_from_slice(admitted.open_path.as_bytes());
-        if let Some(coding) = admitted.coding {
-            rule_path.truncate(rule_path.len().saturating_sub(coding.extension().len()));
-        }
-        let extra = files::header_lines(&self.header_rules, &rule_path);
+        // Small text of the file itself is also offered compressed here (made on demand).
+        let made_here = match &content {
+            Content::Memory(bytes)
+                if admitted.coding.is_none()
+                    && bytes.len() >= files::compress::MIN_LEN
+                    && files::compress::is_compressible(&admitted.content_type) =>
+            {
+                self.compress
+            }
+            _ => Codings::NONE,
+        };
+        let variants = admitted.siblings.union(made_here);
+        let vary = admitted.coding.is_some() || !variants.is_empty();
+        let extra = files::header_lines(
+            &self.header_rules,
+            &rule_path(&admitted.open_path, admitted.coding),
+        );
         let entry = Cached {
             key: admitted.key.to_vec(),
             open_path: admitted.open_path,
@@ -670,11 +749,19 @@ impl StaticFiles {
             content,
             checked_at: now_secs,
             coding: admitted.coding,
-            variants: admitted.variants,
+            siblings: admitted.siblings,
+            variants,
+            source: stamp,
         };
+        Ok(self.keep(entry))
+    }
+
+    /// Puts `entry` in the cache (evicting one when full), or keeps it for this one response
+    /// when the cache holds no entries.
+    fn keep(&mut self, entry: Cached) -> Slot {
         if self.cache_entries == 0 {
             self.uncached = Some(entry);
-            return Ok(Slot::Uncached);
+            return Slot::Uncached;
         }
         if self.entries.len() >= self.cache_entries {
             // Evict an arbitrary entry: the cache is a bound on memory and descriptors, not an LRU.
@@ -682,7 +769,7 @@ impl StaticFiles {
         }
         self.paths.insert(entry.key.clone(), self.entries.len());
         self.entries.push(entry);
-        Ok(Slot::Cached(self.entries.len() - 1))
+        Slot::Cached(self.entries.len() - 1)
     }
 
     /// Whether the entry still describes its path: checked at most once a second against the
@@ -709,7 +796,7 @@ impl StaticFiles {
                         len: st.len,
                         mtime_secs: st.mtime_secs,
                         mtime_nanos: st.mtime_nanos,
-                    } == entry.head.stamp
+                    } == entry.source
             }
             Err(e) if is_shortage(&e) => {
                 entry.checked_at = now_secs;
@@ -720,14 +807,14 @@ impl StaticFiles {
             Err(_) => false,
         };
         // A sibling added or removed since: the entry is made again with the new set.
-        let (coding, variants) = (entry.coding, entry.variants);
+        let (coding, siblings) = (entry.coding, entry.siblings);
         let unchanged = unchanged
             && (coding.is_some()
                 || self.precompressed.is_empty()
                 || self
                     .entries
                     .get(slot)
-                    .is_some_and(|e| self.siblings(&e.open_path) == variants));
+                    .is_some_and(|e| self.siblings(&e.open_path) == siblings));
         if unchanged {
             if let Some(entry) = self.entries.get_mut(slot) {
                 entry.checked_at = now_secs;
@@ -759,7 +846,18 @@ struct Admit<'k> {
     /// The type of the file itself, for a sibling too.
     content_type: Cow<'static, str>,
     coding: Option<Coding>,
-    variants: Codings,
+    siblings: Codings,
+}
+
+/// The path the `[[headers]]` rules see for an entry opened at `open_path`: the file's own,
+/// with a leading slash, also for its precompressed sibling (`coding`).
+fn rule_path(open_path: &CString, coding: Option<Coding>) -> Vec<u8> {
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(open_path.as_bytes());
+    if let Some(coding) = coding {
+        path.truncate(path.len().saturating_sub(coding.extension().len()));
+    }
+    path
 }
 
 /// A file's validators and header lines, prepared once per cache entry.
@@ -1393,6 +1491,164 @@ mod tests {
         // Without --autoindex: 403, as before.
         let (_dir, mut files) = site(|_| {});
         assert_eq!(fetch(&mut files, "/private/", "", NOW).status, 403);
+    }
+
+    /// Two kilobytes of HTML that compress well.
+    fn page_text(tag: &str) -> Vec<u8> {
+        (0..60)
+            .flat_map(|i| format!("<li>{tag} line {i} of the page</li>\n").into_bytes())
+            .collect()
+    }
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out)
+            .expect("gunzip");
+        out
+    }
+
+    #[test]
+    fn small_text_is_compressed_once_and_again_when_it_changes() {
+        let (dir, mut files) = site(|_| {});
+        std::fs::write(dir.path().join("list.html"), page_text("first")).expect("write");
+        let plain = fetch(&mut files, "/list.html", "", NOW);
+        assert_eq!(
+            (plain.header("Content-Encoding"), plain.header("Vary")),
+            (None, Some("Accept-Encoding"))
+        );
+        let gz = fetch(&mut files, "/list.html", "Accept-Encoding: gzip\r\n", NOW);
+        assert_eq!(gz.header("Content-Encoding"), Some("gzip"));
+        assert!(
+            gz.body.len() < plain.body.len() / 3,
+            "{} bytes",
+            gz.body.len()
+        );
+        assert_eq!(gunzip(&gz.body), plain.body);
+        assert!(gz.header("ETag").is_some_and(|t| t.ends_with("-gzip\"")));
+        assert_eq!(gz.header("Last-Modified"), plain.header("Last-Modified"));
+        let br = fetch(
+            &mut files,
+            "/list.html",
+            "Accept-Encoding: gzip, br\r\n",
+            NOW,
+        );
+        assert_eq!(br.header("Content-Encoding"), Some("br"));
+        let mut unbrotli = Vec::new();
+        std::io::Read::read_to_end(
+            &mut brotli::Decompressor::new(&br.body[..], 4096),
+            &mut unbrotli,
+        )
+        .expect("unbrotli");
+        assert_eq!(unbrotli, plain.body);
+        // Kept: the same entry answers, conditionals and ranges apply to the compressed bytes.
+        let entries = files.entries.len();
+        let again = fetch(&mut files, "/list.html", "Accept-Encoding: gzip\r\n", NOW);
+        assert_eq!(
+            (again.body == gz.body, files.entries.len()),
+            (true, entries)
+        );
+        let fields = format!(
+            "Accept-Encoding: gzip\r\nIf-None-Match: {}\r\n",
+            gz.header("ETag").unwrap_or("")
+        );
+        assert_eq!(fetch(&mut files, "/list.html", &fields, NOW).status, 304);
+        let head = fetch(
+            &mut files,
+            "/list.html",
+            "Accept-Encoding: gzip\r\nRange: bytes=0-1\r\n",
+            NOW,
+        );
+        assert_eq!(
+            (head.status, head.body.as_slice()),
+            (206, &[0x1f, 0x8b][..])
+        );
+        // A changed file is compressed again (a second later, when it is revalidated).
+        std::fs::write(dir.path().join("list.html"), page_text("second")).expect("write");
+        let changed = fetch(
+            &mut files,
+            "/list.html",
+            "Accept-Encoding: gzip\r\n",
+            NOW + 1,
+        );
+        assert_eq!(gunzip(&changed.body), page_text("second"));
+        assert_ne!(changed.header("ETag"), gz.header("ETag"));
+    }
+
+    #[test]
+    fn only_small_compressible_files_are_compressed() {
+        let (dir, mut files) = site(|c| c.small_file_max = 4096);
+        std::fs::write(dir.path().join("tiny.css"), b"a{b:c}").expect("write");
+        std::fs::write(dir.path().join("pic.png"), page_text("png")).expect("write");
+        std::fs::write(
+            dir.path().join("big.html"),
+            [page_text("a"), page_text("b"), page_text("c")].concat(),
+        )
+        .expect("write");
+        // Text without redundancy: not smaller compressed, so sent as it is from then on.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..3000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as u8
+            })
+            .collect();
+        std::fs::write(dir.path().join("noise.txt"), &noise).expect("write");
+        for path in ["/tiny.css", "/pic.png", "/big.html"] {
+            let seen = fetch(&mut files, path, "Accept-Encoding: gzip, br\r\n", NOW);
+            assert_eq!(
+                (
+                    seen.status,
+                    seen.header("Content-Encoding"),
+                    seen.header("Vary")
+                ),
+                (200, None, None),
+                "{path}"
+            );
+        }
+        let noisy = fetch(&mut files, "/noise.txt", "Accept-Encoding: gzip\r\n", NOW);
+        assert_eq!(noisy.header("Content-Encoding"), None);
+        assert_eq!(noisy.body, noise);
+        let slot = files
+            .paths
+            .get(&b"/noise.txt"[..])
+            .copied()
+            .expect("cached");
+        assert_eq!(files.entries[slot].variants, Codings::NONE.with(Coding::Br));
+        // Off: nothing is compressed.
+        let (dir, mut files) = site(|c| c.compress = Codings::NONE);
+        std::fs::write(dir.path().join("list.html"), page_text("x")).expect("write");
+        let seen = fetch(
+            &mut files,
+            "/list.html",
+            "Accept-Encoding: gzip, br\r\n",
+            NOW,
+        );
+        assert_eq!(
+            (seen.header("Content-Encoding"), seen.header("Vary")),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_precompressed_sibling_is_used_where_it_exists() {
+        let (dir, mut files) = site(|c| c.precompressed = Codings::NONE.with(Coding::Gzip));
+        std::fs::write(dir.path().join("list.html"), page_text("x")).expect("write");
+        std::fs::write(dir.path().join("list.html.gz"), b"made at build time").expect("write");
+        let gz = fetch(&mut files, "/list.html", "Accept-Encoding: gzip\r\n", NOW);
+        assert_eq!(gz.body, b"made at build time");
+        let br = fetch(
+            &mut files,
+            "/list.html",
+            "Accept-Encoding: br, gzip\r\n",
+            NOW,
+        );
+        assert_eq!(
+            br.header("Content-Encoding"),
+            Some("br"),
+            "made here, and preferred"
+        );
     }
 
     #[test]

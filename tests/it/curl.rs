@@ -339,3 +339,48 @@ fn autoindex_lists_hostile_names_as_html_and_json() {
         r#"[["sub", "directory", "sub/"], ["<b onclick=x>", "file", "%3Cb%20onclick%3Dx%3E"], ["a \"quoted\" name", "file", "a%20%22quoted%22%20name"], ["ok.txt", "file", "ok.txt"], ["tab\tand\nnewline", "file", "tab%09and%0Anewline"]]"#
     );
 }
+
+/// Compression on the fly, once, with the defaults: curl --compressed gets a 6 KiB page as
+/// Brotli (its first choice among what percore makes), decodes it to the original, and a plain
+/// request gets the page as it is.
+#[test]
+fn text_is_compressed_for_curl_by_default() {
+    let root = Root::new();
+    let page: Vec<u8> = (0..150)
+        .flat_map(|i| format!("<p>paragraph {i} of a page</p>\n").into_bytes())
+        .collect();
+    root.write("page.html", &page);
+    let server = Server::start(&root);
+    let page_url = url(&server, "/page.html");
+    for (accept, coding) in [("br", "br"), ("gzip", "gzip")] {
+        let out = curl(&[
+            "-sS",
+            "-D",
+            "/dev/stderr",
+            "--compressed",
+            "-H",
+            &format!("Accept-Encoding: {accept}"),
+            &page_url,
+        ]);
+        let head = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(
+            head.contains(&format!("content-encoding: {coding}\r\n")),
+            "{head}"
+        );
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a Content-Length");
+        assert!(
+            length < page.len() / 4,
+            "{coding}: {length} bytes on the wire"
+        );
+        assert!(out.stdout == page, "{coding}: the decoded page differs");
+    }
+    let plain = curl(&["-sS", "-D", "/dev/stderr", &page_url]);
+    let head = String::from_utf8_lossy(&plain.stderr).to_lowercase();
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert_eq!(plain.stdout, page);
+}
