@@ -48,6 +48,7 @@ impl Respond for App {
             (_, Some(b'f')) => Response {
                 status: Status::OK,
                 lines: b"",
+                extra_lines: b"",
                 field: None,
                 body: Body::File(FileRegion {
                     file: Rc::clone(&self.file),
@@ -59,12 +60,14 @@ impl Respond for App {
             (_, Some(b'n')) => Response {
                 status: Status::NOT_MODIFIED,
                 lines: b"ETag: \"x\"\r\n",
+                extra_lines: b"",
                 field: None,
                 body: Body::None,
             },
             _ => Response {
                 status: Status::OK,
                 lines: b"",
+                extra_lines: b"",
                 field: None,
                 body: Body::Bytes(Cow::Owned(req.path.to_vec())),
             },
@@ -229,7 +232,7 @@ fn check_decisions(req: &Request<'_>, knobs: u8) {
         mtime_secs: 1_700_000_000,
         mtime_nanos: 0,
     };
-    let etag = files::etag(&stamp);
+    let etag = files::etag(&stamp, None);
     let pre = Preconditions {
         head_or_get: true,
         if_match: req.if_match,
