@@ -116,6 +116,8 @@ pub struct Counters {
     pub latency: Histogram,
     /// WebSocket traffic.
     pub ws: WsCounters,
+    /// TLS handshakes.
+    pub tls: TlsCounters,
 }
 
 /// Responses are counted per status percore sends, plus one slot for any other code.
@@ -184,6 +186,86 @@ impl WsCounters {
     }
 }
 
+/// Why a TLS handshake did not finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Bytes that are not a TLS handshake (garbage, a truncated or oversized message).
+    Malformed,
+    /// No protocol version, cipher suite or ALPN protocol in common.
+    Incompatible,
+    /// The client sent an alert (it did not trust the certificate, say).
+    Alert,
+    /// A plain HTTP request on a TLS port (answered 400).
+    PlainHttp,
+    /// The client stalled mid-handshake past the header timeout.
+    Timeout,
+    /// The client closed the connection mid-handshake.
+    Closed,
+    Other,
+}
+
+impl TlsFailure {
+    const ALL: [TlsFailure; 7] = [
+        TlsFailure::Malformed,
+        TlsFailure::Incompatible,
+        TlsFailure::Alert,
+        TlsFailure::PlainHttp,
+        TlsFailure::Timeout,
+        TlsFailure::Closed,
+        TlsFailure::Other,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            TlsFailure::Malformed => "malformed",
+            TlsFailure::Incompatible => "incompatible",
+            TlsFailure::Alert => "alert",
+            TlsFailure::PlainHttp => "plain_http",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Closed => "closed",
+            TlsFailure::Other => "other",
+        }
+    }
+}
+
+/// TLS handshakes of one worker (or a sum of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsCounters {
+    /// Finished handshakes: `[tls13 as usize][resumed as usize]`.
+    pub handshakes: [[u64; 2]; 2],
+    /// Handshakes that did not finish, by [`TlsFailure`] (its place in `TlsFailure::ALL`).
+    pub failures: [u64; 7],
+}
+
+impl TlsCounters {
+    /// One handshake finished.
+    pub fn finished(&mut self, tls13: bool, resumed: bool) {
+        let n = &mut self.handshakes[usize::from(tls13)][usize::from(resumed)];
+        *n = n.saturating_add(1);
+    }
+
+    /// One handshake failed.
+    pub fn failed(&mut self, why: TlsFailure) {
+        if let Some(i) = TlsFailure::ALL.iter().position(|&f| f == why) {
+            self.failures[i] = self.failures[i].saturating_add(1);
+        }
+    }
+
+    fn add(&mut self, other: &TlsCounters) {
+        for (mine, theirs) in self
+            .handshakes
+            .iter_mut()
+            .flatten()
+            .zip(other.handshakes.iter().flatten())
+        {
+            *mine = mine.saturating_add(*theirs);
+        }
+        for (mine, theirs) in self.failures.iter_mut().zip(other.failures) {
+            *mine = mine.saturating_add(theirs);
+        }
+    }
+}
+
 impl Counters {
     /// Counts one response with `status`.
     pub fn record_status(&mut self, status: Status) {
@@ -220,6 +302,7 @@ impl Counters {
             .saturating_add(other.files_unavailable);
         self.latency.merge(&other.latency);
         self.ws.add(&other.ws);
+        self.tls.add(&other.tls);
     }
 
     /// Whether nothing was counted (a worker skips sending such a report).
@@ -265,6 +348,8 @@ impl Counters {
                 // Close codes are not differenced: no summary reports them.
                 ..WsCounters::default()
             },
+            // Nor are TLS handshakes.
+            tls: TlsCounters::default(),
         }
     }
 
@@ -436,7 +521,44 @@ impl Totals {
         );
         self.render_latency(&mut out);
         self.render_ws(&mut out);
+        self.render_tls(&mut out);
         out
+    }
+
+    fn render_tls(&self, out: &mut String) {
+        let name = "percore_tls_handshakes_total";
+        family(
+            out,
+            name,
+            "counter",
+            "TLS handshakes finished, by protocol version and kind (full or resumed).",
+        );
+        for (w, c) in self.workers.iter().enumerate() {
+            for (version, by_kind) in ["1.2", "1.3"].iter().zip(&c.tls.handshakes) {
+                for (kind, n) in ["full", "resumed"].iter().zip(by_kind) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{worker=\"{w}\",version=\"{version}\",kind=\"{kind}\"}} {n}"
+                    );
+                }
+            }
+        }
+        let name = "percore_tls_handshake_failures_total";
+        family(
+            out,
+            name,
+            "counter",
+            "TLS handshakes that did not finish, by reason.",
+        );
+        for (w, c) in self.workers.iter().enumerate() {
+            for (why, n) in TlsFailure::ALL.iter().zip(c.tls.failures) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{worker=\"{w}\",reason=\"{}\"}} {n}",
+                    why.label()
+                );
+            }
+        }
     }
 
     fn render_ws(&self, out: &mut String) {
@@ -995,6 +1117,10 @@ mod tests {
         delta.ws.close_sent[WsCounters::close_slot(1000)] = 1;
         delta.ws.close_received[WsCounters::close_slot(4000)] = 1;
         delta.ws.close_received[WsCounters::close_slot(1005)] = 1;
+        delta.tls.finished(true, false);
+        delta.tls.finished(true, true);
+        delta.tls.finished(true, true);
+        delta.tls.failed(TlsFailure::PlainHttp);
         totals.apply(&WorkerReport { worker: 0, delta }, Instant::now());
         let mut expected = format!(
             "# HELP percore_build_info Always 1; the labels say which percore this is.\n\
@@ -1070,7 +1196,22 @@ mod tests {
              # TYPE percore_ws_close_frames_total counter\n\
              percore_ws_close_frames_total{worker=\"0\",direction=\"sent\",code=\"1000\"} 1\n\
              percore_ws_close_frames_total{worker=\"0\",direction=\"received\",code=\"none\"} 1\n\
-             percore_ws_close_frames_total{worker=\"0\",direction=\"received\",code=\"other\"} 1\n",
+             percore_ws_close_frames_total{worker=\"0\",direction=\"received\",code=\"other\"} 1\n\
+             # HELP percore_tls_handshakes_total TLS handshakes finished, by protocol version and kind (full or resumed).\n\
+             # TYPE percore_tls_handshakes_total counter\n\
+             percore_tls_handshakes_total{worker=\"0\",version=\"1.2\",kind=\"full\"} 0\n\
+             percore_tls_handshakes_total{worker=\"0\",version=\"1.2\",kind=\"resumed\"} 0\n\
+             percore_tls_handshakes_total{worker=\"0\",version=\"1.3\",kind=\"full\"} 1\n\
+             percore_tls_handshakes_total{worker=\"0\",version=\"1.3\",kind=\"resumed\"} 2\n\
+             # HELP percore_tls_handshake_failures_total TLS handshakes that did not finish, by reason.\n\
+             # TYPE percore_tls_handshake_failures_total counter\n\
+             percore_tls_handshake_failures_total{worker=\"0\",reason=\"malformed\"} 0\n\
+             percore_tls_handshake_failures_total{worker=\"0\",reason=\"incompatible\"} 0\n\
+             percore_tls_handshake_failures_total{worker=\"0\",reason=\"alert\"} 0\n\
+             percore_tls_handshake_failures_total{worker=\"0\",reason=\"plain_http\"} 1\n\
+             percore_tls_handshake_failures_total{worker=\"0\",reason=\"timeout\"} 0\n\
+             percore_tls_handshake_failures_total{worker=\"0\",reason=\"closed\"} 0\n\
+             percore_tls_handshake_failures_total{worker=\"0\",reason=\"other\"} 0\n",
         );
         assert_eq!(totals.render_prometheus(), expected);
         assert!(expected.contains("le=\"0.000004\"} 2\n"));

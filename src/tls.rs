@@ -3,7 +3,7 @@
 //! shares read-only.
 //!
 //! Owns the protocol choices (TLS 1.3 and 1.2, the server's own cipher-suite order, ALPN
-//! `http/1.1`, no session resumption yet) and the one-line errors for unusable files. It reads
+//! `http/1.1`, resumption by tickets whose keys all workers share) and the one-line errors for unusable files. It reads
 //! the two files it is given and nothing else, and never touches a socket: the worker's TLS
 //! transport runs the sessions.
 
@@ -106,11 +106,17 @@ fn server_config(
     // The server picks the suite by its own order, as TLS scanners expect of a server.
     config.ignore_client_order = true;
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    // No resumption yet: rustls' default session cache is one locked map shared by every
-    // worker, which a per-core server must not have on its handshake path. Tickets (keys
-    // shared read-only or per worker) come with issue 14's resumption step.
+    // Resumption by stateless tickets only. rustls' session cache is one locked map shared by
+    // every worker, which a per-core server must not have on its handshake path; a ticket
+    // carries the session itself, encrypted. The ticket keys are shared by all workers (this
+    // ServerConfig is): a client's next connection lands on any worker (SO_REUSEPORT hashes
+    // its new source port), so per-worker keys would resume one connection in N. rustls'
+    // rotator takes a read lock per ticket made or opened (a write lock every 6 hours, when
+    // it makes new keys; a ticket lives 12 hours), a cost far below a handshake's.
+    // Two tickets per full TLS 1.3 handshake, as OpenSSL (and so nginx) sends.
     config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
+    config.ticketer = aws_lc_rs::Ticketer::new()?;
+    config.send_tls13_tickets = 2;
     Ok(config)
 }
 
@@ -197,7 +203,8 @@ mod tests {
             let config = loaded.server_config();
             assert!(config.ignore_client_order);
             assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
-            assert_eq!(config.send_tls13_tickets, 0);
+            assert_eq!(config.send_tls13_tickets, 2);
+            assert!(config.ticketer.enabled());
         }
     }
 

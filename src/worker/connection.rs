@@ -13,7 +13,8 @@ use crate::conn::{Conn, Driven, Shared, Verdict};
 
 use super::socket::Socket;
 use super::static_files::StaticFiles;
-use super::tls::{TlsSession, TlsSocket};
+use super::tls::{Handshake, TlsSession, TlsSocket};
+use crate::metrics::{TlsCounters, TlsFailure};
 
 pub struct Connection {
     pub stream: TcpStream,
@@ -58,17 +59,34 @@ impl Connection {
                 &mut svc.shared,
                 now,
             ),
-            Some(session) => self.conn.drive(
-                &mut TlsSocket {
-                    stream: &self.stream,
-                    session,
-                    scratch: &mut svc.tls_scratch,
-                    date: svc.shared.date,
-                },
-                &mut svc.files,
-                &mut svc.shared,
-                now,
-            ),
+            Some(session) => {
+                let driven = self.conn.drive(
+                    &mut TlsSocket {
+                        stream: &self.stream,
+                        session,
+                        scratch: &mut svc.tls_scratch,
+                        date: svc.shared.date,
+                    },
+                    &mut svc.files,
+                    &mut svc.shared,
+                    now,
+                );
+                if let Some(outcome) = session.take_outcome() {
+                    count(&mut svc.shared.counters.tls, outcome);
+                }
+                driven
+            }
+        }
+    }
+
+    /// The connection is being closed: a handshake still under way counts as failed.
+    pub fn closing(&mut self, counters: &mut TlsCounters) {
+        if let Some(outcome) = self
+            .tls
+            .as_mut()
+            .and_then(|s| s.end_unfinished(TlsFailure::Closed))
+        {
+            count(counters, outcome);
         }
     }
 
@@ -78,16 +96,21 @@ impl Connection {
             None => self
                 .conn
                 .expire(&mut Socket(&self.stream), &mut svc.shared, now),
-            Some(session) => self.conn.expire(
-                &mut TlsSocket {
-                    stream: &self.stream,
-                    session,
-                    scratch: &mut svc.tls_scratch,
-                    date: svc.shared.date,
-                },
-                &mut svc.shared,
-                now,
-            ),
+            Some(session) => {
+                if let Some(outcome) = session.end_unfinished(TlsFailure::Timeout) {
+                    count(&mut svc.shared.counters.tls, outcome);
+                }
+                self.conn.expire(
+                    &mut TlsSocket {
+                        stream: &self.stream,
+                        session,
+                        scratch: &mut svc.tls_scratch,
+                        date: svc.shared.date,
+                    },
+                    &mut svc.shared,
+                    now,
+                )
+            }
         }
     }
 
@@ -108,6 +131,14 @@ impl Connection {
                 now,
             ),
         }
+    }
+}
+
+/// Counts how a handshake ended.
+fn count(counters: &mut TlsCounters, outcome: Handshake) {
+    match outcome {
+        Handshake::Finished { tls13, resumed } => counters.finished(tls13, resumed),
+        Handshake::Failed(why) => counters.failed(why),
     }
 }
 

@@ -672,6 +672,7 @@ impl Worker {
     fn close(&mut self, key: Key) {
         if let Some(mut conn) = self.conns.remove(key) {
             let counters = &mut self.svc.shared.counters;
+            conn.closing(&mut counters.tls);
             if conn.conn.was_upgraded() {
                 counters.ws.closed += 1;
             }

@@ -28,6 +28,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::conn::{Filled, InputBuffer, Output, Pool, Refusal, Transport, Written, READ_BUDGET};
 use crate::http::Version;
+use crate::metrics::TlsFailure;
 
 /// Most plaintext encrypted at once: rustls' default limit on the records it holds, so one
 /// write hands it all (16 KiB records, four per chunk).
@@ -43,6 +44,17 @@ pub struct TlsSession {
     in_flight: InFlight,
     /// The client's first bytes have been looked at (a TLS record, or plain HTTP).
     sniffed: bool,
+    /// How the handshake ended, until the worker counts it.
+    outcome: Option<Handshake>,
+    /// The handshake's end has been told (so it is counted once).
+    told: bool,
+}
+
+/// How a TLS handshake ended, for the worker's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    Finished { tls13: bool, resumed: bool },
+    Failed(TlsFailure),
 }
 
 /// Where the plaintext in flight came from: the front of the output's bytes, or of its file
@@ -61,7 +73,45 @@ impl TlsSession {
             conn: ServerConnection::new(config)?,
             in_flight: InFlight::Nothing,
             sniffed: false,
+            outcome: None,
+            told: false,
         })
+    }
+
+    /// How the handshake ended, once: after the drive that finished or failed it.
+    pub fn take_outcome(&mut self) -> Option<Handshake> {
+        self.outcome.take()
+    }
+
+    /// The handshake is still under way and has not been counted: the connection is ending
+    /// for `why` (a timeout, or a close), which is then its outcome.
+    pub fn end_unfinished(&mut self, why: TlsFailure) -> Option<Handshake> {
+        if self.told || self.outcome.is_some() || !self.conn.is_handshaking() {
+            return None;
+        }
+        self.told = true;
+        Some(Handshake::Failed(why))
+    }
+
+    fn ended(&mut self, how: Handshake) {
+        if !self.told {
+            self.told = true;
+            self.outcome = Some(how);
+        }
+    }
+}
+
+/// Why rustls gave up on a handshake, as counted.
+fn failure_of(error: &rustls::Error) -> TlsFailure {
+    use rustls::Error;
+    match error {
+        Error::InvalidMessage(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. }
+        | Error::DecryptError => TlsFailure::Malformed,
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => TlsFailure::Incompatible,
+        Error::AlertReceived(_) => TlsFailure::Alert,
+        _ => TlsFailure::Other,
     }
 }
 
@@ -119,6 +169,7 @@ impl Transport for TlsSocket<'_> {
                     if !self.session.sniffed {
                         self.session.sniffed = true;
                         if wire.first.is_some_and(|b| b.is_ascii_uppercase()) {
+                            self.session.ended(Handshake::Failed(TlsFailure::PlainHttp));
                             return Err(self.refuse_plain_http());
                         }
                     }
@@ -130,16 +181,27 @@ impl Transport for TlsSocket<'_> {
             }
             let handshaking = self.session.conn.is_handshaking();
             if let Err(e) = self.session.conn.process_new_packets() {
+                if handshaking {
+                    self.session.ended(Handshake::Failed(failure_of(&e)));
+                }
                 // rustls has queued an alert saying why: send it if the socket takes it.
                 self.flush_now();
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            if handshaking && !self.session.conn.is_handshaking() {
+                let conn = &self.session.conn;
+                let finished = Handshake::Finished {
+                    tls13: conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
+                    resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+                };
+                self.session.ended(finished);
             }
             if handshaking
                 && !self.session.conn.is_handshaking()
                 && !self.session.conn.wants_write()
             {
-                // The client's Finished ended a TLS 1.3 handshake and nothing answers it (no
-                // session tickets yet): acknowledge it now. A client that leaves Nagle on
+                // The client's Finished ended a TLS 1.3 handshake and nothing answers it (a
+                // resumed one sends no new ticket): acknowledge it now. A client that leaves Nagle on
                 // (Python's ssl, for one) holds its request until then, and the kernel would
                 // delay the ACK by 40 ms: measured, 50 ms per new connection instead of 1.4.
                 let _ = crate::sys::ack_now(self.stream);

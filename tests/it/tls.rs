@@ -691,3 +691,125 @@ fn sighup_serves_a_renewed_certificate_and_refuses_a_broken_one() {
     );
     assert_eq!(get_over(&renewed)[0].status, 200);
 }
+
+/// One `openssl s_client` exchange on `port`: a GET with Connection: close, the session saved
+/// to or resumed from `session` (`-sess_out` / `-sess_in`); its stdout.
+fn s_client(port: u16, ca: &str, version: &str, session: (&str, &Path)) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", version, "-ign_eof", "-CAfile"])
+        .arg(ca)
+        .args([
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            session.0,
+        ])
+        .arg(session.1)
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running openssl (it must be installed)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < CLOSE_LIMIT, "s_client still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The sum over workers of the metric lines that start with `prefix` (name and labels but
+/// the worker's).
+fn summed(metrics: &str, name: &str, labels: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A session ticket from one connection resumes the next, over TLS 1.3 and 1.2, whichever
+/// worker each lands on (the ticket keys are shared); /metrics counts full and resumed
+/// handshakes by version, and failed ones by reason.
+#[test]
+fn openssl_resumes_a_session_by_ticket_and_metrics_count_handshakes() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let flags = tls.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start_with(
+        &root,
+        Options {
+            ports: 2,
+            tls_ports: 1,
+            workers: 2,
+            admin: true,
+            extra: &flags,
+            ..Options::default()
+        },
+    );
+    let port = tls_port(&server);
+    let ca = tls.path(&tls.ca);
+    let dir = tempfile::tempdir().unwrap();
+    for (version, name) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+        let session = dir.path().join(format!("{name}.pem"));
+        let first = s_client(port, &ca, version, ("-sess_out", &session));
+        assert!(first.contains(&format!("New, {name}")), "{first}");
+        assert!(first.contains("hello, world"), "{first}");
+        // Several resumptions: with two workers, at least one lands on the other worker.
+        for _ in 0..4 {
+            let again = s_client(port, &ca, version, ("-sess_in", &session));
+            assert!(again.contains(&format!("Reused, {name}")), "{again}");
+            assert!(again.contains("hello, world"), "{again}");
+        }
+    }
+    // Two that fail: plain HTTP, and garbage.
+    let mut plain = connect(port);
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    read_until_closed(&mut plain, CLOSE_LIMIT);
+    let mut garbage = connect(port);
+    garbage
+        .write_all(b"\x16\x03\x01\x00\x08\xff\xff\xff\xff\xff\xff\xff\xff")
+        .unwrap();
+    read_until_closed(&mut garbage, CLOSE_LIMIT);
+
+    let name = "percore_tls_handshakes_total";
+    let expected = [
+        ("version=\"1.3\",kind=\"full\"", 1),
+        ("version=\"1.3\",kind=\"resumed\"", 4),
+        ("version=\"1.2\",kind=\"full\"", 1),
+        ("version=\"1.2\",kind=\"resumed\"", 4),
+    ];
+    let failures = "percore_tls_handshake_failures_total";
+    let started = Instant::now();
+    loop {
+        let metrics = server.metrics();
+        let counted: Vec<u64> = expected
+            .iter()
+            .map(|(labels, _)| summed(&metrics, name, labels))
+            .collect();
+        let failed = (
+            summed(&metrics, failures, "reason=\"plain_http\""),
+            summed(&metrics, failures, "reason=\"malformed\""),
+        );
+        if counted == [1, 4, 1, 4] && failed == (1, 1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "handshakes {counted:?}, failures {failed:?}:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
