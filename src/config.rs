@@ -22,7 +22,7 @@ use crate::access_log;
 use crate::files::{Coding, Codings, Glob, HeaderRule};
 use crate::http::CorsPolicy;
 use crate::log::Level;
-use crate::tls::TlsConfig;
+use crate::tls::{SniCertificate, TlsConfig};
 
 /// The validated server configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +112,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key`: the PEM private key of the chain's first certificate.
     pub tls_key: Option<PathBuf>,
+    /// `[[tls_certificates]]` (config file only): more certificates, chosen by SNI.
+    pub tls_certificates: Vec<SniCertificate>,
     /// `--tls-ports`: the ports that speak TLS, sorted; each one is also in `ports`, and
     /// when there are any, `tls` holds the loaded certificate.
     pub tls_ports: Vec<u16>,
@@ -178,6 +180,7 @@ impl Config {
             ws_close_timeout: Duration::from_secs(5),
             tls_cert: None,
             tls_key: None,
+            tls_certificates: Vec::new(),
             tls_ports: Vec::new(),
             tls: None,
         }
@@ -632,6 +635,10 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
             old.tls_cert != new.tls_cert || old.tls != new.tls,
         ),
         ("tls_key", old.tls_key != new.tls_key),
+        (
+            "tls_certificates",
+            old.tls_certificates != new.tls_certificates,
+        ),
         ("tls_ports", old.tls_ports != new.tls_ports),
     ];
     changed
@@ -709,7 +716,7 @@ fn check_tls(config: &Config) -> Result<Option<TlsConfig>, String> {
         &config.tls_key,
         config.tls_ports.is_empty(),
     ) {
-        (None, None, true) => return Ok(None),
+        (None, None, true) if config.tls_certificates.is_empty() => return Ok(None),
         (Some(cert), Some(key), false) => (cert, key),
         (_, _, true) => {
             return Err("--tls-cert and --tls-key need --tls-ports (tls_ports): \
@@ -736,7 +743,7 @@ fn check_tls(config: &Config) -> Result<Option<TlsConfig>, String> {
             describe_ports(&config.ports)
         ));
     }
-    TlsConfig::load(cert, key).map(Some)
+    TlsConfig::load(cert, key, &config.tls_certificates).map(Some)
 }
 
 /// Applies every key of the TOML file at `path`; errors do not repeat the file name.
@@ -747,6 +754,11 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), String> {
         if key == HEADERS_KEY {
             config.header_rules =
                 parse_header_rules(value).map_err(|why| format!("invalid [[headers]]: {why}"))?;
+            continue;
+        }
+        if key == TLS_CERTIFICATES_KEY {
+            config.tls_certificates = parse_tls_certificates(value)
+                .map_err(|why| format!("invalid [[tls_certificates]]: {why}"))?;
             continue;
         }
         let opt = OPTIONS
@@ -764,8 +776,76 @@ fn apply_file(config: &mut Config, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The config file's one key that is not a flag: a list of tables.
+/// The config file's keys that are not flags: lists of tables.
 const HEADERS_KEY: &str = "headers";
+const TLS_CERTIFICATES_KEY: &str = "tls_certificates";
+
+/// `[[tls_certificates]]` tables, each `names = [...]`, `cert = "FILE"`, `key = "FILE"`.
+fn parse_tls_certificates(value: &toml::Value) -> Result<Vec<SniCertificate>, String> {
+    let Some(tables) = value.as_array() else {
+        return Err(format!(
+            "expected [[tls_certificates]] tables, found {}",
+            value.type_str()
+        ));
+    };
+    let one = |table: &toml::Value| -> Result<SniCertificate, String> {
+        let table = table.as_table().ok_or("expected a table")?;
+        if let Some(other) = table
+            .keys()
+            .find(|k| !["names", "cert", "key"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown key '{other}' (a certificate has names, cert and key)"
+            ));
+        }
+        let path = |key: &str| {
+            table
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("expected {key} = \"FILE\""))
+        };
+        let names = table
+            .get("names")
+            .and_then(toml::Value::as_array)
+            .ok_or("expected names = [\"example.com\", …]")?
+            .iter()
+            .map(|name| {
+                let name = name
+                    .as_str()
+                    .ok_or("a name must be a string")?
+                    .to_ascii_lowercase();
+                let host = name.strip_prefix("*.").unwrap_or(&name);
+                let valid = !host.is_empty()
+                    && host.split('.').all(|label| {
+                        !label.is_empty()
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    });
+                match valid {
+                    true => Ok(name),
+                    false => Err(format!(
+                        "'{name}' is not a host name such as example.com or *.example.com"
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if names.is_empty() {
+            return Err("names is empty".to_owned());
+        }
+        Ok(SniCertificate {
+            names,
+            cert: path("cert")?,
+            key: path("key")?,
+        })
+    };
+    tables
+        .iter()
+        .enumerate()
+        .map(|(i, table)| one(table).map_err(|why| format!("certificate {}: {why}", i + 1)))
+        .collect()
+}
 
 /// `[[headers]]` tables, each `path = "GLOB"` and `set = { Name = "value", … }`.
 fn parse_header_rules(value: &toml::Value) -> Result<Vec<HeaderRule>, String> {
@@ -2240,9 +2320,15 @@ mod tests {
         let glob = Glob::parse("*").unwrap_or_else(|e| panic!("{e}"));
         let rule = HeaderRule::new(glob, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         scrambled.header_rules = vec![rule];
+        scrambled.tls_certificates = vec![SniCertificate {
+            names: vec!["a.example".into()],
+            cert: PathBuf::from("a.pem"),
+            key: PathBuf::from("a.key"),
+        }];
         let mut keys = differences(&defaults, &scrambled);
         let mut expected: Vec<String> = OPTIONS.iter().map(Opt::file_key).collect();
         expected.push(HEADERS_KEY.to_owned());
+        expected.push(TLS_CERTIFICATES_KEY.to_owned());
         keys.sort_unstable();
         expected.sort();
         assert_eq!(keys, expected);

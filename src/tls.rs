@@ -7,52 +7,83 @@
 //! the two files it is given and nothing else, and never touches a socket: the worker's TLS
 //! transport runs the sessions.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::aws_lc_rs::{self, cipher_suite};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::NoServerSessionStorage;
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, ResolvesServerCertUsingSni,
+};
+use rustls::sign::CertifiedKey;
 use rustls::{Error, InconsistentKeys, ServerConfig};
 
 /// The protocol a TLS client is offered by ALPN: HTTP/1.1 only (WebSocket upgrades ride on it).
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// A certificate and key that load and match, as a shared rustls configuration.
+/// A certificate for the server names that ask for it by SNI (`[[tls_certificates]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SniCertificate {
+    /// Host names, lowercase; `*.example.com` stands for one label before `example.com`.
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Certificates and keys that load and match, as a shared rustls configuration.
 #[derive(Clone)]
 pub struct TlsConfig {
     server: Arc<ServerConfig>,
-    /// The chain as loaded, leaf first: what tells two loads apart (a changed key needs a
-    /// changed certificate, since they must match).
-    chain: Vec<CertificateDer<'static>>,
+    /// Every chain as loaded (the default's first, then one per SNI certificate with its
+    /// names): what tells two loads apart (a changed key needs a changed certificate, since
+    /// they must match).
+    chains: Vec<(Vec<String>, Vec<CertificateDer<'static>>)>,
 }
 
 impl TlsConfig {
     /// Reads the PEM chain in `cert` (leaf first, intermediates after it) and the PEM private
-    /// key in `key` (PKCS#8, or RSA PKCS#1, or EC SEC1), and checks that they belong together.
+    /// key in `key` (PKCS#8, or RSA PKCS#1, or EC SEC1), checks that they belong together, and
+    /// does the same for each certificate chosen by SNI, which must also be valid for each of
+    /// its names. `cert` answers clients that send no name, or one no other certificate has.
     /// The error is one line naming the file at fault.
-    pub fn load(cert: &Path, key: &Path) -> Result<TlsConfig, String> {
-        let chain = read_chain(cert)?;
-        let key_der = read_key(key)?;
-        let server = server_config(chain.clone(), key_der).map_err(|e| match e {
-            Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => format!(
-                "the TLS key {} does not match the certificate {} (the first certificate in \
-                 the file must be the server's own)",
-                key.display(),
+    pub fn load(cert: &Path, key: &Path, by_name: &[SniCertificate]) -> Result<TlsConfig, String> {
+        let provider = Arc::new(provider());
+        let (chain, default) = certified_key(cert, key, &provider)?;
+        let mut chains = vec![(Vec::new(), chain)];
+        let mut names = HashMap::new();
+        for sni in by_name {
+            let (chain, certified) = certified_key(&sni.cert, &sni.key, &provider)?;
+            let certified = Arc::new(certified);
+            for name in &sni.names {
+                check_name(name, &certified).map_err(|why| {
+                    format!(
+                        "the TLS certificate {} cannot serve the name {name}: {why}",
+                        sni.cert.display()
+                    )
+                })?;
+                if names.insert(name.clone(), Arc::clone(&certified)).is_some() {
+                    return Err(format!("the TLS name {name} is given to two certificates"));
+                }
+            }
+            chains.push((sni.names.clone(), chain));
+        }
+        let resolver = ByName {
+            default: Arc::new(default),
+            names,
+        };
+        let server = server_config(provider, resolver).map_err(|e| {
+            format!(
+                "cannot set up TLS with the certificate {}: {e}",
                 cert.display()
-            ),
-            other => format!(
-                "cannot use the TLS key {} with the certificate {}: {other}",
-                key.display(),
-                cert.display()
-            ),
+            )
         })?;
         Ok(TlsConfig {
             server: Arc::new(server),
-            chain,
+            chains,
         })
     }
 
@@ -62,10 +93,11 @@ impl TlsConfig {
     }
 }
 
-/// Two loads are equal when they hold the same chain (the key must match its leaf).
+/// Two loads are equal when they hold the same chains for the same names (each key must
+/// match its leaf).
 impl PartialEq for TlsConfig {
     fn eq(&self, other: &Self) -> bool {
-        self.chain == other.chain
+        self.chains == other.chains
     }
 }
 
@@ -73,19 +105,84 @@ impl Eq for TlsConfig {}
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TlsConfig({} certificate(s))", self.chain.len())
+        write!(f, "TlsConfig({} chain(s))", self.chains.len())
     }
 }
 
-/// The protocol settings around one certificate.
-fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<ServerConfig, Error> {
-    let provider = CryptoProvider {
-        // Mozilla's "intermediate" order: AES-128-GCM first (fastest with AES-NI), then
-        // AES-256-GCM, then ChaCha20-Poly1305; TLS 1.2 only with forward secrecy and AEAD.
-        // Certificates of one key type only use the TLS 1.2 suites of that type.
+/// Chooses the certificate by the name the client sends (SNI): an exact name, then the
+/// wildcard for its parent (`*.example.com` for `www.example.com`), then the default, as
+/// nginx's default server answers a name it does not know.
+#[derive(Debug)]
+struct ByName {
+    default: Arc<CertifiedKey>,
+    names: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for ByName {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(sent) = hello.server_name() else {
+            return Some(Arc::clone(&self.default));
+        };
+        if self.names.is_empty() {
+            return Some(Arc::clone(&self.default));
+        }
+        let name = sent.to_ascii_lowercase();
+        let wildcard = || {
+            let (_, parent) = name.split_once('.')?;
+            self.names.get(&format!("*.{parent}"))
+        };
+        let chosen = self
+            .names
+            .get(&name)
+            .or_else(wildcard)
+            .unwrap_or(&self.default);
+        Some(Arc::clone(chosen))
+    }
+}
+
+/// Whether `certified`'s certificate is valid for `name` (for `*.parent`, for a name below
+/// `parent`), as a client would check it.
+fn check_name(name: &str, certified: &Arc<CertifiedKey>) -> Result<(), String> {
+    let probe = match name.strip_prefix("*.") {
+        Some(parent) => format!("percore-sni-check.{parent}"),
+        None => name.to_owned(),
+    };
+    let mut check = ResolvesServerCertUsingSni::new();
+    check
+        .add(&probe, CertifiedKey::clone(certified))
+        .map_err(|e| e.to_string())
+}
+
+/// The chain and key in `cert` and `key`, checked against each other.
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<(Vec<CertificateDer<'static>>, CertifiedKey), String> {
+    let chain = read_chain(cert)?;
+    let key_der = read_key(key)?;
+    let certified =
+        CertifiedKey::from_der(chain.clone(), key_der, provider).map_err(|e| match e {
+            Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => format!(
+                "the TLS key {} does not match the certificate {} (the first certificate in \
+             the file must be the server's own)",
+                key.display(),
+                cert.display()
+            ),
+            other => format!(
+                "cannot use the TLS key {} with the certificate {}: {other}",
+                key.display(),
+                cert.display()
+            ),
+        })?;
+    Ok((chain, certified))
+}
+
+/// aws-lc-rs with Mozilla's "intermediate" order: AES-128-GCM first (fastest with AES-NI),
+/// then AES-256-GCM, then ChaCha20-Poly1305; TLS 1.2 only with forward secrecy and AEAD.
+/// Certificates of one key type only use the TLS 1.2 suites of that type.
+fn provider() -> CryptoProvider {
+    CryptoProvider {
         cipher_suites: vec![
             cipher_suite::TLS13_AES_128_GCM_SHA256,
             cipher_suite::TLS13_AES_256_GCM_SHA384,
@@ -98,11 +195,15 @@ fn server_config(
             cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
         ],
         ..aws_lc_rs::default_provider()
-    };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+    }
+}
+
+/// The protocol settings around the certificates.
+fn server_config(provider: Arc<CryptoProvider>, resolver: ByName) -> Result<ServerConfig, Error> {
+    let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+        .with_cert_resolver(Arc::new(resolver));
     // The server picks the suite by its own order, as TLS scanners expect of a server.
     config.ignore_client_order = true;
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
@@ -159,6 +260,11 @@ pub(crate) mod testing {
     }
 
     pub fn make(alg: &'static rcgen::SignatureAlgorithm) -> Made {
+        make_for(alg, &["localhost"])
+    }
+
+    /// Like [`make`], for the server names `names`.
+    pub fn make_for(alg: &'static rcgen::SignatureAlgorithm, names: &[&str]) -> Made {
         let ca_key = rcgen::KeyPair::generate_for(alg).unwrap_or_else(|e| panic!("{e}"));
         let mut ca_params =
             rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
@@ -168,7 +274,8 @@ pub(crate) mod testing {
             .unwrap_or_else(|e| panic!("{e}"));
         let issuer = rcgen::Issuer::new(ca_params, &ca_key);
         let key = rcgen::KeyPair::generate_for(alg).unwrap_or_else(|e| panic!("{e}"));
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
             .and_then(|params| params.signed_by(&key, &issuer))
             .unwrap_or_else(|e| panic!("{e}"));
         Made {
@@ -188,7 +295,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{make, write};
+    use super::testing::{make, make_for, write};
     use super::*;
 
     #[test]
@@ -198,8 +305,8 @@ mod tests {
             let made = make(alg);
             let cert = write(dir.path(), "chain.pem", &(made.cert.clone() + &made.ca));
             let key = write(dir.path(), "key.pem", &made.key);
-            let loaded = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(loaded.chain.len(), 2);
+            let loaded = TlsConfig::load(&cert, &key, &[]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(loaded.chains[0].1.len(), 2);
             let config = loaded.server_config();
             assert!(config.ignore_client_order);
             assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
@@ -277,11 +384,68 @@ mod tests {
             ),
         ];
         for (cert, key, expected) in cases {
-            match TlsConfig::load(cert, key) {
+            match TlsConfig::load(cert, key, &[]) {
                 Err(got) => assert_eq!(got, expected),
                 Ok(_) => panic!("{} with {} loaded", cert.display(), key.display()),
             }
         }
+    }
+
+    #[test]
+    fn certificates_by_sni_must_be_valid_for_their_names() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let alg = &rcgen::PKCS_ECDSA_P256_SHA256;
+        let base = make(alg);
+        let (cert, key) = (
+            write(dir.path(), "cert.pem", &base.cert),
+            write(dir.path(), "key.pem", &base.key),
+        );
+        let other = make_for(alg, &["a.test", "*.b.test"]);
+        let sni = |names: &[&str]| SniCertificate {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            cert: write(dir.path(), "a.pem", &other.cert),
+            key: write(dir.path(), "a.key", &other.key),
+        };
+        let a = dir.path().join("a.pem");
+        assert!(TlsConfig::load(&cert, &key, &[sni(&["a.test", "*.b.test"])]).is_ok());
+        for (names, expected) in [
+            (
+                &["a.test", "c.test"][..],
+                format!(
+                    "the TLS certificate {} cannot serve the name c.test",
+                    a.display()
+                ),
+            ),
+            (
+                &["*.a.test"][..],
+                format!(
+                    "the TLS certificate {} cannot serve the name *.a.test",
+                    a.display()
+                ),
+            ),
+        ] {
+            let Err(got) = TlsConfig::load(&cert, &key, &[sni(names)]) else {
+                panic!("{names:?} loaded");
+            };
+            assert!(got.starts_with(&expected), "{got}");
+        }
+        let twice = TlsConfig::load(&cert, &key, &[sni(&["a.test"]), sni(&["a.test"])]);
+        assert_eq!(
+            twice.err().as_deref(),
+            Some("the TLS name a.test is given to two certificates")
+        );
+        // Another certificate's key: named like the default's mismatch.
+        let wrong = SniCertificate {
+            key: key.clone(),
+            ..sni(&["a.test"])
+        };
+        let got = TlsConfig::load(&cert, &key, &[wrong])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            got.contains("does not match the certificate") && got.contains("a.pem"),
+            "{got}"
+        );
     }
 
     #[test]
@@ -290,13 +454,13 @@ mod tests {
         let made = make(&rcgen::PKCS_ECDSA_P256_SHA256);
         let cert = write(dir.path(), "cert.pem", &made.cert);
         let key = write(dir.path(), "key.pem", &made.key);
-        let first = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
-        let again = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
+        let first = TlsConfig::load(&cert, &key, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let again = TlsConfig::load(&cert, &key, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(first, again);
         let renewed = make(&rcgen::PKCS_ECDSA_P256_SHA256);
         write(dir.path(), "cert.pem", &renewed.cert);
         write(dir.path(), "key.pem", &renewed.key);
-        let after = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
+        let after = TlsConfig::load(&cert, &key, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(first, after);
     }
 }

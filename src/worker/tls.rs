@@ -471,7 +471,7 @@ mod tests {
         let key = write(dir.path(), "key.pem", &made.key);
         let ca =
             CertificateDer::from_pem_slice(made.ca.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-        let server = TlsConfig::load(&cert, &key).unwrap_or_else(|e| panic!("{e}"));
+        let server = TlsConfig::load(&cert, &key, &[]).unwrap_or_else(|e| panic!("{e}"));
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca).unwrap_or_else(|e| panic!("{e}"));
         let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(

@@ -28,6 +28,10 @@ pub struct TlsFiles {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    /// The CA, to sign more server certificates.
+    ca_params: rcgen::CertificateParams,
+    ca_key: rcgen::KeyPair,
+    alg: &'static rcgen::SignatureAlgorithm,
 }
 
 impl TlsFiles {
@@ -46,7 +50,7 @@ impl TlsFiles {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "percore test CA");
         let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let issuer = rcgen::Issuer::new(ca_params.clone(), &ca_key);
         let key = rcgen::KeyPair::generate_for(alg).expect("server key");
         // An IP address among the names becomes an IP SAN, so https://127.0.0.1 verifies too.
         let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
@@ -57,12 +61,33 @@ impl TlsFiles {
             cert: dir.path().join("fullchain.pem"),
             key: dir.path().join("privkey.pem"),
             dir,
+            ca_params,
+            ca_key,
+            alg,
         };
         // As an ACME client writes them: the server's certificate, then the chain above it.
         std::fs::write(&files.cert, cert.pem() + &ca.pem()).expect("write the chain");
         std::fs::write(&files.key, key.serialize_pem()).expect("write the key");
         std::fs::write(&files.ca, ca.pem()).expect("write the CA");
         files
+    }
+
+    /// Another server certificate (and key) from the same CA, for `names`, written as
+    /// `<stem>.pem` (the certificate alone) and `<stem>.key`.
+    fn another(&self, stem: &str, names: &[&str]) -> (PathBuf, PathBuf, String) {
+        let issuer = rcgen::Issuer::new(self.ca_params.clone(), &self.ca_key);
+        let key = rcgen::KeyPair::generate_for(self.alg).expect("server key");
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names)
+            .and_then(|params| params.signed_by(&key, &issuer))
+            .expect("server certificate");
+        let (cert_path, key_path) = (
+            self.dir.path().join(format!("{stem}.pem")),
+            self.dir.path().join(format!("{stem}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).expect("write the certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write the key");
+        (cert_path, key_path, cert.pem())
     }
 
     fn path(&self, file: &Path) -> String {
@@ -811,5 +836,83 @@ fn openssl_resumes_a_session_by_ticket_and_metrics_count_handshakes() {
             "handshakes {counted:?}, failures {failed:?}:\n{metrics}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The server certificate `openssl s_client` was shown for SNI `name` (none: no SNI), as PEM.
+fn presented(port: u16, name: Option<&str>) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")]);
+    match name {
+        Some(name) => cmd.args(["-servername", name]),
+        None => cmd.arg("-noservername"),
+    };
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running openssl (it must be installed)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let begin = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate shown");
+    let end = text.find("-----END CERTIFICATE-----").expect("its end") + 25;
+    text[begin..end].to_owned()
+}
+
+/// `[[tls_certificates]]`: each name gets its own certificate by SNI (a wildcard name covers
+/// one label), any other name or none the default one; a SIGHUP that swaps one certificate's
+/// file serves the new one.
+#[test]
+fn sni_chooses_the_certificate_and_unknown_names_get_the_default() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let (a_cert, a_key, a_pem) = tls.another("a", &["a.test"]);
+    let (b_cert, b_key, b_pem) = tls.another("b", &["*.b.test"]);
+    let config = tls.dir.path().join("percore.toml");
+    let table = |cert: &Path, key: &Path, names: &str| {
+        format!(
+            "[[tls_certificates]]\nnames = [{names}]\ncert = '{}'\nkey = '{}'\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    std::fs::write(
+        &config,
+        table(&a_cert, &a_key, "'a.test'") + &table(&b_cert, &b_key, "'*.b.test'"),
+    )
+    .unwrap();
+    let mut flags = tls.flags();
+    flags.extend(["--config".to_owned(), tls.path(&config)]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start_with(
+        &root,
+        Options {
+            ports: 2,
+            tls_ports: 1,
+            extra: &flags,
+            ..Options::default()
+        },
+    );
+    let port = tls_port(&server);
+    let default_pem = std::fs::read_to_string(&tls.cert).unwrap();
+    let default_leaf = &default_pem[..default_pem.find("-----END CERTIFICATE-----").unwrap() + 25];
+    assert_eq!(presented(port, Some("a.test")), a_pem.trim());
+    assert_eq!(presented(port, Some("A.TEST")), a_pem.trim());
+    assert_eq!(presented(port, Some("www.b.test")), b_pem.trim());
+    assert_eq!(presented(port, Some("x.www.b.test")), default_leaf);
+    assert_eq!(presented(port, Some("localhost")), default_leaf);
+    assert_eq!(presented(port, Some("unknown.test")), default_leaf);
+    assert_eq!(presented(port, None), default_leaf);
+
+    // Renewed in place: the next handshake after SIGHUP shows the new certificate.
+    let (_, _, renewed) = tls.another("a", &["a.test"]);
+    server.signal("HUP");
+    let started = Instant::now();
+    while presented(port, Some("a.test")) != renewed.trim() {
+        assert!(
+            started.elapsed() < CLOSE_LIMIT,
+            "the renewed certificate is not served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
