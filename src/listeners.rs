@@ -15,6 +15,7 @@
 use std::net::{SocketAddr, TcpListener};
 
 use crate::config::Config;
+use crate::info;
 use crate::sys;
 
 /// A connection that sends nothing is handed to accept after about this long anyway (and then
@@ -35,6 +36,11 @@ pub struct Listener {
 struct Group {
     addr: SocketAddr,
     sockets: Vec<TcpListener>,
+    /// The first socket was passed by a service manager.
+    passed: bool,
+    /// One socket a service manager passed without SO_REUSEPORT: no other can join its
+    /// address, so every worker accepts on it (each takes what it wins).
+    shared: bool,
 }
 
 /// Every listening socket of the process.
@@ -44,11 +50,48 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds every address:port of `config`, `workers` sockets each.
-    pub fn bind(config: &Config, workers: usize) -> Result<Listeners, String> {
+    /// Binds every address:port of `config`, `workers` sockets each, starting from the sockets
+    /// a service manager passed (socket activation), which must be on addresses `config`
+    /// names. A passed socket with SO_REUSEPORT (systemd's `ReusePort=yes`) is the first of
+    /// its group and percore binds the rest beside it; one without is shared by every worker.
+    pub fn bind(
+        config: &Config,
+        workers: usize,
+        inherited: Vec<sys::InheritedListener>,
+    ) -> Result<Listeners, String> {
         let mut listeners = Listeners::default();
+        let wanted = config.listen_addrs();
+        for passed in inherited {
+            let addr = passed.addr;
+            if !wanted.contains(&addr) {
+                return Err(format!(
+                    "the socket on {addr} passed by the service manager (LISTEN_FDS) is not \
+                     one --bind and --ports name; add port {} to --ports (and its address to \
+                     --bind)",
+                    addr.port()
+                ));
+            }
+            sys::set_defer_accept(&passed.socket, DEFER_ACCEPT_SECS)
+                .map_err(|e| format!("TCP_DEFER_ACCEPT on {addr}: {e}"))?;
+            listeners.groups.push(Group {
+                addr,
+                sockets: vec![passed.socket],
+                passed: true,
+                shared: !passed.reuse_port,
+            });
+        }
         listeners.reconcile(config, workers)?;
         Ok(listeners)
+    }
+
+    /// Address:ports listened on with a socket a service manager passed, and whether its
+    /// workers share it (it has no SO_REUSEPORT).
+    pub fn passed(&self) -> Vec<(SocketAddr, bool)> {
+        self.groups
+            .iter()
+            .filter(|g| g.passed)
+            .map(|g| (g.addr, g.shared))
+            .collect()
     }
 
     /// Binds the address:ports `config` adds and the sockets a larger worker count needs. Nothing
@@ -62,15 +105,43 @@ impl Listeners {
         let mut grown: Vec<(usize, Vec<TcpListener>)> = Vec::new();
         for &addr in &wanted {
             let have = self.groups.iter().position(|g| g.addr == addr);
-            let count = have.map_or(0, |i| self.groups[i].sockets.len());
+            let count = match have.and_then(|i| self.groups.get(i)) {
+                Some(group) if group.shared => workers,
+                Some(group) => group.sockets.len(),
+                None => 0,
+            };
             let mut sockets = Vec::new();
             for _ in count..workers {
-                sockets.push(bind_one(addr, backlog)?);
+                match bind_one(addr, backlog) {
+                    Ok(socket) => sockets.push(socket),
+                    // Beside a passed socket, binding takes the right to the port (below
+                    // 1024) and the same user as the one who made it (SO_REUSEPORT): without
+                    // them, the workers share the passed socket.
+                    Err(why)
+                        if have.is_some_and(|i| self.groups.get(i).is_some_and(|g| g.passed)) =>
+                    {
+                        info!(
+                            "{addr}: the workers share the socket the service manager passed \
+                             ({why})"
+                        );
+                        sockets.clear();
+                        if let Some(group) = have.and_then(|i| self.groups.get_mut(i)) {
+                            group.shared = true;
+                        }
+                        break;
+                    }
+                    Err(why) => return Err(why),
+                }
             }
             match have {
                 Some(i) if !sockets.is_empty() => grown.push((i, sockets)),
                 Some(_) => {}
-                None => added.push(Group { addr, sockets }),
+                None => added.push(Group {
+                    addr,
+                    sockets,
+                    passed: false,
+                    shared: false,
+                }),
             }
         }
         for (i, sockets) in grown {
@@ -96,7 +167,7 @@ impl Listeners {
         // A group `config` no longer lists is still here while its old generation hands over.
         for group in self.groups.iter().filter(|g| wanted.contains(&g.addr)) {
             for (j, socket) in group.sockets.iter().enumerate() {
-                if j % workers.max(1) != index {
+                if j % workers.max(1) != index && !group.shared {
                     continue;
                 }
                 let socket = socket
@@ -185,9 +256,46 @@ mod tests {
     }
 
     #[test]
+    fn passed_sockets_are_shared_when_no_socket_may_join_them() {
+        // Made like systemd's socket without ReusePort=yes, but said to have it: binding
+        // beside it fails, and the workers share it.
+        let passed = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = passed.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let inherited = vec![sys::InheritedListener {
+            socket: passed,
+            addr,
+            reuse_port: true,
+        }];
+        let config = config(vec![addr.port()]);
+        let listeners = Listeners::bind(&config, 3, inherited).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sockets(&listeners), [(addr.port(), 1)]);
+        assert_eq!(listeners.passed(), [(addr, true)]);
+        for worker in 0..3 {
+            let mine = listeners
+                .for_worker(worker, 3, &config)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(mine.len(), 1, "worker {worker}");
+        }
+        // A passed socket on an address the configuration does not name is refused.
+        let stray = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let stray_addr = stray.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let refused = Listeners::bind(
+            &config,
+            1,
+            vec![sys::InheritedListener {
+                socket: stray,
+                addr: stray_addr,
+                reuse_port: false,
+            }],
+        );
+        assert!(refused.is_err_and(|e| e.contains("is not one --bind and --ports name")));
+    }
+
+    #[test]
     fn groups_grow_with_workers_and_follow_the_ports() {
         let (a, b) = (free_port(), free_port());
-        let mut listeners = Listeners::bind(&config(vec![a]), 2).unwrap_or_else(|e| panic!("{e}"));
+        let mut listeners =
+            Listeners::bind(&config(vec![a]), 2, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(sockets(&listeners), [(a, 2)]);
         // More workers: more sockets; fewer: the sockets stay (a worker takes two).
         listeners
@@ -223,7 +331,8 @@ mod tests {
     #[test]
     fn a_port_that_cannot_be_bound_changes_nothing() {
         let a = free_port();
-        let mut listeners = Listeners::bind(&config(vec![a]), 1).unwrap_or_else(|e| panic!("{e}"));
+        let mut listeners =
+            Listeners::bind(&config(vec![a]), 1, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         // A plain listener without SO_REUSEPORT on b: percore cannot join it.
         let taken = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let b = taken.local_addr().map(|a| a.port()).unwrap_or(0);

@@ -59,9 +59,22 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         error!("cannot block termination signals: {e}");
         return EXIT_FAILURE;
     }
+    // Socket activation: take the descriptors a service manager passed before anything else.
+    let inherited = match sys::inherited_listeners() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            error!("{e}");
+            return EXIT_FAILURE;
+        }
+    };
     report_open_files_limit(config.workers, config.file_cache_entries);
     // Before binding: SO_REUSEPORT would let the workers join another process's listeners.
-    if let Err(line) = portcheck::check_free(&config.listen_addrs(), &HashSet::new()) {
+    // Sockets passed to this process are its own.
+    let passed = match inherited.is_empty() {
+        true => HashSet::new(),
+        false => portcheck::own_socket_inodes(),
+    };
+    if let Err(line) = portcheck::check_free(&config.listen_addrs(), &passed) {
         error!("{line}");
         return EXIT_FAILURE;
     }
@@ -73,13 +86,22 @@ pub fn run(config: Config, reload: Reload) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let listeners = match Listeners::bind(&config, config.workers) {
+    let listeners = match Listeners::bind(&config, config.workers, inherited) {
         Ok(listeners) => listeners,
         Err(line) => {
             error!("{line}");
             return EXIT_FAILURE;
         }
     };
+    for (addr, shared) in listeners.passed() {
+        match shared {
+            false => info!("{addr}: listening on the socket the service manager passed"),
+            true => info!(
+                "{addr}: listening on the socket the service manager passed, shared by the \
+                 workers (it has no SO_REUSEPORT: ReusePort=yes gives each worker its own)"
+            ),
+        }
+    }
     let cpus = match sys::allowed_cpus() {
         Ok(cpus) if !cpus.is_empty() => cpus,
         Ok(_) | Err(_) => {

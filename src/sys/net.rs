@@ -31,6 +31,63 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListe
     Ok(socket.into())
 }
 
+/// A listening socket handed over by a service manager (systemd's socket activation).
+#[derive(Debug)]
+pub struct InheritedListener {
+    pub socket: TcpListener,
+    pub addr: SocketAddr,
+    /// It has SO_REUSEPORT (`ReusePort=yes`), so more sockets can join it on its address.
+    pub reuse_port: bool,
+}
+
+/// The first descriptor systemd passes (sd_listen_fds(3): SD_LISTEN_FDS_START).
+const LISTEN_FDS_START: i32 = 3;
+
+/// The listening TCP sockets passed by `$LISTEN_FDS` when `$LISTEN_PID` is this process, as
+/// sd_listen_fds(3) hands them (descriptors 3, 4, …), made non-blocking and close-on-exec.
+/// Call it once, before anything else opens a descriptor: it takes ownership of them. A
+/// passed descriptor that is not a listening TCP socket is an error naming it.
+pub fn inherited_listeners() -> io::Result<Vec<InheritedListener>> {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.trim().parse::<i32>().ok())
+        .unwrap_or(0);
+    if !for_us || count <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut inherited = Vec::new();
+    for fd in LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count) {
+        // SAFETY: fcntl F_GETFD only reads the descriptor's flags; it fails with EBADF on a
+        // number that is not open, and then nothing is taken.
+        syscall!(fcntl(fd, libc::F_GETFD)).map_err(|e| passed_error(fd, &e.to_string()))?;
+        // SAFETY: the service manager passed `fd` to this process for it to own (LISTEN_PID
+        // names us), it is open (checked above), and this is the only place that takes it.
+        let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let listening = socket.is_listener().unwrap_or(false);
+        let addr = socket.local_addr().ok().and_then(|a| a.as_socket());
+        let (true, Some(addr), Ok(Type::STREAM)) = (listening, addr, socket.r#type()) else {
+            return Err(passed_error(fd, "not a listening TCP socket"));
+        };
+        socket.set_nonblocking(true)?;
+        socket.set_cloexec(true)?;
+        let reuse_port = socket.reuse_port().unwrap_or(false);
+        inherited.push(InheritedListener {
+            socket: socket.into(),
+            addr,
+            reuse_port,
+        });
+    }
+    Ok(inherited)
+}
+
+fn passed_error(fd: i32, why: &str) -> io::Error {
+    io::Error::other(format!("descriptor {fd} from LISTEN_FDS: {why}"))
+}
+
 /// TCP_DEFER_ACCEPT (nginx's `listen … deferred`): accept returns a connection only once its
 /// first bytes have arrived (or after about `secs` seconds of silence), so the caller can read
 /// the request at once instead of waiting for another epoll round.
