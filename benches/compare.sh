@@ -8,6 +8,9 @@
 #   app.js.gz: percore --precompressed --compress off, so that both send app.js.gz, nginx
 #   gzip_static on) js-br (Accept-Encoding: br: with BASELINE_BIN, percore's compression on
 #   the fly, once, which the default build does; nginx has no brotli and sends the script)
+#   tls-small tls-1m tls-close (HTTPS, TLS 1.3 TLS_AES_128_GCM_SHA256, one ECDSA P-256
+#   certificate for both; nginx with ssl_session_cache and tickets; tls-close asks for a new
+#   connection per request, which wrk resumes from its TLS session)
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE)
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
@@ -50,7 +53,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
 WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
 COMMAND_LINE="$0 $*"
 
 usage() {
@@ -65,6 +68,8 @@ workload_spec() {
     4k) echo "50|/4k.bin" ;;
     1m) echo "50|/1m.bin" ;;
     js | js-gz | js-br) echo "50|/app.js" ;;
+    tls-small | tls-close) echo "50|/small.html" ;;
+    tls-1m) echo "50|/1m.bin" ;;
     *) return 1 ;;
     esac
 }
@@ -83,6 +88,7 @@ ws_spec() {
 }
 
 is_ws() { [[ "$1" == ws* ]]; }
+is_tls() { [[ "$1" == tls-* ]]; }
 
 # The servers a workload compares, in the order of odd rounds.
 servers_for() {
@@ -113,6 +119,9 @@ workload_title() {
     js) echo "10 KiB script keep-alive, 50 conns" ;;
     js-gz) echo "same script, Accept-Encoding: br, gzip (its .gz), 50 conns" ;;
     js-br) echo "same script, Accept-Encoding: br (percore: compressed once; nginx: plain)" ;;
+    tls-small) echo "HTTPS small (150 B) keep-alive, 50 conns" ;;
+    tls-1m) echo "HTTPS 1 MiB keep-alive, 50 conns" ;;
+    tls-close) echo "HTTPS small, new (resumed) TLS connection per request, 50 conns" ;;
     esac
 }
 
@@ -140,7 +149,7 @@ done
 [[ "$WS_PIPELINE" =~ ^[1-9][0-9]*$ ]] || die "WS_PIPELINE must be a positive integer"
 
 # Which servers and load generators the chosen workloads need.
-NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0
+NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0 NEED_TLS=0
 HTTP_WORKLOADS=() WS_WORKLOADS=()
 for w in "${WORKLOADS[@]}"; do
     if is_ws "$w"; then
@@ -149,6 +158,7 @@ for w in "${WORKLOADS[@]}"; do
         case " $(servers_for "$w") " in *" tokio "*) NEED_TOKIO=1 ;; esac
     else
         NEED_WRK=1
+        if is_tls "$w"; then NEED_TLS=1; fi
         case " $(servers_for "$w") " in *" nginx "*) NEED_NGINX=1 ;; esac
         HTTP_WORKLOADS+=("$w")
     fi
@@ -288,8 +298,19 @@ wait_until_serving() {
 }
 
 PERCORE_PORT=$(pick_free_port 18080)
+# HTTPS: one ECDSA P-256 certificate for every server, and one more port each.
+TLS_FLAGS=() PERCORE_TLS_PORT="" BASELINE_TLS_PORT="" NGINX_TLS_PORT=""
+if [ "$NEED_TLS" = 1 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -keyout "$TMP/key.pem" -out "$TMP/cert.pem" -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null ||
+        die "openssl could not make a test certificate"
+    PERCORE_TLS_PORT=$(pick_free_port $((PERCORE_PORT + 10)))
+    TLS_FLAGS=(--tls-ports "$PERCORE_TLS_PORT" --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem")
+fi
 # shellcheck disable=SC2086 # PERCORE_FLAGS is a list of words
-taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 --ports "$PERCORE_PORT" \
+taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 \
+    --ports "$PERCORE_PORT${PERCORE_TLS_PORT:+,$PERCORE_TLS_PORT}" "${TLS_FLAGS[@]}" \
     --workers "$WORKERS" --root "$ROOT" --admin off --log-level warn ${PERCORE_FLAGS:-} \
     $([ -n "${BASELINE_BIN:-}" ] || echo --precompressed br,zstd,gzip --compress off) \
     >"$TMP/percore.log" 2>&1 &
@@ -299,7 +320,13 @@ wait_until_serving percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
 BASELINE_PORT=""
 if [ -n "${BASELINE_BIN:-}" ]; then
     BASELINE_PORT=$(pick_free_port $((PERCORE_PORT + 3)))
-    taskset -c "$SERVER_CPUS" "$BASELINE_BIN" --bind 127.0.0.1 --ports "$BASELINE_PORT" \
+    BASELINE_TLS_FLAGS=()
+    if [ "$NEED_TLS" = 1 ]; then
+        BASELINE_TLS_PORT=$(pick_free_port $((PERCORE_PORT + 13)))
+        BASELINE_TLS_FLAGS=(--tls-ports "$BASELINE_TLS_PORT" --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem")
+    fi
+    taskset -c "$SERVER_CPUS" "$BASELINE_BIN" --bind 127.0.0.1 \
+        --ports "$BASELINE_PORT${BASELINE_TLS_PORT:+,$BASELINE_TLS_PORT}" "${BASELINE_TLS_FLAGS[@]}" \
         --workers "$WORKERS" --root "$ROOT" --admin off --log-level warn \
         >"$TMP/baseline.log" 2>&1 &
     BASELINE_PID=$!
@@ -313,6 +340,25 @@ fi
 NGINX_PORT=""
 if [ "$NEED_NGINX" = 1 ]; then
     NGINX_PORT=$(pick_free_port $((PERCORE_PORT + 1)))
+    mkdir -p "$TMP/nginx.d"
+    if [ "$NEED_TLS" = 1 ]; then
+        NGINX_TLS_PORT=$(pick_free_port $((PERCORE_PORT + 11)))
+        # The same protocol, suite and certificate as percore's; a session cache and tickets,
+        # as percore resumes by tickets.
+        cat >"$TMP/nginx.d/tls.conf" <<NGINX_TLS
+server {
+    listen 127.0.0.1:$NGINX_TLS_PORT ssl reuseport deferred;
+    ssl_certificate $TMP/cert.pem;
+    ssl_certificate_key $TMP/key.pem;
+    ssl_protocols TLSv1.3;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+    root $ROOT;
+    index index.html;
+}
+NGINX_TLS
+    fi
     sed -e "s|@WORKERS@|$WORKERS|g" -e "s|@TMP@|$TMP|g" -e "s|@PORT@|$NGINX_PORT|g" \
         -e "s|@ROOT@|$ROOT|g" "$BENCH_DIR/nginx.conf.in" >"$TMP/nginx.conf"
     nginx -t -q -p "$TMP" -e "$TMP/nginx-error.log" -c "$TMP/nginx.conf" -g 'daemon off;' ||
@@ -330,6 +376,17 @@ if [ "$NEED_NGINX" = 1 ]; then
         done
         curl -fsS -H 'Accept-Encoding: br, gzip' "http://127.0.0.1:$port/app.js" |
             cmp -s - "$ROOT/app.js.gz" || die "server on port $port did not send app.js.gz"
+    done
+fi
+
+# Over TLS too, every server must send the same bytes.
+if [ "$NEED_TLS" = 1 ]; then
+    for port in $PERCORE_TLS_PORT $BASELINE_TLS_PORT $NGINX_TLS_PORT; do
+        for file in small.html 1m.bin; do
+            curl -fsS --cacert "$TMP/cert.pem" "https://localhost:$port/$file" \
+                --resolve "localhost:$port:127.0.0.1" | cmp -s - "$ROOT/$file" ||
+                die "the TLS server on port $port returned a different body for /$file"
+        done
     done
 fi
 
@@ -382,6 +439,13 @@ server_pid() {
     baseline) echo "$BASELINE_PID" ;;
     nginx) echo "$NGINX_PID" ;;
     tokio) echo "$TOKIO_PID" ;;
+    esac
+}
+server_tls_port() {
+    case "$1" in
+    percore) echo "$PERCORE_TLS_PORT" ;;
+    baseline) echo "$BASELINE_TLS_PORT" ;;
+    nginx) echo "$NGINX_TLS_PORT" ;;
     esac
 }
 server_port() {
@@ -441,12 +505,16 @@ run_wrk() {
     IFS='|' read -r conns path <<<"$(workload_spec "$workload")"
     local args=(-t"$WRK_THREADS" -c"$conns" -d"${seconds}s" --latency)
     case "$workload" in
-    close) args+=(-H 'Connection: close') ;;
+    close | tls-close) args+=(-H 'Connection: close') ;;
     js-gz) args+=(-H 'Accept-Encoding: br, gzip') ;;
     js-br) args+=(-H 'Accept-Encoding: br') ;;
     pipeline16) args+=(-s "$BENCH_DIR/pipeline.lua") ;;
     esac
-    args+=("http://127.0.0.1:$(server_port "$server")$path")
+    if is_tls "$workload"; then
+        args+=("https://127.0.0.1:$(server_tls_port "$server")$path")
+    else
+        args+=("http://127.0.0.1:$(server_port "$server")$path")
+    fi
     [ "$workload" = pipeline16 ] && args+=(-- 16)
     taskset -c "$CLIENT_CPUS" wrk "${args[@]}" 2>&1
 }
