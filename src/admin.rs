@@ -9,7 +9,9 @@
 //! client that connects and says nothing delays nobody else's scrape. Must never touch the
 //! workers' sockets or state: it only calls the [`Endpoints`] closures it is given, and it
 //! never panics on client input. Every connection gets one response and is closed; a client
-//! gets at most 2 seconds to send its request head.
+//! gets at most 2 seconds to send its request head, which the server's own `http` layer
+//! parses (no second HTTP parser: the same grammar, limits and statuses as the file server),
+//! and `HeadWriter` writes the answer's head.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -18,7 +20,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::http::{http_date, HeadWriter, Status, Version};
+use crate::conn::Refusal;
+use crate::http::{
+    self, http_date, HeadWriter, Limits, Method, Parse, RequestError, Status, Version,
+};
 
 /// Most connections served at once; more wait in the listen backlog until one ends (within
 /// about 2.2 s: the read timeout, then the drain).
@@ -177,37 +182,42 @@ fn drain(stream: &mut TcpStream) {
 }
 
 /// The response to the request head at the start of `buf`, or `None` while it is incomplete.
-/// `buf` never holds more than [`HEAD_LIMIT`] bytes.
+/// `buf` never holds more than [`HEAD_LIMIT`] bytes. The head is parsed by the server's own
+/// `http` layer, with its limits and its statuses for what breaks them.
 fn answer(buf: &[u8], endpoints: &Endpoints) -> Option<Vec<u8>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {
-            let method = request.method.unwrap_or("");
-            let path = request.path.unwrap_or("");
-            Some(route(method, path, endpoints))
-        }
-        Ok(httparse::Status::Partial) if buf.len() < HEAD_LIMIT => None,
-        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-            Some(text_response(
-                Status::HEADER_FIELDS_TOO_LARGE,
-                "request header fields too large\n",
-                false,
-            ))
-        }
-        Err(_) => Some(text_response(Status::BAD_REQUEST, "bad request\n", false)),
+    let limits = Limits {
+        max_request_line: HEAD_LIMIT,
+        max_head: HEAD_LIMIT,
+        max_headers: MAX_HEADERS,
+        // A body is read and dropped after the answer, whatever its size says.
+        max_body: u64::MAX,
+    };
+    let mut head = buf.to_vec();
+    match http::parse_request(&mut head, &limits) {
+        Ok(Parse::Complete(request)) => Some(route(request.method, request.path, endpoints)),
+        Ok(Parse::Partial) if buf.len() < HEAD_LIMIT => None,
+        Ok(Parse::Partial) => Some(refused(RequestError::HeadersTooLarge)),
+        Err(error) => Some(refused(error)),
     }
 }
 
-fn route(method: &str, target: &str, endpoints: &Endpoints) -> Vec<u8> {
+/// The answer to a head the `http` layer refuses: its status, and its reason as the body.
+fn refused(error: RequestError) -> Vec<u8> {
+    text_response(
+        Refusal::Request(error).status(),
+        &format!("{error}\n"),
+        false,
+    )
+}
+
+fn route(method: Method, path: &[u8], endpoints: &Endpoints) -> Vec<u8> {
     let head_only = match method {
-        "GET" => false,
-        "HEAD" => true,
+        Method::Get => false,
+        Method::Head => true,
         _ => return text_response(Status::METHOD_NOT_ALLOWED, "method not allowed\n", false),
     };
-    let path = target.split('?').next().unwrap_or(target);
     match path {
-        "/metrics" => match catch_unwind(AssertUnwindSafe(&endpoints.metrics)) {
+        b"/metrics" => match catch_unwind(AssertUnwindSafe(&endpoints.metrics)) {
             Ok(body) => response(Status::OK, METRICS_TYPE, &[], &body, head_only),
             Err(_) => text_response(
                 Status::INTERNAL_SERVER_ERROR,
@@ -215,7 +225,7 @@ fn route(method: &str, target: &str, endpoints: &Endpoints) -> Vec<u8> {
                 head_only,
             ),
         },
-        "/status.json" => {
+        b"/status.json" => {
             let headers = [CROSS_ORIGIN, NO_STORE];
             match catch_unwind(AssertUnwindSafe(&endpoints.status)) {
                 Ok(body) => response(Status::OK, JSON_TYPE, &headers, &body, head_only),
@@ -229,8 +239,8 @@ fn route(method: &str, target: &str, endpoints: &Endpoints) -> Vec<u8> {
             }
         }
         // Liveness: this thread answering is the whole check.
-        "/healthz" => text_response(Status::OK, "ok\n", head_only),
-        "/readyz" => match catch_unwind(AssertUnwindSafe(&endpoints.ready)) {
+        b"/healthz" => text_response(Status::OK, "ok\n", head_only),
+        b"/readyz" => match catch_unwind(AssertUnwindSafe(&endpoints.ready)) {
             Ok(Ok(())) => text_response(Status::OK, "ready\n", head_only),
             Ok(Err(why)) => text_response(
                 Status::SERVICE_UNAVAILABLE,
@@ -243,7 +253,7 @@ fn route(method: &str, target: &str, endpoints: &Endpoints) -> Vec<u8> {
                 head_only,
             ),
         },
-        "/" => text_response(Status::OK, INDEX, head_only),
+        b"/" => text_response(Status::OK, INDEX, head_only),
         _ => text_response(Status::NOT_FOUND, "not found\n", head_only),
     }
 }
@@ -350,7 +360,7 @@ mod tests {
         check(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", get.clone());
         check(b"GET /metrics?name[]=x HTTP/1.0\r\n\r\n", get);
         let head = Some(expected("200 OK", METRICS_TYPE, "", METRICS, true));
-        check(b"HEAD /metrics HTTP/1.1\r\n\r\n", head);
+        check(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", head);
     }
 
     const STATUS_FIELDS: &str = "Access-Control-Allow-Origin: *\r\nCache-Control: no-store\r\n";
@@ -359,27 +369,35 @@ mod tests {
     fn status_json_get_and_head_readable_cross_origin_never_cached() {
         let get = Some(expected("200 OK", JSON_TYPE, STATUS_FIELDS, STATUS, false));
         check(b"GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n", get.clone());
-        let with_origin = b"GET /status.json?t=1 HTTP/1.1\r\nOrigin: http://127.0.0.1:8001\r\n\r\n";
+        let with_origin =
+            b"GET /status.json?t=1 HTTP/1.1\r\nHost: x\r\nOrigin: http://127.0.0.1:8001\r\n\r\n";
         check(with_origin, get);
         let head = Some(expected("200 OK", JSON_TYPE, STATUS_FIELDS, STATUS, true));
-        check(b"HEAD /status.json HTTP/1.1\r\n\r\n", head);
+        check(b"HEAD /status.json HTTP/1.1\r\nHost: x\r\n\r\n", head);
         check(
-            b"GET /status.json/ HTTP/1.1\r\n\r\n",
+            b"GET /status.json/ HTTP/1.1\r\nHost: x\r\n\r\n",
             text("404 Not Found", "not found\n"),
         );
         // Only the status page's JSON is readable by other origins.
-        let metrics = answer(b"GET /metrics HTTP/1.1\r\n\r\n", &endpoints()).unwrap_or_default();
+        let metrics =
+            answer(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &endpoints()).unwrap_or_default();
         assert!(!String::from_utf8_lossy(&metrics).contains("Access-Control"));
     }
 
     #[test]
     fn healthz_and_readyz() {
-        check(b"GET /healthz HTTP/1.1\r\n\r\n", text("200 OK", "ok\n"));
-        check(b"GET /readyz HTTP/1.1\r\n\r\n", text("200 OK", "ready\n"));
+        check(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+            text("200 OK", "ok\n"),
+        );
+        check(
+            b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n",
+            text("200 OK", "ready\n"),
+        );
         let head = Some(expected("200 OK", TEXT_TYPE, "", "ready\n", true));
-        check(b"HEAD /readyz?verbose HTTP/1.1\r\n\r\n", head);
+        check(b"HEAD /readyz?verbose HTTP/1.1\r\nHost: x\r\n\r\n", head);
         let draining = Endpoints::new(render, status, || Err("draining"));
-        let got = answer(b"GET /readyz HTTP/1.1\r\n\r\n", &draining).map(undated);
+        let got = answer(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", &draining).map(undated);
         let want = expected(
             "503 Service Unavailable",
             TEXT_TYPE,
@@ -388,7 +406,7 @@ mod tests {
             false,
         );
         assert_eq!(got.as_deref(), Some(&want[..]));
-        let healthy = answer(b"GET /healthz HTTP/1.1\r\n\r\n", &draining).map(undated);
+        let healthy = answer(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", &draining).map(undated);
         assert_eq!(
             healthy,
             text("200 OK", "ok\n"),
@@ -397,7 +415,7 @@ mod tests {
         let panicking = Endpoints::new(render, status, || -> Result<(), &'static str> {
             panic!("bug")
         });
-        let got = undated(route("GET", "/readyz", &panicking));
+        let got = undated(route(Method::Get, b"/readyz", &panicking));
         let want = expected(
             "500 Internal Server Error",
             TEXT_TYPE,
@@ -410,17 +428,17 @@ mod tests {
 
     #[test]
     fn index_and_not_found() {
-        check(b"GET / HTTP/1.1\r\n\r\n", text("200 OK", INDEX));
+        check(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", text("200 OK", INDEX));
         check(
-            b"GET /nope HTTP/1.1\r\n\r\n",
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
             text("404 Not Found", "not found\n"),
         );
         check(
-            b"GET /metrics/ HTTP/1.1\r\n\r\n",
+            b"GET /metrics/ HTTP/1.1\r\nHost: x\r\n\r\n",
             text("404 Not Found", "not found\n"),
         );
         check(
-            b"HEAD /x HTTP/1.1\r\n\r\n",
+            b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n",
             Some(expected(
                 "404 Not Found",
                 TEXT_TYPE,
@@ -435,7 +453,7 @@ mod tests {
     fn other_methods_get_405() {
         let allow = "Allow: GET, HEAD\r\n";
         for method in ["POST", "PUT", "DELETE", "get"] {
-            let request = format!("{method} /metrics HTTP/1.1\r\n\r\n");
+            let request = format!("{method} /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
             check(
                 request.as_bytes(),
                 Some(expected(
@@ -458,16 +476,23 @@ mod tests {
     }
 
     #[test]
-    fn malformed_heads_get_400() {
-        let bad = text("400 Bad Request", "bad request\n");
-        for request in [
-            &b"GET /metrics HTTP/9.9\r\n\r\n"[..],
-            b"GET\r\n\r\n",
-            b"\x00\x01\x02\r\n\r\n",
-            b"GET /metrics HTTP/1.1\r\nBad Header\r\n\r\n",
-            b"GET /me trics HTTP/1.1\r\n\r\n",
+    fn malformed_heads_get_the_http_layers_status() {
+        for (request, status) in [
+            (&b"GET /metrics HTTP/9.9\r\nHost: x\r\n\r\n"[..], "505 "),
+            (b"GET\r\n\r\n", "400 "),
+            (b"\x00\x01\x02\r\n\r\n", "400 "),
+            (b"GET /metrics HTTP/1.1\r\nBad Header\r\n\r\n", "400 "),
+            (b"GET /me trics HTTP/1.1\r\nHost: x\r\n\r\n", "400 "),
+            // HTTP/1.1 without Host: RFC 9112 §3.2, as the file server answers it.
+            (b"GET /metrics HTTP/1.1\r\n\r\n", "400 "),
         ] {
-            check(request, bad.clone());
+            let got = answer(request, &endpoints()).unwrap_or_default();
+            let got = String::from_utf8_lossy(&got);
+            assert!(
+                got.starts_with(&format!("HTTP/1.1 {status}")),
+                "{request:?}: {got}"
+            );
+            assert!(got.contains("Connection: close\r\n"), "{got}");
         }
     }
 
@@ -475,7 +500,7 @@ mod tests {
     fn oversized_heads_get_431() {
         let too_large = text(
             "431 Request Header Fields Too Large",
-            "request header fields too large\n",
+            "header section too large\n",
         );
         let mut long = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
         long.resize(HEAD_LIMIT, b'a');
@@ -493,7 +518,7 @@ mod tests {
     fn render_panic_gives_500() {
         let fail = || -> String { panic!("render failed") };
         let panicking = Endpoints::new(fail, fail, || Ok(()));
-        let got = undated(route("GET", "/metrics", &panicking));
+        let got = undated(route(Method::Get, b"/metrics", &panicking));
         let want = expected(
             "500 Internal Server Error",
             TEXT_TYPE,
@@ -506,7 +531,7 @@ mod tests {
             String::from_utf8_lossy(&want)
         );
         // Still readable cross-origin, so the status page can show what went wrong.
-        let got = undated(route("GET", "/status.json", &panicking));
+        let got = undated(route(Method::Get, b"/status.json", &panicking));
         let want = expected(
             "500 Internal Server Error",
             TEXT_TYPE,
@@ -560,17 +585,17 @@ mod tests {
                 .into_owned()
         };
         assert_eq!(
-            exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n", false),
+            exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", false),
             want(false)
         );
         assert_eq!(
-            exchange(addr, b"HEAD /metrics HTTP/1.1\r\n\r\n", false),
+            exchange(addr, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", false),
             want(true)
         );
         // A truncated request gets no answer and does not stop the server.
         assert_eq!(exchange(addr, b"GET /metr", true), "");
         // A body after the head is drained, not answered with a reset.
-        let with_body = b"GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        let with_body = b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
         assert_eq!(exchange(addr, with_body, false), want(false));
         let mut junk = vec![b'x'; 3 * HEAD_LIMIT];
         junk.extend_from_slice(b"\r\n\r\n");
@@ -580,7 +605,7 @@ mod tests {
             "{reply}"
         );
         assert_eq!(
-            exchange(addr, b"GET / HTTP/1.1\r\n\r\n", false),
+            exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false),
             String::from_utf8_lossy(&expected("200 OK", TEXT_TYPE, "", INDEX, false))
         );
     }
@@ -600,7 +625,8 @@ mod tests {
             "{waited:?}"
         );
         assert!(waited < READ_TIMEOUT * 3, "{waited:?}");
-        assert!(exchange(addr, b"GET / HTTP/1.1\r\n\r\n", false).starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false)
+            .starts_with("HTTP/1.1 200 OK\r\n"));
     }
 
     /// Silent clients hold threads of their own: a scrape is answered while all of them are
@@ -611,7 +637,7 @@ mod tests {
         let silent: Vec<TcpStream> = (0..MAX_CLIENTS - 1)
             .map(|_| TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}")))
             .collect();
-        let reply = exchange(addr, b"GET /healthz HTTP/1.1\r\n\r\n", false);
+        let reply = exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", false);
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
         for mut stream in silent {
             let _ = stream.set_nonblocking(true);
@@ -633,7 +659,7 @@ mod tests {
         assert_eq!(err, Some(io::ErrorKind::AddrInUse));
         drop(taken);
         spawn(addr, endpoints()).unwrap_or_else(|e| panic!("spawn on a free port: {e}"));
-        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n", false);
+        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", false);
         assert_eq!(
             reply,
             String::from_utf8_lossy(&expected("200 OK", METRICS_TYPE, "", METRICS, false))

@@ -787,7 +787,8 @@ mod tests {
         let (reports, _) = crossbeam_channel::unbounded();
         let (events, _) = crossbeam_channel::unbounded();
         let (_, start) = crossbeam_channel::unbounded();
-        let listeners = crate::listeners::Listeners::bind(&config, 1, Vec::new()).expect("listeners");
+        let listeners =
+            crate::listeners::Listeners::bind(&config, 1, Vec::new()).expect("listeners");
         let mine = listeners.for_worker(0, 1, &config).expect("a share");
         let setup = WorkerSetup {
             id: WorkerId {
