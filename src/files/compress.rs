@@ -76,6 +76,20 @@ pub fn compress(coding: Coding, bytes: &[u8]) -> Option<Vec<u8>> {
     (compressed.len() < bytes.len()).then_some(compressed)
 }
 
+/// `len` bytes with no redundancy for a compressor to remove (xorshift64), for tests.
+#[cfg(test)]
+pub(crate) fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,16 +154,7 @@ mod tests {
 
     #[test]
     fn output_that_is_not_smaller_is_refused() {
-        // xorshift64: bytes with no redundancy to remove.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 32) as u8
-            })
-            .collect();
+        let noise = noise(4096);
         assert_eq!(compress(Coding::Gzip, &noise), None);
         assert_eq!(compress(Coding::Zstd, &text(4096)), None);
         assert!(!can_make(Coding::Zstd) && can_make(Coding::Br) && can_make(Coding::Gzip));

@@ -1585,15 +1585,7 @@ mod tests {
         )
         .expect("write");
         // Text without redundancy: not smaller compressed, so sent as it is from then on.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let noise: Vec<u8> = (0..3000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as u8
-            })
-            .collect();
+        let noise = files::compress::noise(3000);
         std::fs::write(dir.path().join("noise.txt"), &noise).expect("write");
         for path in ["/tiny.css", "/pic.png", "/big.html"] {
             let seen = fetch(&mut files, path, "Accept-Encoding: gzip, br\r\n", NOW);
