@@ -31,5 +31,6 @@ pub mod sdnotify;
 pub mod supervisor;
 pub mod sys;
 pub mod tls;
+pub mod upgrade;
 pub mod worker;
 pub mod ws;

@@ -13,6 +13,7 @@
 //! workers, and handing out duplicates. It never accepts a connection.
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::config::Config;
 use crate::info;
@@ -73,12 +74,16 @@ impl Listeners {
             }
             sys::set_defer_accept(&passed.socket, DEFER_ACCEPT_SECS)
                 .map_err(|e| format!("TCP_DEFER_ACCEPT on {addr}: {e}"))?;
-            listeners.groups.push(Group {
-                addr,
-                sockets: vec![passed.socket],
-                passed: true,
-                shared: !passed.reuse_port,
-            });
+            // A binary upgrade passes every socket of a group.
+            match listeners.groups.iter_mut().find(|g| g.addr == addr) {
+                Some(group) => group.sockets.push(passed.socket),
+                None => listeners.groups.push(Group {
+                    addr,
+                    sockets: vec![passed.socket],
+                    passed: true,
+                    shared: !passed.reuse_port,
+                }),
+            }
         }
         listeners.reconcile(config, workers)?;
         Ok(listeners)
@@ -181,6 +186,14 @@ impl Listeners {
             }
         }
         Ok(mine)
+    }
+
+    /// Every listening socket, for a binary upgrade to hand over.
+    pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.sockets.iter().map(AsFd::as_fd))
+            .collect()
     }
 
     /// The addresses listened on.

@@ -59,14 +59,24 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         error!("cannot block termination signals: {e}");
         return EXIT_FAILURE;
     }
-    // Socket activation: take the descriptors a service manager passed before anything else.
-    let inherited = match sys::inherited_listeners() {
+    // Socket activation, or a binary upgrade: take the descriptors passed to this process
+    // before anything else.
+    let mut upgrade_from = match crate::upgrade::Inherited::take() {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            error!("binary upgrade: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let mut inherited = match sys::inherited_listeners() {
         Ok(inherited) => inherited,
         Err(e) => {
             error!("{e}");
             return EXIT_FAILURE;
         }
     };
+    inherited.append(&mut upgrade_from.listeners);
+    let inherited_admin = upgrade_from.admin.take();
     report_open_files_limit(config.workers, config.file_cache_entries);
     // Before binding: SO_REUSEPORT would let the workers join another process's listeners.
     // Sockets passed to this process are its own.
@@ -95,10 +105,10 @@ pub fn run(config: Config, reload: Reload) -> i32 {
     };
     for (addr, shared) in listeners.passed() {
         match shared {
-            false => info!("{addr}: listening on the socket the service manager passed"),
+            false => info!("{addr}: listening on the passed socket(s) (LISTEN_FDS, or an upgrade)"),
             true => info!(
-                "{addr}: listening on the socket the service manager passed, shared by the \
-                 workers (it has no SO_REUSEPORT: ReusePort=yes gives each worker its own)"
+                "{addr}: listening on the passed socket (LISTEN_FDS), shared by the workers \
+                 (it has no SO_REUSEPORT: ReusePort=yes gives each worker its own)"
             ),
         }
     }
@@ -145,8 +155,18 @@ pub fn run(config: Config, reload: Reload) -> i32 {
 
     let totals = Arc::new(Mutex::new(Totals::new(config.workers)));
     let state = Arc::new(AtomicU8::new(STARTING));
+    let mut admin_listener = None;
     if let Some(addr) = config.admin {
-        if let Err(e) = spawn_admin(addr, &totals, &state, started) {
+        let bound = match inherited_admin {
+            Some(listener) => Ok(listener),
+            None => std::net::TcpListener::bind(addr),
+        };
+        let served = bound.and_then(|listener| {
+            // A copy stays here, for a binary upgrade to hand over.
+            admin_listener = Some(listener.try_clone()?);
+            spawn_admin(listener, &totals, &state, started)
+        });
+        if let Err(e) = served {
             error!("cannot serve metrics on {addr}: {e}");
             first.abandon();
             return EXIT_FAILURE;
@@ -157,7 +177,17 @@ pub fn run(config: Config, reload: Reload) -> i32 {
     // Ready before saying so: whoever reads the line (a test, an operator) finds /readyz 200.
     state.store(SERVING, Ordering::Relaxed);
     info!("ready: {}", serving_line(&config));
-    crate::sdnotify::send("READY=1");
+    if upgrade_from.is_upgrade() {
+        // systemd follows this process from now on (the unit has NotifyAccess=all).
+        crate::sdnotify::send(&format!("MAINPID={}\nREADY=1", std::process::id()));
+        info!(
+            "binary upgrade: PID {} serves; the previous process finishes",
+            std::process::id()
+        );
+        upgrade_from.say_ready();
+    } else {
+        crate::sdnotify::send("READY=1");
+    }
 
     let signals = spawn_signal_thread();
     let channels = Channels {
@@ -176,14 +206,25 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         totals: Arc::clone(&totals),
         reload,
         deferred,
+        admin_listener,
+        upgrade: None,
+        handed_over: false,
     };
     let code = supervisor.serve(&channels);
     if code != 0 {
         state.store(WORKER_DOWN, Ordering::Relaxed);
     }
 
-    crate::sdnotify::send("STOPPING=1");
-    supervisor.current.stop(StopKind::Shutdown);
+    // After a binary upgrade the new process is the service: this one finishes its
+    // connections as at a reload (nothing refused or reset) and says nothing to systemd.
+    let kind = match supervisor.handed_over {
+        true => StopKind::Handover,
+        false => {
+            crate::sdnotify::send("STOPPING=1");
+            StopKind::Shutdown
+        }
+    };
+    supervisor.current.stop(kind);
     for generation in &supervisor.retiring {
         generation.stop(StopKind::Shutdown);
     }
@@ -223,7 +264,7 @@ fn serving_line(config: &Config) -> String {
 
 /// Serves /metrics, /status.json and the probes on `addr` from the totals and the state.
 fn spawn_admin(
-    addr: std::net::SocketAddr,
+    listener: std::net::TcpListener,
     totals: &Arc<Mutex<Totals>>,
     state: &Arc<AtomicU8>,
     started: Instant,
@@ -244,7 +285,11 @@ fn spawn_admin(
     };
     let seen = Arc::clone(state);
     let ready = move || readiness(seen.load(Ordering::Relaxed));
-    crate::admin::spawn(addr, crate::admin::Endpoints::new(render, status, ready))?;
+    let addr = listener.local_addr()?;
+    crate::admin::spawn_on(
+        listener,
+        crate::admin::Endpoints::new(render, status, ready),
+    )?;
     info!("metrics on http://{addr}/metrics and /status.json, probes on /healthz and /readyz");
     Ok(())
 }
@@ -325,6 +370,12 @@ struct Supervisor {
     reload: Reload,
     /// Worker events that arrived while a generation was starting, handled after it.
     deferred: Vec<WorkerEvent>,
+    /// A copy of the admin endpoint's listener, for a binary upgrade to hand over.
+    admin_listener: Option<std::net::TcpListener>,
+    /// The new process a SIGUSR2 started, until it serves or fails.
+    upgrade: Option<crate::upgrade::Upgrade>,
+    /// The new process serves: this one stops by handing over.
+    handed_over: bool,
 }
 
 impl Supervisor {
@@ -354,6 +405,10 @@ impl Supervisor {
                     return code;
                 }
             }
+            let upgraded = match &self.upgrade {
+                Some(upgrade) => upgrade.outcome.clone(),
+                None => crossbeam_channel::never(),
+            };
             select! {
                 recv(reports) -> report => {
                     let Ok(report) = report else { return EXIT_FAILURE };
@@ -381,6 +436,7 @@ impl Supervisor {
                         self.apply_reload(reloaded, events);
                         crate::sdnotify::send("READY=1");
                     }
+                    Ok(libc::SIGUSR2) => self.start_upgrade(),
                     Ok(libc::SIGUSR1) => match self.access_log.reopen() {
                         true => info!("SIGUSR1: reopening the access log"),
                         false => info!("SIGUSR1 ignored: the access log is off or not a file"),
@@ -393,6 +449,11 @@ impl Supervisor {
                         return 0;
                     }
                 },
+                recv(upgraded) -> outcome => {
+                    if let Some(done) = self.upgrade_done(outcome.unwrap_or(false), readiness) {
+                        return done;
+                    }
+                }
                 default(tick) => {}
             }
             let (sum, active) = {
@@ -405,6 +466,50 @@ impl Supervisor {
             }
             status.tick(&sum, active, now);
         }
+    }
+
+    /// SIGUSR2: starts this binary again with the listening sockets; this process serves on
+    /// until the new one does.
+    fn start_upgrade(&mut self) {
+        if let Some(upgrade) = &self.upgrade {
+            info!(
+                "SIGUSR2 ignored: the new process {} is still starting",
+                upgrade.child.id()
+            );
+            return;
+        }
+        let fds = self.listeners.fds();
+        let admin = self.admin_listener.as_ref().map(std::os::fd::AsFd::as_fd);
+        match crate::upgrade::start(&fds, admin) {
+            Ok(upgrade) => {
+                info!(
+                    "SIGUSR2: started PID {} with the listening sockets",
+                    upgrade.child.id()
+                );
+                self.upgrade = Some(upgrade);
+            }
+            Err(e) => error!("SIGUSR2: cannot start the new binary, still serving: {e}"),
+        }
+    }
+
+    /// The new process serves (this one hands over: `Some(0)`), or it ended before it did
+    /// (this one goes on: `None`).
+    fn upgrade_done(&mut self, serving: bool, readiness: &AtomicU8) -> Option<i32> {
+        let mut upgrade = self.upgrade.take()?;
+        let pid = upgrade.child.id();
+        if serving {
+            readiness.store(DRAINING, Ordering::Relaxed);
+            info!("binary upgrade: PID {pid} serves; finishing this process's connections");
+            self.handed_over = true;
+            return Some(0);
+        }
+        let status = upgrade
+            .child
+            .wait()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        error!("binary upgrade: PID {pid} ended before it served ({status}); still serving");
+        None
     }
 
     /// A worker's event while serving: a retiring worker's exit is its drain done; any other
@@ -711,6 +816,9 @@ mod tests {
             totals: Arc::new(Mutex::new(Totals::new(1))),
             reload,
             deferred: Vec::new(),
+            admin_listener: None,
+            upgrade: None,
+            handed_over: false,
         }
     }
 

@@ -45,8 +45,9 @@ pub use eventfd::EventFd;
 pub use file::{read_dir_entries, DirEntry, EntryKind, PathStat, RootDir};
 pub use limits::{raise_open_files_limit, OpenFilesLimit};
 pub use net::{
-    accept_nonblocking, ack_now, inherited_listeners, reuseport_listener, send_more, sendfile,
-    set_defer_accept, somaxconn, InheritedListener,
+    accept_nonblocking, ack_now, adopt_file, adopt_listener, inherited_listeners, pipe,
+    reuseport_listener, send_more, sendfile, set_defer_accept, set_inheritable, somaxconn,
+    InheritedListener,
 };
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
 pub use stat::device_and_inode;

@@ -7,7 +7,7 @@
 use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -59,33 +59,67 @@ pub fn inherited_listeners() -> io::Result<Vec<InheritedListener>> {
     if !for_us || count <= 0 {
         return Ok(Vec::new());
     }
-    let mut inherited = Vec::new();
-    for fd in LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count) {
-        // SAFETY: fcntl F_GETFD only reads the descriptor's flags; it fails with EBADF on a
-        // number that is not open, and then nothing is taken.
-        syscall!(fcntl(fd, libc::F_GETFD)).map_err(|e| passed_error(fd, &e.to_string()))?;
-        // SAFETY: the service manager passed `fd` to this process for it to own (LISTEN_PID
-        // names us), it is open (checked above), and this is the only place that takes it.
-        let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let listening = socket.is_listener().unwrap_or(false);
-        let addr = socket.local_addr().ok().and_then(|a| a.as_socket());
-        let (true, Some(addr), Ok(Type::STREAM)) = (listening, addr, socket.r#type()) else {
-            return Err(passed_error(fd, "not a listening TCP socket"));
-        };
-        socket.set_nonblocking(true)?;
-        socket.set_cloexec(true)?;
-        let reuse_port = socket.reuse_port().unwrap_or(false);
-        inherited.push(InheritedListener {
-            socket: socket.into(),
-            addr,
-            reuse_port,
-        });
-    }
-    Ok(inherited)
+    (LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count))
+        .map(adopt_listener)
+        .collect()
+}
+
+/// The listening TCP socket open as descriptor `fd`, which this process was handed to own
+/// (by a service manager, or by the percore it replaces), made non-blocking and
+/// close-on-exec. An error names the descriptor.
+pub fn adopt_listener(fd: i32) -> io::Result<InheritedListener> {
+    // SAFETY: fcntl F_GETFD only reads the descriptor's flags; it fails with EBADF on a
+    // number that is not open, and then nothing is taken.
+    syscall!(fcntl(fd, libc::F_GETFD)).map_err(|e| passed_error(fd, &e.to_string()))?;
+    // SAFETY: `fd` was passed to this process for it to own, it is open (checked above), and
+    // the callers take each passed number once.
+    let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let listening = socket.is_listener().unwrap_or(false);
+    let addr = socket.local_addr().ok().and_then(|a| a.as_socket());
+    let (true, Some(addr), Ok(Type::STREAM)) = (listening, addr, socket.r#type()) else {
+        return Err(passed_error(fd, "not a listening TCP socket"));
+    };
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    let reuse_port = socket.reuse_port().unwrap_or(false);
+    Ok(InheritedListener {
+        socket: socket.into(),
+        addr,
+        reuse_port,
+    })
+}
+
+/// Whether `fd` survives an exec: cleared close-on-exec for the moment a process is started
+/// that must inherit it, set again right after.
+pub fn set_inheritable(fd: BorrowedFd<'_>, inheritable: bool) -> io::Result<()> {
+    let flags = if inheritable { 0 } else { libc::FD_CLOEXEC };
+    // SAFETY: F_SETFD on a borrowed, open descriptor only changes its close-on-exec flag.
+    syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFD, flags)).map(|_| ())
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(fs::File, fs::File)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a writable array of two c_ints, as pipe2 requires.
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+    // SAFETY: pipe2 just returned two new descriptors that nothing else owns.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((fs::File::from(read), fs::File::from(write)))
+}
+
+/// The file open as descriptor `fd`, which this process was handed to own (the write end of
+/// the pipe the percore it replaces waits on), close-on-exec.
+pub fn adopt_file(fd: i32) -> io::Result<fs::File> {
+    // SAFETY: as in `adopt_listener`: F_GETFD only reads flags and fails on a closed number.
+    syscall!(fcntl(fd, libc::F_GETFD)).map_err(|e| passed_error(fd, &e.to_string()))?;
+    // SAFETY: `fd` is open (checked above) and was passed for this process to own, once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_inheritable(owned.as_fd(), false)?;
+    Ok(fs::File::from(owned))
 }
 
 fn passed_error(fd: i32, why: &str) -> io::Error {
-    io::Error::other(format!("descriptor {fd} from LISTEN_FDS: {why}"))
+    io::Error::other(format!("passed descriptor {fd}: {why}"))
 }
 
 /// TCP_DEFER_ACCEPT (nginx's `listen … deferred`): accept returns a connection only once its

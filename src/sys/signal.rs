@@ -8,17 +8,18 @@ use std::io;
 use std::mem;
 use std::ptr;
 
-/// The signals that ask the server to stop (or, for SIGHUP and SIGUSR1, that the supervisor
-/// reinterprets: reload, reopen the access log).
-const TERMINATION_SIGNALS: [libc::c_int; 5] = [
+/// The signals that ask the server to stop (or, for SIGHUP, SIGUSR1 and SIGUSR2, that the
+/// supervisor reinterprets: reload, reopen the access log, start a new binary).
+const TERMINATION_SIGNALS: [libc::c_int; 6] = [
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGHUP,
     libc::SIGQUIT,
     libc::SIGUSR1,
+    libc::SIGUSR2,
 ];
 
-/// Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR1 in the calling thread (threads spawned afterwards
+/// Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 in the calling thread (threads spawned afterwards
 /// inherit the mask) and ignores SIGPIPE process-wide, so a write to a closed socket is EPIPE.
 pub fn block_termination_signals() -> io::Result<()> {
     let set = termination_set()?;

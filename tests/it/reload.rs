@@ -222,3 +222,112 @@ fn a_websocket_stays_until_the_drain_timeout_then_gets_1001() {
         "{waited:?}"
     );
 }
+
+/// Kills a process by PID when dropped: the new process a binary upgrade starts is no child
+/// of the test.
+struct KillPid(u32);
+
+impl Drop for KillPid {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// SIGUSR2 under load: the binary starts again with the listening sockets (and the admin
+/// endpoint's), says when it serves, and the old process finishes its connections and exits 0;
+/// not one request fails or is reset, and the new process answers on the same ports.
+#[test]
+fn a_binary_upgrade_under_load_loses_no_request() {
+    let root = Root::new();
+    let server = Server::start_with(
+        &root,
+        Options {
+            workers: 2,
+            admin: true,
+            ..Options::default()
+        },
+    );
+    let port = server.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let (stop, ok, errors) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&errors));
+            std::thread::spawn(move || client(port, i % 2 == 0, &stop, &ok, &errors))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = ok.load(Ordering::Relaxed);
+    server.signal("USR2");
+    let said = "binary upgrade: PID ";
+    server.wait_for_log("the previous process finishes", Duration::from_secs(10));
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(said) && l.contains("the previous process finishes"))
+        .expect("the new process's line");
+    let pid: u32 = line[line.find(said).unwrap() + said.len()..]
+        .split(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("its PID");
+    let _new = KillPid(pid);
+    assert_ne!(pid, server.pid());
+    server.wait_for_log("bye (exit status 0)", Duration::from_secs(15));
+    // The new process serves on alone, its admin endpoint on the same address.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let errors = errors.lock().unwrap();
+    let ok = ok.load(Ordering::Relaxed);
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed across the upgrade: {:?}\n{}",
+        errors.len(),
+        ok + errors.len() as u64,
+        &errors[..errors.len().min(10)],
+        server.log()
+    );
+    assert!(
+        ok > before + 100,
+        "only {} requests after the upgrade began",
+        ok - before
+    );
+    let metrics = server.metrics();
+    assert!(metrics.contains("percore_workers 2"), "{metrics}");
+    assert!(
+        std::fs::metadata(format!("/proc/{}", server.pid())).is_err()
+            || std::fs::read_to_string(format!("/proc/{}/stat", server.pid()))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the old process is still running"
+    );
+}
+
+/// A new binary that cannot start (here: its configuration file has become invalid) changes
+/// nothing: the old process says so and serves on, and a later SIGUSR2 may try again.
+#[test]
+fn a_failed_binary_upgrade_leaves_the_server_serving() {
+    let root = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("percore.toml");
+    std::fs::write(&file, "workers = 1\n").unwrap();
+    let file_arg = file.to_str().unwrap().to_owned();
+    let server = Server::start_with(
+        &root,
+        Options {
+            extra: &["--config", &file_arg],
+            ..Options::default()
+        },
+    );
+    std::fs::write(&file, "workers = 'many'\n").unwrap();
+    server.signal("USR2");
+    server.wait_for_log("ended before it served", Duration::from_secs(10));
+    let response = crate::harness::get(server.port(), "/hello.txt", "");
+    assert_eq!(response.status, 200);
+    assert!(!server.log().contains("bye"), "{}", server.log());
+}

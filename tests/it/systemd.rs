@@ -188,7 +188,7 @@ fn socket_activation_serves_on_the_passed_socket() {
         (
             true,
             2,
-            "listening on the socket the service manager passed\n",
+            "listening on the passed socket(s) (LISTEN_FDS, or an upgrade)\n",
         ),
         (false, 1, "shared by the workers"),
     ] {
