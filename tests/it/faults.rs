@@ -76,6 +76,8 @@ fn at_the_open_files_limit_cached_files_are_served_and_others_get_503() {
     let server = Server::start_with(
         &root,
         Options {
+            // Its descriptors are counted: an address no other test dials.
+            bind: "127.0.0.43",
             admin: true,
             open_files: Some(LIMIT),
             ..Options::default()

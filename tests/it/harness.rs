@@ -57,12 +57,18 @@ impl Root {
 /// A running percore process.
 pub struct Server {
     child: Child,
+    /// The loopback address it listens on (`Options::bind`).
+    bind: &'static str,
     pub ports: Vec<u16>,
     pub admin: Option<u16>,
     log: Arc<Mutex<String>>,
 }
 
 pub struct Options<'a> {
+    /// The loopback address to listen on. A test that counts the server's descriptors takes
+    /// one of its own (127.0.0.x), so that no other test's client, still dialling a port that
+    /// was its server's a moment ago, can reach it.
+    pub bind: &'static str,
     pub ports: usize,
     /// The last this many of the ports speak TLS (`--tls-ports`); `extra` then names the
     /// certificate and key.
@@ -83,6 +89,7 @@ pub struct Options<'a> {
 impl Default for Options<'_> {
     fn default() -> Self {
         Options {
+            bind: "127.0.0.1",
             ports: 1,
             tls_ports: 0,
             workers: 1,
@@ -139,13 +146,13 @@ impl Server {
                 }
             }
             cmd.arg("--bind")
-                .arg("127.0.0.1")
+                .arg(opts.bind)
                 .arg("--workers")
                 .arg(opts.workers.to_string())
                 .arg("--root")
                 .arg(root.path())
                 .arg("--admin")
-                .arg(admin.map_or("off".to_string(), |p| format!("127.0.0.1:{p}")))
+                .arg(admin.map_or("off".to_string(), |p| format!("{}:{p}", opts.bind)))
                 .args(opts.extra)
                 // Whatever service manager runs the tests is not this server's: without these
                 // it would notify (and be waited on by) the runner's own socket.
@@ -184,6 +191,7 @@ impl Server {
             });
             let server = Server {
                 child,
+                bind: opts.bind,
                 ports,
                 admin,
                 log,
@@ -247,7 +255,10 @@ impl Server {
     }
 
     pub fn connect(&self) -> TcpStream {
-        connect(self.port())
+        let stream = TcpStream::connect((self.bind, self.port())).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
     }
 
     /// Sends SIGTERM by PID.
@@ -324,11 +335,12 @@ impl Server {
     /// GET `/metrics` on the admin port and return the whole response.
     pub fn metrics(&self) -> String {
         let port = self.admin.expect("server started without --admin");
-        let resp = exchange(
-            port,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        String::from_utf8_lossy(&resp).into_owned()
+        let mut stream = TcpStream::connect((self.bind, port)).expect("connect to admin");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&read_to_close(&mut stream)).into_owned()
     }
 }
 
