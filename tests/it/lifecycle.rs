@@ -151,12 +151,12 @@ fn a_second_signal_during_the_drain_exits_at_once() {
             "exited before the second signal; log:\n{}",
             server.log()
         );
-        let asked = Instant::now();
         server.signal(second);
+        // Far below the 60 s the drain would take: the bound is the check (a second one timed
+        // around it would only measure how busy the machine is).
         let status = server
-            .wait_exit(Duration::from_secs(5))
+            .wait_exit(Duration::from_secs(10))
             .unwrap_or_else(|| panic!("still draining after SIG{second}; log:\n{}", server.log()));
-        assert!(asked.elapsed() < Duration::from_secs(5));
         assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
         assert!(
             server
