@@ -8,7 +8,6 @@
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Entries shown on one page; `?page=N` shows the others.
 pub const PAGE_SIZE: usize = 1000;
@@ -188,32 +187,16 @@ fn json<'e>(
     out.into_bytes()
 }
 
-/// "2026-11-30 00:33" (UTC); the epoch for a time before it or unknown.
+/// "2026-11-30 00:33" (UTC); the epoch for a time before it.
 fn modified(secs: i64) -> String {
-    let when = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-    let text = httpdate::fmt_http_date(when);
-    // "Mon, 30 Nov 2026 00:33:50 GMT" -> reorder into a sortable form.
-    let parts: Vec<&str> = text.split(' ').collect();
-    match parts.as_slice() {
-        [_, day, month, year, time, _] => {
-            let month = match *month {
-                "Jan" => 1,
-                "Feb" => 2,
-                "Mar" => 3,
-                "Apr" => 4,
-                "May" => 5,
-                "Jun" => 6,
-                "Jul" => 7,
-                "Aug" => 8,
-                "Sep" => 9,
-                "Oct" => 10,
-                "Nov" => 11,
-                _ => 12,
-            };
-            format!("{year}-{month:02}-{day} {}", time.get(..5).unwrap_or(time))
-        }
-        _ => text,
-    }
+    let secs = u64::try_from(secs).unwrap_or(0);
+    let (year, month, day) = crate::log::civil_from_days(secs / 86_400);
+    let minutes = secs % 86_400 / 60;
+    format!(
+        "{year}-{month:02}-{day:02} {:02}:{:02}",
+        minutes / 60,
+        minutes % 60
+    )
 }
 
 /// A name as a relative URL path segment: everything but unreserved bytes percent-encoded,

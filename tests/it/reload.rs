@@ -85,6 +85,49 @@ fn client(
     }
 }
 
+/// Six clients at once, half keep-alive, half a new connection per request, until `finish`.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let clients = (0..6)
+            .map(|i| {
+                let (stop, ok, errors) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&errors));
+                std::thread::spawn(move || client(port, i % 2 == 0, &stop, &ok, &errors))
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            errors,
+            clients,
+        }
+    }
+
+    /// Requests answered so far.
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients: the requests answered, and every failure.
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in self.clients {
+            client.join().unwrap();
+        }
+        let errors = std::mem::take(&mut *self.errors.lock().unwrap());
+        (self.ok.load(Ordering::Relaxed), errors)
+    }
+}
+
 #[test]
 fn twenty_reloads_under_load_lose_no_request() {
     let root = Root::new();
@@ -109,15 +152,7 @@ fn twenty_reloads_under_load_lose_no_request() {
         },
     );
     let port = server.port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..6)
-        .map(|i| {
-            let (stop, ok, errors) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&errors));
-            std::thread::spawn(move || client(port, i % 2 == 0, &stop, &ok, &errors))
-        })
-        .collect();
+    let load = Load::start(port);
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     for i in 1..=20 {
@@ -131,12 +166,7 @@ fn twenty_reloads_under_load_lose_no_request() {
     }
     let reloading = started.elapsed();
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let errors = errors.lock().unwrap();
-    let ok = ok.load(Ordering::Relaxed);
+    let (ok, errors) = load.finish();
     assert!(
         errors.is_empty(),
         "{} of {} requests failed during 20 reloads: {:?}\n{}",
@@ -250,17 +280,9 @@ fn a_binary_upgrade_under_load_loses_no_request() {
         },
     );
     let port = server.port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..6)
-        .map(|i| {
-            let (stop, ok, errors) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&errors));
-            std::thread::spawn(move || client(port, i % 2 == 0, &stop, &ok, &errors))
-        })
-        .collect();
+    let load = Load::start(port);
     std::thread::sleep(Duration::from_millis(300));
-    let before = ok.load(Ordering::Relaxed);
+    let before = load.ok();
     server.signal("USR2");
     let said = "binary upgrade: PID ";
     server.wait_for_log("the previous process finishes", Duration::from_secs(10));
@@ -279,12 +301,7 @@ fn a_binary_upgrade_under_load_loses_no_request() {
     server.wait_for_log("bye (exit status 0)", Duration::from_secs(15));
     // The new process serves on alone, its admin endpoint on the same address.
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let errors = errors.lock().unwrap();
-    let ok = ok.load(Ordering::Relaxed);
+    let (ok, errors) = load.finish();
     assert!(
         errors.is_empty(),
         "{} of {} requests failed across the upgrade: {:?}\n{}",

@@ -289,33 +289,12 @@ fn openssl_s_client_negotiates_http_1_1_with_an_ip_address_as_sni() {
     let server = start(&root, &tls, &[]);
     let ca = tls.path(&tls.ca);
     for (version, name) in [("-tls1_3", "localhost"), ("-tls1_2", "127.0.0.1")] {
-        let mut child = Command::new("openssl")
-            .args([
-                "s_client", version, "-ign_eof", "-alpn", "http/1.1", "-CAfile",
-            ])
-            .arg(&ca)
-            // wrk sends an IP address as SNI: rustls accepts it from 0.23.5 on.
-            .args(["-servername", name, "-verify_return_error", "-connect"])
-            .arg(format!("127.0.0.1:{}", tls_port(&server)))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("running openssl (it must be installed)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let started = Instant::now();
-        // The server closes after its answer; s_client then exits.
-        while child.try_wait().unwrap().is_none() {
-            assert!(started.elapsed() < CLOSE_LIMIT, "s_client still running");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        // wrk sends an IP address as SNI: rustls accepts it from 0.23.5 on.
+        let text = s_client(
+            tls_port(&server),
+            &ca,
+            &[version, "-alpn", "http/1.1", "-servername", name],
+        );
         assert!(text.contains("ALPN protocol: http/1.1"), "{text}");
         assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
         let expected_version = if version == "-tls1_3" {
@@ -717,19 +696,19 @@ fn sighup_serves_a_renewed_certificate_and_refuses_a_broken_one() {
     assert_eq!(get_over(&renewed)[0].status, 200);
 }
 
-/// One `openssl s_client` exchange on `port`: a GET with Connection: close, the session saved
-/// to or resumed from `session` (`-sess_out` / `-sess_in`); its stdout.
-fn s_client(port: u16, ca: &str, version: &str, session: (&str, &Path)) -> String {
+/// One `openssl s_client` exchange on `port`, verifying against `ca`, with `args` (version,
+/// SNI, ALPN, session file…): a GET with Connection: close; its stdout once the server has
+/// closed and s_client has exited.
+fn s_client(port: u16, ca: &str, args: &[&str]) -> String {
     let mut child = Command::new("openssl")
-        .args(["s_client", version, "-ign_eof", "-CAfile"])
-        .arg(ca)
         .args([
-            "-servername",
-            "localhost",
+            "s_client",
+            "-ign_eof",
             "-verify_return_error",
-            session.0,
+            "-CAfile",
+            ca,
         ])
-        .arg(session.1)
+        .args(args)
         .arg("-connect")
         .arg(format!("127.0.0.1:{port}"))
         .stdin(std::process::Stdio::piped())
@@ -744,6 +723,7 @@ fn s_client(port: u16, ca: &str, version: &str, session: (&str, &Path)) -> Strin
         .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let started = Instant::now();
+    // The server closes after its answer; s_client then exits.
     while child.try_wait().unwrap().is_none() {
         assert!(started.elapsed() < CLOSE_LIMIT, "s_client still running");
         std::thread::sleep(Duration::from_millis(20));
@@ -787,12 +767,21 @@ fn openssl_resumes_a_session_by_ticket_and_metrics_count_handshakes() {
     let dir = tempfile::tempdir().unwrap();
     for (version, name) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
         let session = dir.path().join(format!("{name}.pem"));
-        let first = s_client(port, &ca, version, ("-sess_out", &session));
+        let session = session.to_str().expect("a UTF-8 temp path");
+        let first = s_client(
+            port,
+            &ca,
+            &[version, "-servername", "localhost", "-sess_out", session],
+        );
         assert!(first.contains(&format!("New, {name}")), "{first}");
         assert!(first.contains("hello, world"), "{first}");
         // Several resumptions: with two workers, at least one lands on the other worker.
         for _ in 0..4 {
-            let again = s_client(port, &ca, version, ("-sess_in", &session));
+            let again = s_client(
+                port,
+                &ca,
+                &[version, "-servername", "localhost", "-sess_in", session],
+            );
             assert!(again.contains(&format!("Reused, {name}")), "{again}");
             assert!(again.contains("hello, world"), "{again}");
         }
