@@ -15,6 +15,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,6 +25,7 @@ use crate::conn::Refusal;
 use crate::http::{
     self, http_date, HeadWriter, Limits, Method, Parse, RequestError, Status, Version,
 };
+use crate::sys;
 
 /// Most connections served at once; more wait in the listen backlog until one ends (within
 /// about 2.2 s: the read timeout, then the drain).
@@ -93,14 +95,21 @@ pub fn spawn_on(listener: TcpListener, endpoints: Endpoints) -> io::Result<JoinH
 const THREAD_NAME: &str = "percore-admin";
 
 /// Accepts while fewer than [`MAX_CLIENTS`] connections are being served, each on a thread of
-/// its own; a slot is handed back when its thread ends.
+/// its own; a slot is handed back when its thread ends. It waits for a connection with poll and
+/// only then accepts (the listener does not block): a blocking accept would hold a descriptor
+/// number all the while, one the workers could not have at the open-files limit.
 fn serve(listener: &TcpListener, endpoints: Arc<Endpoints>) {
+    if let Err(e) = listener.set_nonblocking(true) {
+        crate::warn!("admin endpoint: {e}; it stops serving");
+        return;
+    }
     let (free, slots) = crossbeam_channel::bounded(MAX_CLIENTS);
     for _ in 0..MAX_CLIENTS {
         let _ = free.send(());
     }
     while slots.recv().is_ok() {
-        match listener.accept() {
+        let accepted = sys::wait_readable(listener.as_fd()).and_then(|()| listener.accept());
+        match accepted {
             Ok((stream, _)) => {
                 let endpoints = Arc::clone(&endpoints);
                 let done = free.clone();
@@ -116,6 +125,10 @@ fn serve(listener: &TcpListener, endpoints: Arc<Endpoints>) {
                     let _ = free.send(());
                     std::thread::sleep(Duration::from_millis(50));
                 }
+            }
+            // Taken back by its client before the accept: wait for the next.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let _ = free.send(());
             }
             // Out of descriptors or an aborted handshake: pause instead of spinning.
             Err(_) => {

@@ -47,7 +47,7 @@ pub use limits::{raise_open_files_limit, OpenFilesLimit};
 pub use net::{
     accept_nonblocking, ack_now, adopt_file, adopt_listener, inherited_listeners, pipe,
     reuseport_listener, send_more, sendfile, set_defer_accept, set_inheritable, somaxconn,
-    InheritedListener,
+    wait_readable, InheritedListener,
 };
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
 pub use stat::device_and_inode;

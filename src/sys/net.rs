@@ -139,6 +139,25 @@ pub fn set_defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Blocks until `fd` is readable (for a listener: a connection waits to be accepted), or it
+/// has an error or hang-up for the next call to report. EINTR is retried. A thread that must
+/// block for connections waits here rather than in a blocking accept, which takes its
+/// descriptor number from the table for the whole wait: unseen in /proc/PID/fd, it still
+/// counts against the open-files limit.
+pub fn wait_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut poll_fd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    retry_interrupted(|| {
+        // SAFETY: `poll_fd` is one live, initialised pollfd for the length given; the
+        // descriptor is borrowed and open for the call; -1 waits without a timeout.
+        syscall!(poll(&mut poll_fd, 1, -1))
+    })
+    .map(|_| ())
+}
+
 /// accept4(SOCK_NONBLOCK | SOCK_CLOEXEC): one system call, no extra fcntl. EINTR is retried;
 /// WouldBlock, ECONNABORTED, EMFILE, ENFILE etc. are returned for the caller to classify.
 pub fn accept_nonblocking(listener: &TcpListener) -> io::Result<TcpStream> {
@@ -254,6 +273,23 @@ mod tests {
             server.read(&mut buf).expect_err("no data").kind(),
             io::ErrorKind::WouldBlock
         );
+    }
+
+    #[test]
+    fn waiting_for_a_connection_returns_once_one_is_queued() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let client = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            TcpStream::connect(addr).expect("connect")
+        });
+        wait_readable(listener.as_fd()).expect("poll");
+        assert!(
+            listener.accept().is_ok(),
+            "readable means a connection is queued"
+        );
+        drop(client.join());
     }
 
     #[test]

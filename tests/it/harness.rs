@@ -227,7 +227,6 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    /// How many descriptors the server holds now (entries of /proc/PID/fd).
     /// What the server's descriptors are, one `fd -> target` per line, for failure messages.
     pub fn fd_listing(&self) -> String {
         let Ok(entries) = std::fs::read_dir(format!("/proc/{}/fd", self.pid())) else {
@@ -248,6 +247,15 @@ impl Server {
         lines.join("\n")
     }
 
+    /// The numbers of the descriptors the server holds now.
+    pub fn fd_numbers(&self) -> Vec<u32> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the server's fd directory")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// How many descriptors the server holds now (entries of /proc/PID/fd).
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("the server's fd directory")
