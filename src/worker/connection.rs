@@ -13,7 +13,7 @@ use crate::conn::{Conn, Driven, Shared, Verdict};
 
 use super::socket::Socket;
 use super::static_files::StaticFiles;
-use super::tls::{Handshake, TlsSession, TlsSocket};
+use super::tls::{Handshake, TlsBuffers, TlsSession, TlsSocket};
 use crate::metrics::{TlsCounters, TlsFailure};
 
 pub struct Connection {
@@ -34,9 +34,9 @@ pub struct Connection {
 pub struct Service {
     pub files: StaticFiles,
     pub shared: Shared,
-    /// Where TLS connections read file chunks before encrypting them (one per worker: a chunk
-    /// is encrypted before the next connection runs). Empty until the first is needed.
-    pub tls_scratch: Vec<u8>,
+    /// Where TLS connections read file chunks and make records (one per worker: what is made
+    /// is sent or kept by its connection before the next one runs).
+    pub tls_buffers: TlsBuffers,
 }
 
 impl Connection {
@@ -61,12 +61,12 @@ impl Connection {
             ),
             Some(session) => {
                 let driven = self.conn.drive(
-                    &mut TlsSocket {
-                        stream: &self.stream,
+                    &mut TlsSocket::new(
+                        &self.stream,
                         session,
-                        scratch: &mut svc.tls_scratch,
-                        date: svc.shared.date,
-                    },
+                        &mut svc.tls_buffers,
+                        svc.shared.date,
+                    ),
                     &mut svc.files,
                     &mut svc.shared,
                     now,
@@ -101,12 +101,12 @@ impl Connection {
                     count(&mut svc.shared.counters.tls, outcome);
                 }
                 self.conn.expire(
-                    &mut TlsSocket {
-                        stream: &self.stream,
+                    &mut TlsSocket::new(
+                        &self.stream,
                         session,
-                        scratch: &mut svc.tls_scratch,
-                        date: svc.shared.date,
-                    },
+                        &mut svc.tls_buffers,
+                        svc.shared.date,
+                    ),
                     &mut svc.shared,
                     now,
                 )
@@ -121,12 +121,7 @@ impl Connection {
                 .conn
                 .drain(&mut Socket(&self.stream), &mut svc.shared, now),
             Some(session) => self.conn.drain(
-                &mut TlsSocket {
-                    stream: &self.stream,
-                    session,
-                    scratch: &mut svc.tls_scratch,
-                    date: svc.shared.date,
-                },
+                &mut TlsSocket::new(&self.stream, session, &mut svc.tls_buffers, svc.shared.date),
                 &mut svc.shared,
                 now,
             ),

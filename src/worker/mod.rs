@@ -316,7 +316,7 @@ impl Worker {
         let svc = Service {
             files,
             shared,
-            tls_scratch: Vec::new(),
+            tls_buffers: Default::default(),
         };
         let max_connections = config.max_connections.unwrap_or(usize::MAX);
         let tls = config

@@ -3,15 +3,23 @@
 //! as the sans-IO engine in between.
 //!
 //! It owns one connection's TLS session and performs the socket I/O that session asks for.
+//! The session is rustls' *unbuffered* one: rustls keeps no buffer of its own, so an idle TLS
+//! connection holds its keys and handshake state and nothing else. Ciphertext is read into
+//! a buffer of the session's borrowed from the worker's pool and given back whenever no
+//! partial record is left in it (a small rest moves to a buffer of its own size, as for
+//! plain input). Records are made in a per-worker buffer and written at once; when the socket
+//! does not take them all, the connection keeps that buffer (the worker takes a spare) until
+//! they have left.
+//!
 //! The handshake happens here, before the connection sees a byte: a read during the handshake
 //! moves handshake records both ways and hands over no plaintext, so the connection's header
 //! deadline (running from the accept) also bounds a client that stalls mid-handshake. It knows
 //! nothing of HTTP beyond recognising a plain HTTP request sent to a TLS port, which it answers
 //! with the connection layer's refusal for that case. It never blocks: a socket that is empty
-//! or full ends the call, and what rustls holds waits for the next edge.
+//! or full ends the call, and what is left waits for the next edge.
 //!
-//! Output leaves the connection's buffers only once its records have left: plaintext handed
-//! to rustls is "in flight" until the socket took every record made from it, so the
+//! Output leaves the connection's buffers only once its records have left: plaintext that was
+//! encrypted is "in flight" until the socket took every record made from it, so the
 //! connection's idea of what is still unsent (its send deadline, its close after the last
 //! response) stays true over TLS. Large files cannot go by sendfile (the kernel would send
 //! them unencrypted): they are read in chunks with `pread` into the worker's scratch buffer and
@@ -19,31 +27,52 @@
 //! client holds one chunk of ciphertext and no more. kTLS, which would let the kernel encrypt
 //! and sendfile work again, is not used yet.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, WriteTraffic,
+};
+use rustls::ServerConfig;
 
-use crate::conn::{Filled, InputBuffer, Output, Pool, Refusal, Transport, Written, READ_BUDGET};
+use crate::conn::{
+    Filled, InputBuffer, Output, Pool, Refusal, Transport, Written, BUFFER_SIZE, READ_BUDGET,
+};
 use crate::http::Version;
 use crate::metrics::TlsFailure;
 
-/// Most plaintext encrypted at once: rustls' default limit on the records it holds, so one
-/// write hands it all (16 KiB records, four per chunk).
+/// Most plaintext encrypted at once (four 16 KiB records).
 const CHUNK: usize = 64 * 1024;
+/// Most ciphertext held unprocessed: a pooled buffer and one more record (the largest TLS
+/// record is 16 KiB plus its header and up to 256 bytes of expansion), so a full record
+/// always fits behind a partial one. A handshake flight larger than that is refused.
+const WIRE_IN_MAX: usize = BUFFER_SIZE + 16 * 1024 + 512;
+/// Most spare wire buffers a worker keeps (each about 65 KiB); more are freed.
+const SPARE_WIRES: usize = 8;
 /// Most bytes of a plain HTTP request read and dropped before it is answered, so that closing
 /// does not reset the connection under the answer.
 const PLAIN_REQUEST_DRAIN: usize = 64 * 1024;
 
 /// One connection's TLS state.
 pub struct TlsSession {
-    conn: ServerConnection,
+    conn: UnbufferedServerConnection,
+    /// Ciphertext read from the socket and not yet processed: a partial record.
+    wire_in: InputBuffer,
+    /// Bytes that wait, boxed (an idle connection pays one null pointer for them).
+    spill: Option<Box<Spill>>,
     /// Plaintext encrypted into records that have not all left yet.
     in_flight: InFlight,
     /// The client's first bytes have been looked at (a TLS record, or plain HTTP).
     sniffed: bool,
+    /// The client sent close_notify, or closed TCP.
+    peer_closed: bool,
+    /// Our close_notify has been encrypted.
+    close_queued: bool,
+    /// rustls returned an error: it must not be asked to go on (the connection closes).
+    broken: bool,
     /// How the handshake ended, until the worker counts it.
     outcome: Option<Handshake>,
     /// The handshake's end has been told (so it is counted once).
@@ -66,13 +95,29 @@ enum InFlight {
     File(u64),
 }
 
+/// What a session keeps between calls when the socket or the connection could not take it.
+#[derive(Default)]
+struct Spill {
+    /// Plaintext of a record that did not fit in the connection's input: handed over first.
+    plain: Vec<u8>,
+    /// Ciphertext made but not yet taken by the socket (`wire[sent..]`): sent before anything
+    /// else.
+    wire: Vec<u8>,
+    sent: usize,
+}
+
 impl TlsSession {
     /// A session for a connection just accepted on a TLS port.
     pub fn new(config: Arc<ServerConfig>) -> Result<TlsSession, rustls::Error> {
         Ok(TlsSession {
-            conn: ServerConnection::new(config)?,
+            conn: UnbufferedServerConnection::new(config)?,
+            wire_in: InputBuffer::default(),
+            spill: None,
             in_flight: InFlight::Nothing,
             sniffed: false,
+            peer_closed: false,
+            close_queued: false,
+            broken: false,
             outcome: None,
             told: false,
         })
@@ -93,11 +138,44 @@ impl TlsSession {
         Some(Handshake::Failed(why))
     }
 
+    fn spill(&mut self) -> &mut Spill {
+        self.spill.get_or_insert_with(Box::default)
+    }
+
+    /// Plaintext waiting for the connection's input.
+    fn plain_rest(&self) -> &[u8] {
+        self.spill.as_ref().map_or(&[], |s| &s.plain)
+    }
+
+    /// Ciphertext waiting for the socket.
+    fn wire_waiting(&self) -> &[u8] {
+        self.spill
+            .as_ref()
+            .and_then(|s| s.wire.get(s.sent..))
+            .unwrap_or_default()
+    }
+
+    /// Frees the spill once nothing waits in it.
+    fn tidy(&mut self) {
+        if self.plain_rest().is_empty() && self.wire_waiting().is_empty() {
+            self.spill = None;
+        }
+    }
+
     fn ended(&mut self, how: Handshake) {
         if !self.told {
             self.told = true;
             self.outcome = Some(how);
         }
+    }
+
+    /// The handshake has just finished: note how, for the counters.
+    fn finished(&mut self) {
+        let finished = Handshake::Finished {
+            tls13: self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
+            resumed: self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        };
+        self.ended(finished);
     }
 }
 
@@ -115,20 +193,78 @@ fn failure_of(error: &rustls::Error) -> TlsFailure {
     }
 }
 
+/// The worker's buffers for TLS connections, used by one connection at a time (everything in
+/// them is sent, or moved into the session, before the next connection runs). Empty until a
+/// TLS connection first needs them.
+#[derive(Default)]
+pub struct TlsBuffers {
+    /// File chunks on their way into the encrypter.
+    scratch: Vec<u8>,
+    /// Records on their way to the socket: `wire[..made]` of the current [`TlsSocket`].
+    wire: Vec<u8>,
+    /// Wire buffers that connections kept while their socket was full and have sent since.
+    spare: Vec<Vec<u8>>,
+}
+
 /// A connection's socket and TLS session, borrowed for one drive.
 pub struct TlsSocket<'s> {
-    pub stream: &'s TcpStream,
-    pub session: &'s mut TlsSession,
-    /// The worker's buffer for file chunks on their way into rustls (free again once they are
-    /// encrypted, so one per worker serves every connection).
-    pub scratch: &'s mut Vec<u8>,
+    stream: &'s TcpStream,
+    session: &'s mut TlsSession,
+    buffers: &'s mut TlsBuffers,
+    /// Bytes of records made in `buffers.wire` and not yet sent.
+    made: usize,
+    /// Records were sent since the handshake finished (or it did not finish in this drive).
+    answered: bool,
     /// The current IMF-fixdate, for the one answer written here (plain HTTP on a TLS port).
-    pub date: [u8; 29],
+    date: [u8; 29],
+}
+
+/// What one turn of rustls' state machine came to.
+enum Step {
+    /// It made progress (plaintext handed over, records made or sent): turn again.
+    Again,
+    /// It needs more ciphertext from the client (during the handshake, or with nothing left
+    /// to read and nothing given to encrypt).
+    NeedBytes,
+    /// The connection's input is full and plaintext is left over.
+    InputFull,
+    /// Records of the output were made in the wire buffer.
+    Encrypted,
+    /// Application data may be sent, and none is left to encrypt.
+    NothingToSend,
+    /// Both sides have sent close_notify.
+    Closed,
+}
+
+/// Where a turn puts plaintext it decrypts.
+struct Reader<'a> {
+    input: &'a mut InputBuffer,
+    pool: &'a mut Pool,
+    max: usize,
+    filled: &'a mut Filled,
+}
+
+impl<'s> TlsSocket<'s> {
+    pub fn new(
+        stream: &'s TcpStream,
+        session: &'s mut TlsSession,
+        buffers: &'s mut TlsBuffers,
+        date: [u8; 29],
+    ) -> TlsSocket<'s> {
+        TlsSocket {
+            stream,
+            session,
+            buffers,
+            made: 0,
+            answered: true,
+            date,
+        }
+    }
 }
 
 impl Transport for TlsSocket<'_> {
-    /// Hands over the plaintext rustls holds, reading and decrypting records until the socket
-    /// is drained, the client closes, or `input` holds `max` bytes.
+    /// Hands over the plaintext of the records the client sent, reading and decrypting until
+    /// the socket is drained, the client closes, or `input` holds `max` bytes.
     ///
     /// The connection's read budget counts plaintext, so records that carry little or none
     /// (empty ones, handshake and alert records) are bounded here: after [`READ_BUDGET`] bytes
@@ -137,128 +273,68 @@ impl Transport for TlsSocket<'_> {
     /// the input long before (a read ends when the input is full).
     fn read(&mut self, input: &mut InputBuffer, pool: &mut Pool, max: usize) -> io::Result<Filled> {
         let mut filled = Filled::default();
-        let mut ciphertext = 0;
-        loop {
-            match self.take_plaintext(input, pool, max, &mut filled)? {
-                Plaintext::Taken => {}
-                // rustls may still hold plaintext, decrypted from records that have left the
-                // socket: no edge will announce it, so the read must not count as drained.
-                Plaintext::InputFull => {
-                    filled.drained = false;
-                    return Ok(filled);
-                }
-                Plaintext::Closed => {
-                    filled.eof = true;
-                    filled.drained = true;
-                    return Ok(filled);
-                }
-            }
-            if filled.drained || ciphertext >= READ_BUDGET {
-                return Ok(filled);
-            }
-            let mut wire = WireIn {
-                stream: self.stream,
-                short: false,
-                first: None,
-            };
-            match self.session.conn.read_tls(&mut wire) {
-                // The client closed TCP: the reader reports it once the plaintext is taken.
-                Ok(0) => filled.drained = true,
-                Ok(n) => {
-                    ciphertext += n;
-                    if !self.session.sniffed {
-                        self.session.sniffed = true;
-                        if wire.first.is_some_and(|b| b.is_ascii_uppercase()) {
-                            self.session.ended(Handshake::Failed(TlsFailure::PlainHttp));
-                            return Err(self.refuse_plain_http());
-                        }
-                    }
-                    filled.drained = wire.short;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => filled.drained = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            let handshaking = self.session.conn.is_handshaking();
-            if let Err(e) = self.session.conn.process_new_packets() {
-                if handshaking {
-                    self.session.ended(Handshake::Failed(failure_of(&e)));
-                }
-                // rustls has queued an alert saying why: send it if the socket takes it.
-                self.flush_now();
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            if handshaking && !self.session.conn.is_handshaking() {
-                let conn = &self.session.conn;
-                let finished = Handshake::Finished {
-                    tls13: conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
-                    resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-                };
-                self.session.ended(finished);
-            }
-            if handshaking
-                && !self.session.conn.is_handshaking()
-                && !self.session.conn.wants_write()
-            {
-                // The client's Finished ended a TLS 1.3 handshake and nothing answers it (a
-                // resumed one sends no new ticket): acknowledge it now. A client that leaves Nagle on
-                // (Python's ssl, for one) holds its request until then, and the kernel would
-                // delay the ACK by 40 ms: measured, 50 ms per new connection instead of 1.4.
-                let _ = crate::sys::ack_now(self.stream);
-            }
-            // Handshake records (and alerts) go out at once; records of our own output are
-            // the write's to send.
-            if self.session.in_flight == InFlight::Nothing {
-                self.flush_now();
-            }
-        }
+        let read = self.read_records(&mut Reader {
+            input,
+            pool,
+            max,
+            filled: &mut filled,
+        });
+        self.session.wire_in.settle(pool);
+        read.map(|()| filled)
     }
 
-    /// Sends the records rustls holds, then encrypts the next piece of the output (its bytes,
+    /// Sends the records made earlier, then encrypts the next piece of the output (its bytes,
     /// then its file region, a chunk at a time), until everything has left or the socket is
-    /// full. With `last`, the close_notify alert that `shutdown_write` would send is queued
-    /// behind the final record, so a small last answer and its alert leave in one `writev`.
+    /// full. With `last`, close_notify is encrypted behind the final record, so a small last
+    /// answer and its alert leave in one `write`.
     fn write(&mut self, output: &mut Output, last: bool) -> io::Result<Written> {
         let mut written = Written::default();
         loop {
-            while self.session.conn.wants_write() {
-                let mut wire = WireOut {
-                    stream: self.stream,
-                    short: false,
-                };
-                match self.session.conn.write_tls(&mut wire) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        written.bytes += n as u64;
-                        if wire.short {
-                            return Ok(written);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+            if !self.send_waiting(&mut written)? {
+                return Ok(written);
             }
             self.sent(output);
-            if self.encrypt_next(output)? {
-                continue;
+            // Nothing to encrypt: no need to ask rustls (a drive writes after every read).
+            if output.is_empty() && (!last || self.session.close_queued) {
+                written.all = true;
+                return Ok(written);
             }
-            if last && !self.session.conn.is_handshaking() {
-                // Queued once (rustls ignores a second call): the next round sends it.
-                self.session.conn.send_close_notify();
-                if self.session.conn.wants_write() {
-                    continue;
+            match self.turn(None, Some((output, last)))? {
+                Step::Again | Step::InputFull => {}
+                Step::Encrypted => {
+                    if !self.transmit(&mut written)? {
+                        return Ok(written);
+                    }
+                }
+                Step::NothingToSend => {
+                    written.all = true;
+                    return Ok(written);
+                }
+                // Before the handshake has finished, or after both sides closed, there is no
+                // way to send the output (a 408 for a client that stalled mid-handshake).
+                Step::NeedBytes | Step::Closed => {
+                    if output.is_empty() {
+                        written.all = true;
+                        return Ok(written);
+                    }
+                    return Err(io::ErrorKind::NotConnected.into());
                 }
             }
-            written.all = true;
-            return Ok(written);
         }
     }
 
-    /// Sends close_notify (unless `write` already did; if the socket takes it now), then a FIN.
+    /// Sends close_notify (unless it was sent; if the socket takes it now), then a FIN.
     fn shutdown_write(&mut self) -> io::Result<()> {
-        self.session.conn.send_close_notify();
-        self.flush_now();
+        let mut written = Written::default();
+        if self.send_waiting(&mut written).unwrap_or(false)
+            && !self.session.conn.is_handshaking()
+            && !self.session.close_queued
+        {
+            let mut nothing = Output::default();
+            if let Ok(Step::Encrypted) = self.turn(None, Some((&mut nothing, true))) {
+                let _ = self.transmit(&mut written);
+            }
+        }
         self.stream.shutdown(Shutdown::Write)
     }
 
@@ -267,41 +343,265 @@ impl Transport for TlsSocket<'_> {
     }
 }
 
-/// What [`TlsSocket::take_plaintext`] ended with.
-enum Plaintext {
-    /// Everything rustls held was taken (possibly nothing).
-    Taken,
-    /// The connection's input holds its maximum; rustls may hold more.
-    InputFull,
-    /// The client closed: with close_notify, or (as many HTTP clients do) by closing TCP.
-    Closed,
-}
-
 impl TlsSocket<'_> {
-    /// Moves the plaintext rustls holds into `input`.
-    fn take_plaintext(
-        &mut self,
-        input: &mut InputBuffer,
-        pool: &mut Pool,
-        max: usize,
-        filled: &mut Filled,
-    ) -> io::Result<Plaintext> {
+    fn read_records(&mut self, to: &mut Reader<'_>) -> io::Result<()> {
+        let mut ciphertext = 0;
+        let mut socket_drained = false;
         loop {
-            let space = input.space(pool, max);
-            if space.is_empty() {
-                return Ok(Plaintext::InputFull);
-            }
-            match self.session.conn.reader().read(space) {
-                Ok(0) => return Ok(Plaintext::Closed),
-                Ok(n) => {
-                    input.filled(n);
-                    filled.bytes += n;
+            if !self.session.plain_rest().is_empty() {
+                let spill = self.session.spill();
+                let n = to.input.push(&spill.plain, to.pool, to.max);
+                to.filled.bytes += n;
+                spill.plain.drain(..n);
+                // rustls may hold more plaintext too, decrypted from records that have left
+                // the socket: no edge will announce it, so the read is not drained.
+                if !spill.plain.is_empty() {
+                    return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Plaintext::Taken),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Plaintext::Closed),
+                spill.plain = Vec::new();
+                self.session.tidy();
+            }
+            if self.session.peer_closed {
+                to.filled.eof = true;
+                to.filled.drained = true;
+                return Ok(());
+            }
+            match self.turn(Some(to), None)? {
+                Step::InputFull => return Ok(()),
+                Step::Closed => self.session.peer_closed = true,
+                Step::NeedBytes => {
+                    if !self.answered {
+                        // The client's Finished ended a TLS 1.3 handshake and nothing answers
+                        // it (a resumed one sends no new ticket): acknowledge it now. A client
+                        // that leaves Nagle on (Python's ssl, for one) holds its request until
+                        // then, and the kernel would delay the ACK by 40 ms: measured, 50 ms
+                        // per new connection instead of 1.4.
+                        let _ = crate::sys::ack_now(self.stream);
+                        self.answered = true;
+                    }
+                    if socket_drained || ciphertext >= READ_BUDGET {
+                        to.filled.drained = socket_drained;
+                        return Ok(());
+                    }
+                    match self.read_socket(to.pool)? {
+                        // The client closed TCP: the reader reports it once the plaintext is
+                        // taken.
+                        None => self.session.peer_closed = true,
+                        Some((n, short)) => {
+                            ciphertext += n;
+                            socket_drained = short;
+                        }
+                    }
+                }
+                Step::Again | Step::Encrypted | Step::NothingToSend => {}
+            }
+        }
+    }
+
+    /// Reads ciphertext from the socket behind what is held: the bytes and whether the read
+    /// was short (the socket is drained; so is a WouldBlock, as 0 bytes), or `None` at EOF.
+    fn read_socket(&mut self, pool: &mut Pool) -> io::Result<Option<(usize, bool)>> {
+        let space = self.session.wire_in.space(pool, WIRE_IN_MAX);
+        if space.is_empty() {
+            // A partial record or handshake flight as large as the buffer: too large.
+            return Err(self.failed(rustls::Error::General("handshake too large".into())));
+        }
+        let want = space.len();
+        let n = loop {
+            match (&*self.stream).read(space) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some((0, true))),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        if !self.session.sniffed {
+            self.session.sniffed = true;
+            if space[0].is_ascii_uppercase() {
+                self.session.ended(Handshake::Failed(TlsFailure::PlainHttp));
+                return Err(self.refuse_plain_http());
+            }
+        }
+        self.session.wire_in.filled(n);
+        Ok(Some((n, n < want)))
+    }
+
+    /// One turn of rustls over the ciphertext held: does what it asks for (hands plaintext
+    /// to `reader`, or keeps it when there is none; makes and sends handshake records) and,
+    /// when it may send application data and `writer` is given, encrypts the next piece of
+    /// that output into the wire buffer.
+    fn turn(
+        &mut self,
+        reader: Option<&mut Reader<'_>>,
+        writer: Option<(&mut Output, bool)>,
+    ) -> io::Result<Step> {
+        if self.session.broken {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        let handshaking = self.session.conn.is_handshaking();
+        let TlsSession {
+            conn,
+            wire_in,
+            spill,
+            in_flight,
+            close_queued,
+            peer_closed,
+            ..
+        } = &mut *self.session;
+        let buffers = &mut *self.buffers;
+        let status = conn.process_tls_records(wire_in.bytes_mut());
+        let mut discard = status.discard;
+        let mut flight_done = false;
+        let step = match status.state {
+            Err(e) => Err(e),
+            Ok(ConnectionState::ReadTraffic(mut records)) => {
+                let mut step = Ok(Step::Again);
+                let mut reader = reader;
+                while let Some(record) = records.next_record() {
+                    match record {
+                        Ok(record) => {
+                            discard += record.discard;
+                            let taken = match reader.as_mut() {
+                                Some(r) => {
+                                    let n = r.input.push(record.payload, r.pool, r.max);
+                                    r.filled.bytes += n;
+                                    n
+                                }
+                                None => 0,
+                            };
+                            if let Some(rest) = record.payload.get(taken..) {
+                                if !rest.is_empty() {
+                                    spill
+                                        .get_or_insert_with(Box::default)
+                                        .plain
+                                        .extend_from_slice(rest);
+                                    step = Ok(Step::InputFull);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            step = Err(e);
+                            break;
+                        }
+                    }
+                }
+                step
+            }
+            Ok(ConnectionState::EncodeTlsData(mut encoder)) => {
+                append(&mut buffers.wire, &mut self.made, |out| {
+                    encoder.encode(out).map_err(|e| match e {
+                        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                            Some(required_size)
+                        }
+                        _ => None,
+                    })
+                })
+                .map(|()| Step::Again)
+            }
+            // Every record of the flight is made: they leave together (one write).
+            Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                transmit.done();
+                flight_done = true;
+                Ok(Step::Again)
+            }
+            Ok(ConnectionState::PeerClosed) => {
+                *peer_closed = true;
+                Ok(Step::Again)
+            }
+            Ok(ConnectionState::Closed) => Ok(Step::Closed),
+            Ok(ConnectionState::BlockedHandshake) => Ok(Step::NeedBytes),
+            Ok(ConnectionState::WriteTraffic(mut traffic)) => match writer {
+                None => Ok(Step::NeedBytes),
+                Some((output, last)) => encrypt_next(
+                    &mut traffic,
+                    output,
+                    last,
+                    buffers,
+                    &mut self.made,
+                    in_flight,
+                    close_queued,
+                ),
+            },
+            Ok(_) => Err(rustls::Error::General("unexpected early data".into())),
+        };
+        self.session.wire_in.consume(discard);
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => return Err(self.failed(e)),
+        };
+        if handshaking && !self.session.conn.is_handshaking() {
+            self.session.finished();
+            self.answered = false;
+        }
+        if flight_done && self.made > 0 {
+            self.answered = true;
+            self.transmit(&mut Written::default())?;
+        }
+        Ok(step)
+    }
+
+    /// Sends what is made in the wire buffer, behind what waits from an earlier call; keeps
+    /// what the socket does not take. True when everything has left.
+    fn transmit(&mut self, written: &mut Written) -> io::Result<bool> {
+        let made = std::mem::take(&mut self.made);
+        let wire = self.buffers.wire.get(..made).unwrap_or_default();
+        if !self.session.wire_waiting().is_empty() {
+            self.session.spill().wire.extend_from_slice(wire);
+            return self.send_waiting(written);
+        }
+        let mut sent = 0;
+        while sent < wire.len() {
+            match (&*self.stream).write(&wire[sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        written.bytes += sent as u64;
+        if sent < made {
+            // The socket is full: the connection keeps the wire buffer itself (no copy) and
+            // the worker makes its next records in a spare one.
+            let spare = self.buffers.spare.pop().unwrap_or_default();
+            let mut kept = std::mem::replace(&mut self.buffers.wire, spare);
+            kept.truncate(made);
+            let spill = self.session.spill();
+            spill.wire = kept;
+            spill.sent = sent;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Sends the records left from an earlier call; true when none is left (the buffer that
+    /// held them is freed).
+    fn send_waiting(&mut self, written: &mut Written) -> io::Result<bool> {
+        let Some(spill) = self.session.spill.as_mut() else {
+            return Ok(true);
+        };
+        while let Some(rest) = spill.wire.get(spill.sent..).filter(|r| !r.is_empty()) {
+            match (&*self.stream).write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    spill.sent += n;
+                    written.bytes += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let drained = std::mem::take(&mut spill.wire);
+        spill.sent = 0;
+        if drained.capacity() >= CHUNK && self.buffers.spare.len() < SPARE_WIRES {
+            self.buffers.spare.push(drained);
+        }
+        self.session.tidy();
+        Ok(true)
     }
 
     /// The records of the plaintext in flight have all left: it leaves the output too.
@@ -318,71 +618,41 @@ impl TlsSocket<'_> {
         }
     }
 
-    /// Encrypts the next piece of the output; false when nothing is left.
-    fn encrypt_next(&mut self, output: &mut Output) -> io::Result<bool> {
-        let pending = output.pending();
-        if !pending.is_empty() {
-            let piece = pending.get(..CHUNK).unwrap_or(pending);
-            let n = self.session.conn.writer().write(piece)?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            self.session.in_flight = InFlight::Bytes(n);
-            return Ok(true);
+    /// rustls refused what the client sent (or the connection broke): a handshake under way
+    /// has failed for that reason. The alert rustls queued to say why is sent if the socket
+    /// takes it now.
+    fn failed(&mut self, error: rustls::Error) -> io::Error {
+        if self.session.conn.is_handshaking() {
+            self.session.ended(Handshake::Failed(failure_of(&error)));
         }
-        let Some(region) = output.file_mut() else {
-            return Ok(false);
-        };
-        let want = usize::try_from(region.end - region.offset).map_or(CHUNK, |n| n.min(CHUNK));
-        if self.scratch.len() < CHUNK {
-            self.scratch.resize(CHUNK, 0);
+        // rustls queued a fatal alert (most errors do): the next turn hands it over before
+        // looking at the ciphertext again. Only that one turn: another would meet the same
+        // error and queue a second fatal alert, which rustls refuses with a panic.
+        self.session.broken = true;
+        let TlsSession { conn, wire_in, .. } = &mut *self.session;
+        let status = conn.process_tls_records(wire_in.bytes_mut());
+        if let Ok(ConnectionState::EncodeTlsData(mut encoder)) = status.state {
+            let _ = append(&mut self.buffers.wire, &mut self.made, |out| {
+                encoder.encode(out).map_err(|_| None)
+            });
         }
-        let chunk = &mut self.scratch[..want];
-        let got = loop {
-            match region.file.read_at(chunk, region.offset) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        };
-        // The file shrank under us: the promised length cannot be kept.
-        if got == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        if self.made > 0 {
+            let _ = self.transmit(&mut Written::default());
         }
-        let n = self.session.conn.writer().write(&chunk[..got])?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        self.session.in_flight = InFlight::File(n as u64);
-        Ok(true)
-    }
-
-    /// Sends what rustls holds as far as the socket takes it now; the rest waits for the next
-    /// write (or is dropped with the connection, for an alert before a close).
-    fn flush_now(&mut self) {
-        while self.session.conn.wants_write() {
-            let mut wire = WireOut {
-                stream: self.stream,
-                short: false,
-            };
-            match self.session.conn.write_tls(&mut wire) {
-                Ok(n) if n > 0 && !wire.short => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => return,
-            }
-        }
+        io::Error::new(io::ErrorKind::InvalidData, error)
     }
 
     /// A plain HTTP request came to this TLS port: answer it as nginx does (400, in plain
     /// text), send a FIN, and end the connection. What the client sent is read and dropped
     /// first, so the close does not reset the connection under the answer.
     fn refuse_plain_http(&mut self) -> io::Error {
-        if self.scratch.len() < CHUNK {
-            self.scratch.resize(CHUNK, 0);
+        let scratch = &mut self.buffers.scratch;
+        if scratch.len() < CHUNK {
+            scratch.resize(CHUNK, 0);
         }
         let mut dropped = 0;
         while dropped < PLAIN_REQUEST_DRAIN {
-            match (&*self.stream).read(&mut self.scratch[..]) {
+            match (&*self.stream).read(&mut scratch[..]) {
                 Ok(n) if n > 0 => dropped += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 _ => break,
@@ -406,47 +676,105 @@ impl TlsSocket<'_> {
     }
 }
 
-/// The socket as rustls reads it: notes a short read (the receive queue is empty, as on a plain
-/// socket) and the first byte read.
-struct WireIn<'s> {
-    stream: &'s TcpStream,
-    short: bool,
-    first: Option<u8>,
-}
-
-impl Read for WireIn<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = (&*self.stream).read(buf)?;
-        self.short = n < buf.len();
-        if self.first.is_none() {
-            self.first = buf.get(..n).and_then(|read| read.first().copied());
+/// Encrypts the next piece of the output (its bytes, else a chunk of its file region) into
+/// the wire buffer, and close_notify behind it when it is the `last` of the output.
+fn encrypt_next(
+    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+    output: &mut Output,
+    last: bool,
+    buffers: &mut TlsBuffers,
+    made: &mut usize,
+    in_flight: &mut InFlight,
+    close_queued: &mut bool,
+) -> Result<Step, rustls::Error> {
+    let before = *made;
+    let pending = output.pending();
+    let mut rest = 0;
+    if !pending.is_empty() {
+        let piece = pending.get(..CHUNK).unwrap_or(pending);
+        encrypt(traffic, piece, &mut buffers.wire, made)?;
+        *in_flight = InFlight::Bytes(piece.len());
+        rest = pending.len() - piece.len() + usize::from(output.has_file());
+    } else if let Some(region) = output.file_mut() {
+        let left = region.end - region.offset;
+        let want = usize::try_from(left).map_or(CHUNK, |n| n.min(CHUNK));
+        let scratch = &mut buffers.scratch;
+        if scratch.len() < CHUNK {
+            scratch.resize(CHUNK, 0);
         }
-        Ok(n)
+        let chunk = &mut scratch[..want];
+        let got = loop {
+            match region.file.read_at(chunk, region.offset) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(rustls::Error::General(format!("reading the file: {e}"))),
+            }
+        };
+        // The file shrank under us: the promised length cannot be kept.
+        if got == 0 {
+            return Err(rustls::Error::General(
+                "the file shrank while being sent".into(),
+            ));
+        }
+        encrypt(traffic, &chunk[..got], &mut buffers.wire, made)?;
+        *in_flight = InFlight::File(got as u64);
+        rest = usize::from(left > got as u64);
+    }
+    if last && rest == 0 && !*close_queued {
+        append(&mut buffers.wire, made, |out| {
+            traffic.queue_close_notify(out).map_err(encrypt_room)
+        })?;
+        *close_queued = true;
+    }
+    Ok(if *made > before {
+        Step::Encrypted
+    } else {
+        Step::NothingToSend
+    })
+}
+
+fn encrypt(
+    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+    plaintext: &[u8],
+    wire: &mut Vec<u8>,
+    made: &mut usize,
+) -> Result<(), rustls::Error> {
+    append(wire, made, |out| {
+        traffic.encrypt(plaintext, out).map_err(encrypt_room)
+    })
+}
+
+/// The room an encryption needs, when it failed for lack of it.
+fn encrypt_room(error: EncryptError) -> Option<usize> {
+    match error {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(required_size)
+        }
+        _ => None,
     }
 }
 
-/// The socket as rustls writes to it (one `writev` for all its records): notes a short write,
-/// after which the socket is full and another attempt would only fail.
-struct WireOut<'s> {
-    stream: &'s TcpStream,
-    short: bool,
-}
-
-impl Write for WireOut<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = (&*self.stream).write(buf)?;
-        self.short = n < buf.len();
-        Ok(n)
+/// Lets `make` write records into `wire` behind the `made` bytes already there, growing the
+/// buffer to the size it asks for (it writes nothing when the room is short).
+fn append(
+    wire: &mut Vec<u8>,
+    made: &mut usize,
+    mut make: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> Result<(), rustls::Error> {
+    if wire.len() < CHUNK + 1024 {
+        wire.resize(CHUNK + 1024, 0);
     }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let n = (&*self.stream).write_vectored(bufs)?;
-        self.short = n < bufs.iter().map(|b| b.len()).sum();
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    loop {
+        let room = wire.get_mut(*made..).unwrap_or_default();
+        let len = room.len();
+        match make(room) {
+            Ok(n) => {
+                *made += n;
+                return Ok(());
+            }
+            Err(Some(required)) if required > len => wire.resize(*made + required, 0),
+            Err(_) => return Err(rustls::Error::General("cannot encrypt the output".into())),
+        }
     }
 }
 
@@ -459,12 +787,20 @@ mod tests {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     use std::net::TcpListener;
+    use std::os::fd::AsFd;
     use std::time::{Duration, Instant};
 
-    /// A server session on an accepted socket after its handshake, and a client thread that
-    /// sent `payload` as application data once the handshake was done (all of it is in the
-    /// socket when this returns) and waits for the server to close.
-    fn connected(payload: Vec<u8>) -> (TcpStream, TlsSession, std::thread::JoinHandle<()>) {
+    /// A server's TLS settings and a client's that trusts its certificate (whose files live
+    /// as long as this).
+    struct Fixture {
+        server: Arc<ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// With `small_hello`, the client offers only X25519 (no post-quantum key share), so its
+    /// ClientHello is a few hundred bytes instead of about 1.4 KB.
+    fn fixture(small_hello: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let made = make(&rcgen::PKCS_ECDSA_P256_SHA256);
         let cert = write(dir.path(), "cert.pem", &made.cert);
@@ -474,19 +810,293 @@ mod tests {
         let server = TlsConfig::load(&cert, &key, &[]).unwrap_or_else(|e| panic!("{e}"));
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca).unwrap_or_else(|e| panic!("{e}"));
-        let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .unwrap_or_else(|e| panic!("{e}"));
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if small_hello {
+            provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+            .unwrap_or_else(|e| panic!("{e}"));
+        Fixture {
+            server: Arc::clone(server.server_config()),
+            client: Arc::new(client),
+            _dir: dir,
+        }
+    }
+
+    /// Hands `bytes` to the server in two pieces, split after `split` bytes (if that is
+    /// inside them), with a server read after each piece has arrived; returns the plaintext
+    /// the reads handed over.
+    fn feed(
+        client: &mut TcpStream,
+        server: &TcpStream,
+        session: &mut TlsSession,
+        bytes: &[u8],
+        split: Option<usize>,
+    ) -> Vec<u8> {
+        let (mut pool, mut input, mut buffers) = (
+            Pool::default(),
+            InputBuffer::default(),
+            TlsBuffers::default(),
+        );
+        let at = split.filter(|&k| k > 0 && k < bytes.len());
+        let pieces = match at {
+            Some(k) => vec![&bytes[..k], &bytes[k..]],
+            None => vec![bytes],
+        };
+        for piece in pieces {
+            client.write_all(piece).unwrap_or_else(|e| panic!("{e}"));
+            crate::sys::wait_readable(server.as_fd()).unwrap_or_else(|e| panic!("{e}"));
+            let mut io = TlsSocket::new(server, session, &mut buffers, [b' '; 29]);
+            io.read(&mut input, &mut pool, BUFFER_SIZE)
+                .unwrap_or_else(|e| panic!("split at {split:?}: {e}"));
+        }
+        input.bytes().to_vec()
+    }
+
+    /// One handshake and request whose first flight (`flight` 0: the ClientHello) or second
+    /// (1: the client's Finished and its request) reaches the server split after `split`
+    /// bytes; returns that flight's length.
+    fn split_handshake(fixture: &Fixture, flight: usize, split: usize) -> usize {
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let mut client_sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+        client_sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (server_sock, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
+        server_sock
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let name = ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
+        let mut client = rustls::ClientConnection::new(Arc::clone(&fixture.client), name)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut session =
+            TlsSession::new(Arc::clone(&fixture.server)).unwrap_or_else(|e| panic!("{e}"));
+
+        let mut hello = Vec::new();
+        while client.wants_write() {
+            client
+                .write_tls(&mut hello)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let got = feed(
+            &mut client_sock,
+            &server_sock,
+            &mut session,
+            &hello,
+            (flight == 0).then_some(split),
+        );
+        assert!(got.is_empty(), "plaintext before the handshake");
+        while client.is_handshaking() {
+            client
+                .read_tls(&mut client_sock)
+                .unwrap_or_else(|e| panic!("{e}"));
+            client
+                .process_new_packets()
+                .unwrap_or_else(|e| panic!("split at {split}: {e}"));
+        }
+        client
+            .writer()
+            .write_all(request)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut second = Vec::new();
+        while client.wants_write() {
+            client
+                .write_tls(&mut second)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let got = feed(
+            &mut client_sock,
+            &server_sock,
+            &mut session,
+            &second,
+            (flight == 1).then_some(split),
+        );
+        assert_eq!(got, request, "flight {flight} split at {split}");
+        assert!(
+            matches!(
+                session.take_outcome(),
+                Some(Handshake::Finished { tls13: true, .. })
+            ),
+            "flight {flight} split at {split}"
+        );
+        [hello.len(), second.len()][flight]
+    }
+
+    /// Every split of the client's two flights, one handshake each: rustls' handshake
+    /// deframer keeps offsets into the ciphertext the session holds, across reads and across
+    /// the buffer moving between the pool and a small one of its own; a record split anywhere
+    /// waits for its rest. The request arrives whole and once.
+    #[test]
+    fn client_flights_split_at_every_byte_finish_the_handshake_and_deliver_the_request_once() {
+        let fixture = fixture(true);
+        for flight in 0..2 {
+            let mut split = 1;
+            while split < split_handshake(&fixture, flight, split) {
+                split += 1;
+            }
+            assert!(split > 50, "flight {flight} is only {split} bytes");
+        }
+    }
+
+    /// A tiny deterministic generator (xorshift64*), so a failing case can be run again.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// Bytes no honest client sends: random ones, record headers of every type with random
+    /// bodies (some declaring more than they carry), a real client's records with one byte
+    /// changed, and a handshake message far too large.
+    fn hostile(rng: &mut Rng, honest: &[u8]) -> Vec<u8> {
+        match rng.below(4) {
+            // A handshake message declaring 16 MiB: rustls refuses it without an alert, after
+            // its deframer has taken note of the record.
+            3 => {
+                let mut bytes = vec![22, 3, 1, 0, 8, rng.below(256) as u8, 0xff, 0xff, 0xff];
+                bytes.extend(rng.bytes(4));
+                bytes
+            }
+            0 => {
+                let n = 1 + rng.below(40);
+                rng.bytes(n)
+            }
+            1 => {
+                let kind = [20u8, 21, 22, 23, 24][rng.below(5)];
+                let declared = rng.below(17 * 1024);
+                let carried = declared.min(rng.below(declared + 1) + rng.below(64));
+                let mut record = vec![kind, 3, [1u8, 3][rng.below(2)]];
+                record.extend_from_slice(&(declared as u16).to_be_bytes());
+                record.extend(rng.bytes(carried));
+                record
+            }
+            _ => {
+                let mut changed = honest.to_vec();
+                if !changed.is_empty() {
+                    let at = rng.below(changed.len());
+                    changed[at] ^= 1 << rng.below(8);
+                }
+                changed
+            }
+        }
+    }
+
+    /// Hostile bytes before and after a handshake, in random pieces: every read ends in
+    /// plaintext, a wait or an error, and writing or shutting down after an error is refused
+    /// quietly, never with a panic (rustls panics when it is shown less ciphertext than it
+    /// has not discarded, or asked to go on after an error: both happened while this
+    /// transport was written).
+    #[test]
+    fn hostile_bytes_before_and_after_the_handshake_never_panic() {
+        let fixture = fixture(true);
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for case in 0..150 {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+            let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+            let mut client_sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+            client_sock
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (server_sock, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
+            server_sock
+                .set_nonblocking(true)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let name = ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
+            let mut client = rustls::ClientConnection::new(Arc::clone(&fixture.client), name)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut session =
+                TlsSession::new(Arc::clone(&fixture.server)).unwrap_or_else(|e| panic!("{e}"));
+            let mut hello = Vec::new();
+            while client.wants_write() {
+                client
+                    .write_tls(&mut hello)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            // Half the cases attack the handshake, half an established session.
+            let after_handshake = case % 2 == 1;
+            let mut honest = hello.clone();
+            if after_handshake {
+                feed(&mut client_sock, &server_sock, &mut session, &hello, None);
+                while client.is_handshaking() {
+                    client
+                        .read_tls(&mut client_sock)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    client
+                        .process_new_packets()
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+                client
+                    .writer()
+                    .write_all(b"GET / HTTP/1.1\r\n\r\n")
+                    .unwrap_or_else(|e| panic!("{e}"));
+                honest.clear();
+                while client.wants_write() {
+                    client
+                        .write_tls(&mut honest)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                }
+            }
+            let bytes = hostile(&mut rng, &honest);
+            let (mut pool, mut input, mut buffers) = (
+                Pool::default(),
+                InputBuffer::default(),
+                TlsBuffers::default(),
+            );
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let n = 1 + rng.below(rest.len());
+                client_sock
+                    .write_all(&rest[..n])
+                    .unwrap_or_else(|e| panic!("{e}"));
+                rest = &rest[n..];
+                crate::sys::wait_readable(server_sock.as_fd()).unwrap_or_else(|e| panic!("{e}"));
+                let mut io = TlsSocket::new(&server_sock, &mut session, &mut buffers, [b' '; 29]);
+                if io.read(&mut input, &mut pool, BUFFER_SIZE).is_err() {
+                    let mut output = Output::default();
+                    output
+                        .buf(&mut pool)
+                        .extend_from_slice(b"HTTP/1.1 400 \r\n\r\n");
+                    assert!(
+                        io.write(&mut output, true).is_err(),
+                        "case {case}: a write after an error"
+                    );
+                    let _ = io.shutdown_write();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A server session on an accepted socket after its handshake, and a client thread that
+    /// sent `payload` as application data once the handshake was done (all of it is in the
+    /// socket when this returns) and waits for the server to close.
+    fn connected(payload: Vec<u8>) -> (TcpStream, TlsSession, std::thread::JoinHandle<()>) {
+        let fixture = fixture(false);
+        let client_config = Arc::clone(&fixture.client);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let (sent_tx, sent_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let client = std::thread::spawn(move || {
             let name = ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
-            let conn = rustls::ClientConnection::new(Arc::new(client_config), name)
+            let conn = rustls::ClientConnection::new(client_config, name)
                 .unwrap_or_else(|e| panic!("{e}"));
             let sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
             sock.set_read_timeout(Some(Duration::from_secs(10)))
@@ -513,18 +1123,16 @@ mod tests {
             .set_nonblocking(true)
             .unwrap_or_else(|e| panic!("{e}"));
         let mut session =
-            TlsSession::new(Arc::clone(server.server_config())).unwrap_or_else(|e| panic!("{e}"));
-        let (mut pool, mut input, mut scratch) =
-            (Pool::default(), InputBuffer::default(), Vec::new());
+            TlsSession::new(Arc::clone(&fixture.server)).unwrap_or_else(|e| panic!("{e}"));
+        let (mut pool, mut input, mut buffers) = (
+            Pool::default(),
+            InputBuffer::default(),
+            TlsBuffers::default(),
+        );
         let started = Instant::now();
         while session.conn.is_handshaking() {
             assert!(started.elapsed() < Duration::from_secs(10), "no handshake");
-            let mut io = TlsSocket {
-                stream: &socket,
-                session: &mut session,
-                scratch: &mut scratch,
-                date: [b' '; 29],
-            };
+            let mut io = TlsSocket::new(&socket, &mut session, &mut buffers, [b' '; 29]);
             io.read(&mut input, &mut pool, BUFFER_SIZE)
                 .unwrap_or_else(|e| panic!("{e}"));
             std::thread::sleep(Duration::from_millis(1));
@@ -550,16 +1158,14 @@ mod tests {
         for extra in [1, 200, 1000, 5000, 15000] {
             let payload: Vec<u8> = (0..BUFFER_SIZE + extra).map(|i| (i % 251) as u8).collect();
             let (socket, mut session, client) = connected(payload.clone());
-            let (mut pool, mut input, mut scratch) =
-                (Pool::default(), InputBuffer::default(), Vec::new());
+            let (mut pool, mut input, mut buffers) = (
+                Pool::default(),
+                InputBuffer::default(),
+                TlsBuffers::default(),
+            );
             let mut received = Vec::new();
             loop {
-                let mut io = TlsSocket {
-                    stream: &socket,
-                    session: &mut session,
-                    scratch: &mut scratch,
-                    date: [b' '; 29],
-                };
+                let mut io = TlsSocket::new(&socket, &mut session, &mut buffers, [b' '; 29]);
                 let filled = io
                     .read(&mut input, &mut pool, BUFFER_SIZE)
                     .unwrap_or_else(|e| panic!("{e}"));
