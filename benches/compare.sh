@@ -8,9 +8,12 @@
 #   app.js.gz: percore --precompressed --compress off, so that both send app.js.gz, nginx
 #   gzip_static on) js-br (Accept-Encoding: br: with BASELINE_BIN, percore's compression on
 #   the fly, once, which the default build does; nginx has no brotli and sends the script)
-#   tls-small tls-1m tls-close (HTTPS, TLS 1.3 TLS_AES_128_GCM_SHA256, one ECDSA P-256
-#   certificate for both; nginx with ssl_session_cache and tickets; tls-close asks for a new
-#   connection per request, which wrk resumes from its TLS session)
+#   tls-small tls-1m tls-close tls-full (HTTPS, TLS 1.3 TLS_AES_128_GCM_SHA256, one ECDSA P-256
+#   certificate for all; nginx with ssl_session_cache and tickets; tls-close asks for a new
+#   connection per request, which wrk resumes from its TLS session; tls-full too, with wrk's
+#   session reuse disabled by benches/no_resume.c, so every connection is a full handshake).
+#   The TLS rows also run h2o (Debian's h2o package, the same certificate, suite and port
+#   setup) when it is installed.
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE)
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
@@ -53,7 +56,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
 WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
 COMMAND_LINE="$0 $*"
 
 usage() {
@@ -68,7 +71,7 @@ workload_spec() {
     4k) echo "50|/4k.bin" ;;
     1m) echo "50|/1m.bin" ;;
     js | js-gz | js-br) echo "50|/app.js" ;;
-    tls-small | tls-close) echo "50|/small.html" ;;
+    tls-small | tls-close | tls-full) echo "50|/small.html" ;;
     tls-1m) echo "50|/1m.bin" ;;
     *) return 1 ;;
     esac
@@ -99,6 +102,7 @@ servers_for() {
     case "$1" in
     ws*-deflate) echo percore ;;
     ws*) echo percore tokio ;;
+    tls-*) if command -v h2o >/dev/null 2>&1; then echo percore nginx h2o; else echo percore nginx; fi ;;
     *) echo percore nginx ;;
     esac
 }
@@ -122,6 +126,7 @@ workload_title() {
     tls-small) echo "HTTPS small (150 B) keep-alive, 50 conns" ;;
     tls-1m) echo "HTTPS 1 MiB keep-alive, 50 conns" ;;
     tls-close) echo "HTTPS small, new (resumed) TLS connection per request, 50 conns" ;;
+    tls-full) echo "HTTPS small, new TLS connection per request, full handshake, 50 conns" ;;
     esac
 }
 
@@ -149,7 +154,7 @@ done
 [[ "$WS_PIPELINE" =~ ^[1-9][0-9]*$ ]] || die "WS_PIPELINE must be a positive integer"
 
 # Which servers and load generators the chosen workloads need.
-NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0 NEED_TLS=0
+NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0 NEED_TLS=0 NEED_H2O=0 NEED_SHIM=0
 HTTP_WORKLOADS=() WS_WORKLOADS=()
 for w in "${WORKLOADS[@]}"; do
     if is_ws "$w"; then
@@ -160,6 +165,8 @@ for w in "${WORKLOADS[@]}"; do
         NEED_WRK=1
         if is_tls "$w"; then NEED_TLS=1; fi
         case " $(servers_for "$w") " in *" nginx "*) NEED_NGINX=1 ;; esac
+        case " $(servers_for "$w") " in *" h2o "*) NEED_H2O=1 ;; esac
+        [ "$w" = tls-full ] && NEED_SHIM=1
         HTTP_WORKLOADS+=("$w")
     fi
 done
@@ -236,12 +243,14 @@ PERCORE_PID=""
 NGINX_PID=""
 TOKIO_PID=""
 BASELINE_PID=""
+H2O_PID=""
 
 cleanup() {
     stop_server "$PERCORE_PID"
     stop_server "$BASELINE_PID"
     stop_server "$NGINX_PID"
     stop_server "$TOKIO_PID"
+    stop_server "$H2O_PID"
     wait 2>/dev/null || true
     rm -rf "$TMP"
     if [ -n "$CC_RESTORE" ]; then echo "$CC_RESTORE" >"$CC_SYSCTL" || true; fi
@@ -379,9 +388,63 @@ NGINX_TLS
     done
 fi
 
+H2O_TLS_PORT=""
+if [ "$NEED_H2O" = 1 ]; then
+    H2O_TLS_PORT=$(pick_free_port $((PERCORE_PORT + 12)))
+    # h2o 2.2 has no setting for TLS 1.3 suites: OpenSSL's own configuration file gives it the
+    # same one suite as the others.
+    cat >"$TMP/h2o-openssl.cnf" <<OPENSSL_CNF
+openssl_conf = conf
+[conf]
+ssl_conf = ssl
+[ssl]
+system_default = tls
+[tls]
+Ciphersuites = TLS_AES_128_GCM_SHA256
+OPENSSL_CNF
+    cat >"$TMP/h2o.conf" <<H2O
+num-threads: $WORKERS
+user: $(id -un)
+max-connections: 4096
+http1-request-timeout: 60
+pid-file: $TMP/h2o.pid
+error-log: $TMP/h2o-error.log
+listen:
+  host: 127.0.0.1
+  port: $H2O_TLS_PORT
+  ssl:
+    certificate-file: $TMP/cert.pem
+    key-file: $TMP/key.pem
+    min-version: TLSv1.3
+    ocsp-update-interval: 0
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $ROOT
+H2O
+    OPENSSL_CONF=$TMP/h2o-openssl.cnf taskset -c "$SERVER_CPUS" h2o -c "$TMP/h2o.conf" \
+        >"$TMP/h2o.log" 2>&1 &
+    H2O_PID=$!
+    for _ in $(seq 100); do
+        kill -0 "$H2O_PID" 2>/dev/null || { tail -n 20 "$TMP/h2o.log" >&2; die "h2o exited during startup"; }
+        curl -kfsS -o /dev/null --max-time 1 "https://127.0.0.1:$H2O_TLS_PORT/small.html" 2>/dev/null && break
+        sleep 0.1
+    done
+    openssl s_client -connect "127.0.0.1:$H2O_TLS_PORT" </dev/null 2>/dev/null |
+        grep -q 'Cipher is TLS_AES_128_GCM_SHA256' || die "h2o did not choose TLS_AES_128_GCM_SHA256"
+fi
+
+NO_RESUME_SHIM=""
+if [ "$NEED_SHIM" = 1 ]; then
+    NO_RESUME_SHIM=$TMP/no_resume.so
+    cc -shared -fPIC -O2 -o "$NO_RESUME_SHIM" "$BENCH_DIR/no_resume.c" -ldl ||
+        die "could not build benches/no_resume.c (needs a C compiler)"
+fi
+
 # Over TLS too, every server must send the same bytes.
 if [ "$NEED_TLS" = 1 ]; then
-    for port in $PERCORE_TLS_PORT $BASELINE_TLS_PORT $NGINX_TLS_PORT; do
+    for port in $PERCORE_TLS_PORT $BASELINE_TLS_PORT $NGINX_TLS_PORT $H2O_TLS_PORT; do
         for file in small.html 1m.bin; do
             curl -fsS --cacert "$TMP/cert.pem" "https://localhost:$port/$file" \
                 --resolve "localhost:$port:127.0.0.1" | cmp -s - "$ROOT/$file" ||
@@ -439,6 +502,7 @@ server_pid() {
     baseline) echo "$BASELINE_PID" ;;
     nginx) echo "$NGINX_PID" ;;
     tokio) echo "$TOKIO_PID" ;;
+    h2o) echo "$H2O_PID" ;;
     esac
 }
 server_tls_port() {
@@ -446,6 +510,7 @@ server_tls_port() {
     percore) echo "$PERCORE_TLS_PORT" ;;
     baseline) echo "$BASELINE_TLS_PORT" ;;
     nginx) echo "$NGINX_TLS_PORT" ;;
+    h2o) echo "$H2O_TLS_PORT" ;;
     esac
 }
 server_port() {
@@ -462,6 +527,7 @@ server_log() {
     baseline) echo "$TMP/baseline.log" ;;
     nginx) echo "$TMP/nginx-error.log" ;;
     tokio) echo "$TMP/tokio.log" ;;
+    h2o) echo "$TMP/h2o.log" ;;
     esac
 }
 
@@ -505,7 +571,7 @@ run_wrk() {
     IFS='|' read -r conns path <<<"$(workload_spec "$workload")"
     local args=(-t"$WRK_THREADS" -c"$conns" -d"${seconds}s" --latency)
     case "$workload" in
-    close | tls-close) args+=(-H 'Connection: close') ;;
+    close | tls-close | tls-full) args+=(-H 'Connection: close') ;;
     js-gz) args+=(-H 'Accept-Encoding: br, gzip') ;;
     js-br) args+=(-H 'Accept-Encoding: br') ;;
     pipeline16) args+=(-s "$BENCH_DIR/pipeline.lua") ;;
@@ -516,7 +582,11 @@ run_wrk() {
         args+=("http://127.0.0.1:$(server_port "$server")$path")
     fi
     [ "$workload" = pipeline16 ] && args+=(-- 16)
-    taskset -c "$CLIENT_CPUS" wrk "${args[@]}" 2>&1
+    if [ "$workload" = tls-full ]; then
+        LD_PRELOAD=$NO_RESUME_SHIM taskset -c "$CLIENT_CPUS" wrk "${args[@]}" 2>&1
+    else
+        taskset -c "$CLIENT_CPUS" wrk "${args[@]}" 2>&1
+    fi
 }
 
 # Converts a wrk latency such as 812.00us, 1.20ms or 2.01s to milliseconds.
@@ -639,7 +709,9 @@ echo
 echo "Warming up (${WARMUP_SECONDS}s each)..."
 if [ "$NEED_WRK" = 1 ]; then
     for server in $(servers_for "${HTTP_WORKLOADS[0]}"); do
-        run_wrk "$server" small-ka "$WARMUP_SECONDS" >/dev/null
+        # h2o listens on its TLS port only.
+        run_wrk "$server" "$([ "$server" = h2o ] && echo tls-small || echo small-ka)" \
+            "$WARMUP_SECONDS" >/dev/null
         assert_alive "$server"
     done
 fi
@@ -770,6 +842,26 @@ ws_table() {
     esac
 }
 
+# The HTTPS rows once more with h2o, when it ran: each server's rate and CPU per request, and
+# percore's requests per server CPU-second against h2o's.
+tls_table() {
+    local tls=() w
+    for w in "${HTTP_WORKLOADS[@]}"; do if is_tls "$w"; then tls+=("$w"); fi; done
+    [ "$NEED_H2O" = 1 ] && [ ${#tls[@]} -gt 0 ] || return 0
+    echo "HTTPS with h2o too (the same certificate, suite, files and pinning):"
+    echo
+    echo "| workload | percore req/s | nginx req/s | h2o req/s | percore CPU µs/req | nginx CPU µs/req | h2o CPU µs/req | percore ÷ h2o, requests per CPU-second |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for w in "${tls[@]}"; do
+        awk -v w="$(workload_title "$w")" -v id="$w" \
+            -v p="$(median "$w" percore 4)" -v n="$(median "$w" nginx 4)" -v h="$(median "$w" h2o 4)" \
+            -v pc="$(median "$w" percore 6)" -v nc="$(median "$w" nginx 6)" -v hc="$(median "$w" h2o 6)" 'BEGIN {
+            printf "| %s (`%s`) | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f |\n",
+                w, id, p, n, h, pc, nc, hc, (pc > 0 ? hc / pc : 0)
+        }'
+    done
+}
+
 # Before/after: this build against BASELINE_BIN on every workload.
 baseline_table() {
     echo "| workload | percore /s | baseline /s | percore/baseline | percore CPU µs | baseline CPU µs | CPU change | kernel % percore / baseline |"
@@ -816,6 +908,8 @@ report=$(
     echo "- percore: $percore_rev, --workers $WORKERS${PERCORE_FLAGS:+ $PERCORE_FLAGS}"
     [ -n "$BASELINE_PID" ] && echo "- baseline: $BASELINE_BIN, --workers $WORKERS"
     [ "$NEED_NGINX" = 1 ] && echo "- nginx: $nginx_version, worker_processes $WORKERS; wrk -t$WRK_THREADS"
+    [ "$NEED_H2O" = 1 ] && echo "- h2o: $(h2o --version 2>&1 | head -n 1), num-threads $WORKERS, TLS port only (TLS rows)"
+    [ "$NEED_SHIM" = 1 ] && echo "- tls-full: wrk with LD_PRELOAD=benches/no_resume.c, so no session is resumed"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
     [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
     echo "- servers pinned to CPU(s) $SERVER_CPUS, load generator pinned to CPU(s) $CLIENT_CPUS"
@@ -834,6 +928,10 @@ report=$(
         if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
             echo
             table
+            if [ "$NEED_H2O" = 1 ]; then
+                echo
+                tls_table
+            fi
         fi
         if [ ${#WS_WORKLOADS[@]} -gt 0 ]; then
             echo
