@@ -108,7 +108,7 @@ fn serve(listener: &TcpListener, endpoints: Arc<Endpoints>) {
         let _ = free.send(());
     }
     while slots.recv().is_ok() {
-        let accepted = sys::wait_readable(listener.as_fd()).and_then(|()| listener.accept());
+        let accepted = sys::wait_readable(listener.as_fd(), None).and_then(|_| listener.accept());
         match accepted {
             Ok((stream, _)) => {
                 let endpoints = Arc::clone(&endpoints);

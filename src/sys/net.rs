@@ -140,22 +140,26 @@ pub fn set_defer_accept(listener: &TcpListener, secs: u32) -> io::Result<()> {
 }
 
 /// Blocks until `fd` is readable (for a listener: a connection waits to be accepted), or it
-/// has an error or hang-up for the next call to report. EINTR is retried. A thread that must
-/// block for connections waits here rather than in a blocking accept, which takes its
-/// descriptor number from the table for the whole wait: unseen in /proc/PID/fd, it still
-/// counts against the open-files limit.
-pub fn wait_readable(fd: BorrowedFd<'_>) -> io::Result<()> {
+/// has an error or hang-up for the next call to report, or `timeout` has passed (`None`: no
+/// limit); true unless the time ran out. EINTR is retried. A thread that must block for
+/// connections waits here rather than in a blocking accept, which takes its descriptor
+/// number from the table for the whole wait: unseen in /proc/PID/fd, it still counts
+/// against the open-files limit.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<std::time::Duration>) -> io::Result<bool> {
     let mut poll_fd = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
+    let millis = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX)
+    });
     retry_interrupted(|| {
         // SAFETY: `poll_fd` is one live, initialised pollfd for the length given; the
         // descriptor is borrowed and open for the call; -1 waits without a timeout.
-        syscall!(poll(&mut poll_fd, 1, -1))
+        syscall!(poll(&mut poll_fd, 1, millis))
     })
-    .map(|_| ())
+    .map(|ready| ready > 0)
 }
 
 /// accept4(SOCK_NONBLOCK | SOCK_CLOEXEC): one system call, no extra fcntl. EINTR is retried;
@@ -284,7 +288,8 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(50));
             TcpStream::connect(addr).expect("connect")
         });
-        wait_readable(listener.as_fd()).expect("poll");
+        let ready = wait_readable(listener.as_fd(), Some(std::time::Duration::from_secs(10)));
+        assert!(ready.expect("poll"), "no connection within 10 s");
         assert!(
             listener.accept().is_ok(),
             "readable means a connection is queued"

@@ -825,6 +825,15 @@ mod tests {
         }
     }
 
+    /// Waits until bytes written to `server`'s peer have arrived (10 s at most).
+    fn arrived(server: &TcpStream) {
+        let ready = crate::sys::wait_readable(server.as_fd(), Some(Duration::from_secs(10)));
+        assert!(
+            ready.unwrap_or_else(|e| panic!("{e}")),
+            "nothing arrived within 10 s"
+        );
+    }
+
     /// Hands `bytes` to the server in two pieces, split after `split` bytes (if that is
     /// inside them), with a server read after each piece has arrived; returns the plaintext
     /// the reads handed over.
@@ -847,7 +856,7 @@ mod tests {
         };
         for piece in pieces {
             client.write_all(piece).unwrap_or_else(|e| panic!("{e}"));
-            crate::sys::wait_readable(server.as_fd()).unwrap_or_else(|e| panic!("{e}"));
+            arrived(server);
             let mut io = TlsSocket::new(server, session, &mut buffers, [b' '; 29]);
             io.read(&mut input, &mut pool, BUFFER_SIZE)
                 .unwrap_or_else(|e| panic!("split at {split:?}: {e}"));
@@ -1066,7 +1075,7 @@ mod tests {
                     .write_all(&rest[..n])
                     .unwrap_or_else(|e| panic!("{e}"));
                 rest = &rest[n..];
-                crate::sys::wait_readable(server_sock.as_fd()).unwrap_or_else(|e| panic!("{e}"));
+                arrived(&server_sock);
                 let mut io = TlsSocket::new(&server_sock, &mut session, &mut buffers, [b' '; 29]);
                 if io.read(&mut input, &mut pool, BUFFER_SIZE).is_err() {
                     let mut output = Output::default();
