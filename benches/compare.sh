@@ -214,13 +214,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---------------------------------------------------------------- build and document root
 
-if [ -n "${PERCORE_BIN:-}" ]; then
-    [ -x "$PERCORE_BIN" ] || die "PERCORE_BIN=$PERCORE_BIN is not executable"
-else
-    echo "Building percore (cargo build --release)..."
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
-    PERCORE_BIN=$REPO_DIR/target/release/percore
-fi
+percore_bin "$REPO_DIR"
 WSLOAD_BIN=${WSLOAD_BIN:-$(dirname "$PERCORE_BIN")/wsload}
 if [ "$NEED_WSLOAD" = 1 ]; then
     [ -x "$WSLOAD_BIN" ] || die "no wsload at $WSLOAD_BIN (cargo build --release --bin wsload, or set WSLOAD_BIN)"
@@ -402,27 +396,7 @@ system_default = tls
 [tls]
 Ciphersuites = TLS_AES_128_GCM_SHA256
 OPENSSL_CNF
-    cat >"$TMP/h2o.conf" <<H2O
-num-threads: $WORKERS
-user: $(id -un)
-max-connections: 4096
-http1-request-timeout: 60
-pid-file: $TMP/h2o.pid
-error-log: $TMP/h2o-error.log
-listen:
-  host: 127.0.0.1
-  port: $H2O_TLS_PORT
-  ssl:
-    certificate-file: $TMP/cert.pem
-    key-file: $TMP/key.pem
-    min-version: TLSv1.3
-    ocsp-update-interval: 0
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: $ROOT
-H2O
+    write_h2o_conf "$TMP/h2o.conf" "$WORKERS" "$H2O_TLS_PORT" "$TMP/cert.pem" "$TMP/key.pem" "$ROOT" "$TMP"
     OPENSSL_CONF=$TMP/h2o-openssl.cnf taskset -c "$SERVER_CPUS" h2o -c "$TMP/h2o.conf" \
         >"$TMP/h2o.log" 2>&1 &
     H2O_PID=$!

@@ -43,21 +43,8 @@ for tool in nginx curl ss taskset python3 timeout; do
     command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool (apt-get install -y nginx curl iproute2 util-linux python3)"
 done
 
-# Both the server and the client need K descriptors; neither can go past the hard limit.
-HARD_NOFILE=$(ulimit -Hn)
-ulimit -n "$HARD_NOFILE"
-for k in "${COUNTS[@]}"; do
-    [ "$HARD_NOFILE" = unlimited ] || [ $((k + 200)) -le "$HARD_NOFILE" ] ||
-        die "K=$k needs $((k + 200)) open files per process; the hard limit here is $HARD_NOFILE"
-done
-
-if [ -n "${PERCORE_BIN:-}" ]; then
-    [ -x "$PERCORE_BIN" ] || die "PERCORE_BIN=$PERCORE_BIN is not executable"
-else
-    echo "Building percore (cargo build --release)..."
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
-    PERCORE_BIN=$REPO_DIR/target/release/percore
-fi
+raise_nofile_for "${COUNTS[@]}"
+percore_bin "$REPO_DIR"
 
 TMP=$(mktemp -d /tmp/percore-scale.XXXXXX)
 chmod 755 "$TMP"

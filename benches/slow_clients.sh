@@ -72,13 +72,7 @@ ATTACK=$((LORIS + READERS))
 SOMAXCONN=$(cat /proc/sys/net/core/somaxconn)
 CLK_TCK=$(getconf CLK_TCK)
 
-if [ -n "${PERCORE_BIN:-}" ]; then
-    [ -x "$PERCORE_BIN" ] || die "PERCORE_BIN=$PERCORE_BIN is not executable"
-else
-    echo "Building percore (cargo build --release)..."
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
-    PERCORE_BIN=$REPO_DIR/target/release/percore
-fi
+percore_bin "$REPO_DIR"
 
 TMP=$(mktemp -d /tmp/percore-slow.XXXXXX)
 chmod 755 "$TMP"

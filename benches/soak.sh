@@ -67,13 +67,7 @@ for tool in wrk curl ss python3; do
 done
 ulimit -n "$(ulimit -Hn)"
 
-if [ -n "${PERCORE_BIN:-}" ]; then
-    [ -x "$PERCORE_BIN" ] || die "PERCORE_BIN=$PERCORE_BIN is not executable"
-else
-    echo "Building percore (cargo build --release)..."
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
-    PERCORE_BIN=$REPO_DIR/target/release/percore
-fi
+percore_bin "$REPO_DIR"
 WSLOAD_BIN=$(dirname "$PERCORE_BIN")/wsload
 [ -x "$WSLOAD_BIN" ] || die "no wsload beside $PERCORE_BIN (cargo build --release --bin wsload)"
 

@@ -44,20 +44,8 @@ if command -v h2o >/dev/null 2>&1; then
     H2O_NOTE="h2o: $(h2o --version 2>&1 | head -n 1), num-threads 1"
 fi
 
-HARD_NOFILE=$(ulimit -Hn)
-ulimit -n "$HARD_NOFILE"
-for k in "${COUNTS[@]}"; do
-    [ "$HARD_NOFILE" = unlimited ] || [ $((k + 200)) -le "$HARD_NOFILE" ] ||
-        die "K=$k needs $((k + 200)) open files per process; the hard limit here is $HARD_NOFILE"
-done
-
-if [ -n "${PERCORE_BIN:-}" ]; then
-    [ -x "$PERCORE_BIN" ] || die "PERCORE_BIN=$PERCORE_BIN is not executable"
-else
-    echo "Building percore (cargo build --release)..."
-    (cd "$REPO_DIR" && cargo build --release --quiet) || die "cargo build --release failed"
-    PERCORE_BIN=$REPO_DIR/target/release/percore
-fi
+raise_nofile_for "${COUNTS[@]}"
+percore_bin "$REPO_DIR"
 
 TMP=$(mktemp -d /tmp/percore-tls-idle.XXXXXX)
 chmod 755 "$TMP"
@@ -146,27 +134,7 @@ NGINX
 }
 
 start_h2o() {
-    cat >"$TMP/h2o.conf" <<H2O
-num-threads: 1
-user: $(id -un)
-max-connections: $HARD_NOFILE
-http1-request-timeout: 300
-pid-file: $TMP/h2o.pid
-error-log: $TMP/h2o-error.log
-listen:
-  host: 127.0.0.1
-  port: $PORT
-  ssl:
-    certificate-file: $TMP/cert.pem
-    key-file: $TMP/key.pem
-    min-version: TLSv1.3
-    ocsp-update-interval: 0
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: $ROOT
-H2O
+    write_h2o_conf "$TMP/h2o.conf" 1 "$PORT" "$TMP/cert.pem" "$TMP/key.pem" "$ROOT" "$TMP"
     taskset -c "$SERVER_CPUS" h2o -c "$TMP/h2o.conf" >"$TMP/h2o.log" 2>&1 &
     SERVER_PID=$!
     wait_until_serving h2o "$TMP/h2o.log"

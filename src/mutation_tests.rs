@@ -8,19 +8,24 @@
 use crate::files::{resolve_target, TargetOptions};
 use crate::http::*;
 
-/// xorshift64*: small, fast, and the same sequence on every run.
-struct Rng(u64);
+/// xorshift64*: small, fast, and the same sequence on every run (so a failing case can be run
+/// again). Also used by other modules' tests of hostile input.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
     }
 }
 

@@ -782,6 +782,7 @@ fn append(
 mod tests {
     use super::*;
     use crate::conn::BUFFER_SIZE;
+    use crate::mutation_tests::Rng;
     use crate::tls::testing::{make, write};
     use crate::tls::TlsConfig;
     use rustls::pki_types::pem::PemObject;
@@ -864,14 +865,20 @@ mod tests {
         input.bytes().to_vec()
     }
 
-    /// One handshake and request whose first flight (`flight` 0: the ClientHello) or second
-    /// (1: the client's Finished and its request) reaches the server split after `split`
-    /// bytes; returns that flight's length.
-    fn split_handshake(fixture: &Fixture, flight: usize, split: usize) -> usize {
-        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    /// A fresh TCP connection with a rustls client at one end and a server session at the
+    /// other (non-blocking, as the worker's), and the client's ClientHello, not yet sent.
+    struct Pair {
+        client_sock: TcpStream,
+        server_sock: TcpStream,
+        client: rustls::ClientConnection,
+        session: TlsSession,
+        hello: Vec<u8>,
+    }
+
+    fn pair(fixture: &Fixture) -> Pair {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let mut client_sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+        let client_sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
         client_sock
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -882,15 +889,61 @@ mod tests {
         let name = ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
         let mut client = rustls::ClientConnection::new(Arc::clone(&fixture.client), name)
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut session =
+        let session =
             TlsSession::new(Arc::clone(&fixture.server)).unwrap_or_else(|e| panic!("{e}"));
-
         let mut hello = Vec::new();
         while client.wants_write() {
             client
                 .write_tls(&mut hello)
                 .unwrap_or_else(|e| panic!("{e}"));
         }
+        Pair {
+            client_sock,
+            server_sock,
+            client,
+            session,
+            hello,
+        }
+    }
+
+    /// The client takes the server's flight from its socket and finishes its handshake; its
+    /// second flight: its Finished and `request` in application data, not yet sent.
+    fn second_flight(
+        client: &mut rustls::ClientConnection,
+        sock: &mut TcpStream,
+        request: &[u8],
+    ) -> Vec<u8> {
+        while client.is_handshaking() {
+            client.read_tls(sock).unwrap_or_else(|e| panic!("{e}"));
+            client
+                .process_new_packets()
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        client
+            .writer()
+            .write_all(request)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut flight = Vec::new();
+        while client.wants_write() {
+            client
+                .write_tls(&mut flight)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        flight
+    }
+
+    /// One handshake and request whose first flight (`flight` 0: the ClientHello) or second
+    /// (1: the client's Finished and its request) reaches the server split after `split`
+    /// bytes; returns that flight's length.
+    fn split_handshake(fixture: &Fixture, flight: usize, split: usize) -> usize {
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let Pair {
+            mut client_sock,
+            server_sock,
+            mut client,
+            mut session,
+            hello,
+        } = pair(fixture);
         let got = feed(
             &mut client_sock,
             &server_sock,
@@ -899,24 +952,7 @@ mod tests {
             (flight == 0).then_some(split),
         );
         assert!(got.is_empty(), "plaintext before the handshake");
-        while client.is_handshaking() {
-            client
-                .read_tls(&mut client_sock)
-                .unwrap_or_else(|e| panic!("{e}"));
-            client
-                .process_new_packets()
-                .unwrap_or_else(|e| panic!("split at {split}: {e}"));
-        }
-        client
-            .writer()
-            .write_all(request)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut second = Vec::new();
-        while client.wants_write() {
-            client
-                .write_tls(&mut second)
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
+        let second = second_flight(&mut client, &mut client_sock, request);
         let got = feed(
             &mut client_sock,
             &server_sock,
@@ -948,26 +984,6 @@ mod tests {
                 split += 1;
             }
             assert!(split > 50, "flight {flight} is only {split} bytes");
-        }
-    }
-
-    /// A tiny deterministic generator (xorshift64*), so a failing case can be run again.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
         }
     }
 
@@ -1017,50 +1033,19 @@ mod tests {
         let fixture = fixture(true);
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         for case in 0..150 {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-            let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-            let mut client_sock = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
-            client_sock
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap_or_else(|e| panic!("{e}"));
-            let (server_sock, _) = listener.accept().unwrap_or_else(|e| panic!("{e}"));
-            server_sock
-                .set_nonblocking(true)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let name = ServerName::try_from("localhost").unwrap_or_else(|e| panic!("{e}"));
-            let mut client = rustls::ClientConnection::new(Arc::clone(&fixture.client), name)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let mut session =
-                TlsSession::new(Arc::clone(&fixture.server)).unwrap_or_else(|e| panic!("{e}"));
-            let mut hello = Vec::new();
-            while client.wants_write() {
-                client
-                    .write_tls(&mut hello)
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
+            let Pair {
+                mut client_sock,
+                server_sock,
+                mut client,
+                mut session,
+                hello,
+            } = pair(&fixture);
             // Half the cases attack the handshake, half an established session.
             let after_handshake = case % 2 == 1;
             let mut honest = hello.clone();
             if after_handshake {
                 feed(&mut client_sock, &server_sock, &mut session, &hello, None);
-                while client.is_handshaking() {
-                    client
-                        .read_tls(&mut client_sock)
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    client
-                        .process_new_packets()
-                        .unwrap_or_else(|e| panic!("{e}"));
-                }
-                client
-                    .writer()
-                    .write_all(b"GET / HTTP/1.1\r\n\r\n")
-                    .unwrap_or_else(|e| panic!("{e}"));
-                honest.clear();
-                while client.wants_write() {
-                    client
-                        .write_tls(&mut honest)
-                        .unwrap_or_else(|e| panic!("{e}"));
-                }
+                honest = second_flight(&mut client, &mut client_sock, b"GET / HTTP/1.1\r\n\r\n");
             }
             let bytes = hostile(&mut rng, &honest);
             let (mut pool, mut input, mut buffers) = (
