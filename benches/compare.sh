@@ -17,6 +17,7 @@
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE)
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
+#   and wss64 (ws64 over TLS on percore's TLS port: wsload --tls; beside ws64, the cost of TLS)
 # Knobs (environment):
 #   DURATION=5      seconds per measured wrk/wsload run
 #   ROUNDS=5        rounds; each round runs every workload once on each server, order alternating
@@ -56,7 +57,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
 WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full ws64 ws16k ws64-deep ws64-deflate ws16k-deflate)
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full ws64 ws16k ws64-deep ws64-deflate ws16k-deflate wss64)
 COMMAND_LINE="$0 $*"
 
 usage() {
@@ -85,13 +86,14 @@ ws_spec() {
     ws16k) echo "50|16384||" ;;
     ws64-deep) echo "50|64||64" ;;
     ws64-deflate) echo "50|64|deflate|" ;;
+    wss64) echo "50|64||" ;;
     ws16k-deflate) echo "50|16384|deflate|" ;;
     *) return 1 ;;
     esac
 }
 
 is_ws() { [[ "$1" == ws* ]]; }
-is_tls() { [[ "$1" == tls-* ]]; }
+is_tls() { [[ "$1" == tls-* || "$1" == wss* ]]; }
 
 # The servers a workload compares, in the order of odd rounds.
 servers_for() {
@@ -100,7 +102,7 @@ servers_for() {
         return
     fi
     case "$1" in
-    ws*-deflate) echo percore ;;
+    ws*-deflate | wss*) echo percore ;;
     ws*) echo percore tokio ;;
     tls-*) if command -v h2o >/dev/null 2>&1; then echo percore nginx h2o; else echo percore nginx; fi ;;
     *) echo percore nginx ;;
@@ -113,6 +115,7 @@ workload_title() {
     ws16k) echo "WebSocket echo, 16 KiB binary, 50 conns" ;;
     ws64-deep) echo "WebSocket echo, 64 B binary, 50 conns, 64 in flight each" ;;
     ws64-deflate) echo "WebSocket echo, 64 B, permessage-deflate, 50 conns" ;;
+    wss64) echo "WebSocket echo over TLS 1.3, 64 B binary, 50 conns" ;;
     ws16k-deflate) echo "WebSocket echo, 16 KiB, permessage-deflate, 50 conns" ;;
     small-ka) echo "small (150 B) keep-alive, 50 conns" ;;
     small-c500) echo "small (150 B) keep-alive, 500 conns" ;;
@@ -160,6 +163,7 @@ for w in "${WORKLOADS[@]}"; do
     if is_ws "$w"; then
         NEED_WSLOAD=1
         WS_WORKLOADS+=("$w")
+        if is_tls "$w"; then NEED_TLS=1; fi
         case " $(servers_for "$w") " in *" tokio "*) NEED_TOKIO=1 ;; esac
     else
         NEED_WRK=1
@@ -577,8 +581,11 @@ to_ms() {
 run_wsload() {
     local server=$1 workload=$2 seconds=$3 conns size mode pipeline status=0
     IFS='|' read -r conns size mode pipeline <<<"$(ws_spec "$workload")"
-    local args=(--host 127.0.0.1 --ports "$(server_port "$server")" -c "$conns" --size "$size"
+    local port
+    port=$(if is_tls "$workload"; then server_tls_port "$server"; else server_port "$server"; fi)
+    local args=(--host 127.0.0.1 --ports "$port" -c "$conns" --size "$size"
         --duration "$seconds" --pipeline "${pipeline:-$WS_PIPELINE}" -t "$WSLOAD_THREADS" --binary)
+    is_tls "$workload" && args+=(--tls)
     [ "$mode" = deflate ] && args+=(--deflate)
     local TIMEFORMAT='wsload-time: %R %U %S'
     { time taskset -c "$CLIENT_CPUS" "$WSLOAD_BIN" "${args[@]}" 2>"$TMP/wsload.err"; } 2>&1 || status=$?
@@ -812,6 +819,11 @@ ws_table() {
     *-deflate" "*)
         echo "The -deflate rows are percore only: tokio-tungstenite does not implement permessage-deflate."
         echo "Messages are text-like (words and numbers), so they compress about as chat or JSON does."
+        ;;
+    esac
+    case " ${WS_WORKLOADS[*]} " in
+    *" wss64 "*)
+        echo "wss64 is percore only (wsload --tls on its TLS port, TLS 1.3): beside ws64, what TLS costs per message."
         ;;
     esac
 }

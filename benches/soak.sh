@@ -261,7 +261,7 @@ wrk_errors() {
 # Sets ERRORS[$1]: wsload's own error count plus connections closed with anything but 1000 (of
 # $2 connections). When every connection completed its close handshake with 1000, its io errors
 # came after it: wsload flushes a pong, queued for a server ping that crossed its close frame,
-# into the socket it has already shut (src/bin/wsload.rs: on_event flushes a finished
+# into the socket it has already shut (src/bin/wsload/main.rs: on_event flushes a finished
 # connection) and counts the failed write. Those are not the server's: WSLOAD_LATE_IO counts them.
 wsload_errors() {
     local out=$TMP/$1.out conns=$2 errors io

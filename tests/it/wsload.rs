@@ -4,13 +4,19 @@
 
 use std::process::Command;
 
-use crate::harness::{Root, Server};
+use crate::harness::{Options, Root, Server};
+use crate::tls::TlsFiles;
 
 const WSLOAD: &str = env!("CARGO_BIN_EXE_wsload");
 
 /// Runs wsload against `server` and returns its report; fails the test unless it exits 0.
 fn wsload(server: &Server, args: &[&str]) -> String {
-    let port = server.port().to_string();
+    wsload_on(server.port(), args)
+}
+
+/// Runs wsload against `port` and returns its report; fails the test unless it exits 0.
+fn wsload_on(port: u16, args: &[&str]) -> String {
+    let port = port.to_string();
     let output = Command::new(WSLOAD)
         .args(["--ports", &port])
         .args(args)
@@ -89,6 +95,71 @@ fn small_text_and_compressed_messages_are_all_echoed() {
         ],
     );
     assert_eq!(messages(&report), 500, "{report}");
+}
+
+/// Over TLS (`--tls`, for the benches' wss row): small pipelined messages, messages larger
+/// than a TLS record, and compressed ones, every echo verified and every close clean, on
+/// more connections than one read turn serves.
+#[test]
+fn over_tls_every_message_is_echoed() {
+    let root = Root::new();
+    let tls = TlsFiles::new();
+    let flags = tls.flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let server = Server::start_with(
+        &root,
+        Options {
+            ports: 2,
+            tls_ports: 1,
+            extra: &flags,
+            ..Options::default()
+        },
+    );
+    let port = server.ports[1];
+    for (args, count) in [
+        (
+            &[
+                "-c",
+                "20",
+                "--size",
+                "64",
+                "--pipeline",
+                "16",
+                "--messages",
+                "20000",
+            ][..],
+            20_000,
+        ),
+        (
+            &[
+                "-c",
+                "3",
+                "--size",
+                "70000",
+                "--pipeline",
+                "4",
+                "--messages",
+                "300",
+            ][..],
+            300,
+        ),
+        (
+            &[
+                "-c",
+                "2",
+                "--size",
+                "5000",
+                "--deflate",
+                "--messages",
+                "500",
+            ][..],
+            500,
+        ),
+    ] {
+        let report = wsload_on(port, &[args, &["--tls"]].concat());
+        assert_eq!(messages(&report), count, "{report}");
+        assert!(report.contains("close codes: 1000 x"), "{report}");
+    }
 }
 
 #[test]

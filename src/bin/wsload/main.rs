@@ -31,6 +31,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use clap::Parser;
 use percore::sys::{Epoll, Events, Interest};
+use rustls::ClientConfig;
+use wire::Wire;
+
+mod wire;
 use percore::ws::{
     accept_key, copy_masked, parse_header, write_frame_header, Codec, Control, Data, FrameHeader,
     OpCode,
@@ -95,6 +99,10 @@ struct Args {
     /// Load threads, each with its own epoll loop.
     #[arg(short = 't', long, default_value_t = 1)]
     threads: usize,
+    /// Speak TLS (wss://) to TLS ports, accepting any certificate: a benchmark client
+    /// measures, it does not authenticate.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() -> ExitCode {
@@ -131,6 +139,8 @@ struct Plan {
     deflate: bool,
     threads: usize,
     variants: Vec<Variant>,
+    /// With `--tls`: the client configuration, and the name sent by SNI.
+    tls: Option<(Arc<ClientConfig>, String)>,
 }
 
 /// One payload: the plain bytes (what every echo must equal once inflated) and the frame
@@ -194,6 +204,7 @@ fn plan(args: &Args) -> Result<Plan, String> {
         deflate: args.deflate,
         threads: args.threads.min(args.connections),
         variants: variants(args.size, args.text, &mut Rng::new()),
+        tls: args.tls.then(|| (wire::client_config(), args.host.clone())),
     })
 }
 
@@ -394,7 +405,7 @@ fn load_thread(plan: &Plan, index: usize, progress: &Progress, barrier: &Barrier
 /// Opens one connection and completes the opening handshake (RFC 6455 §4.1), blocking.
 fn handshake(addr: SocketAddr, host: &str, plan: &Plan, rng: &mut Rng) -> Result<Conn, String> {
     let timeout = Some(Duration::from_secs(5));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect: {e}"))?;
     let setup = |s: &TcpStream| {
         s.set_nodelay(true)?;
@@ -402,6 +413,10 @@ fn handshake(addr: SocketAddr, host: &str, plan: &Plan, rng: &mut Rng) -> Result
         s.set_write_timeout(timeout)
     };
     setup(&stream).map_err(|e| format!("socket options: {e}"))?;
+    let mut stream = match &plan.tls {
+        Some((config, server_name)) => Wire::tls(config, server_name, stream)?,
+        None => Wire::Plain(stream),
+    };
     let mut key_bytes = [0u8; 16];
     for chunk in key_bytes.chunks_mut(8) {
         chunk.copy_from_slice(&rng.next_u64().to_ne_bytes()[..chunk.len()]);
@@ -439,7 +454,7 @@ fn handshake(addr: SocketAddr, host: &str, plan: &Plan, rng: &mut Rng) -> Result
         }
     };
     stream
-        .set_nonblocking(true)
+        .set_nonblocking()
         .map_err(|e| format!("set_nonblocking: {e}"))?;
     let mut conn = Conn::new(stream, deflate, plan);
     // Frames the server sent right behind its 101, if any, are the start of the input.
@@ -514,7 +529,7 @@ enum ConnState {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Wire,
     deflate: bool,
     state: ConnState,
     /// Received bytes not yet parsed: the start of a frame whose end has not arrived.
@@ -533,7 +548,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, deflate: bool, plan: &Plan) -> Conn {
+    fn new(stream: Wire, deflate: bool, plan: &Plan) -> Conn {
         Conn {
             stream,
             deflate,
@@ -853,9 +868,15 @@ impl<'a> Looper<'a> {
         conn.out.extend_from_slice(&self.scratch[written..len]);
     }
 
-    /// Writes what connection `i` has queued until the kernel takes no more.
+    /// Writes what connection `i` has queued until the kernel takes no more (over TLS, the
+    /// records made earlier first).
     fn flush(&mut self, i: usize) {
         let conn = &mut self.conns[i];
+        match conn.stream.flush_pending() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(_) => return self.fail(i, FailKind::Io),
+        }
         while conn.out_pos < conn.out.len() {
             match conn.stream.write(&conn.out[conn.out_pos..]) {
                 Ok(0) => return self.fail(i, FailKind::Io),
@@ -1076,7 +1097,7 @@ impl<'a> Looper<'a> {
         }
         conn.state = ConnState::Done;
         conn.in_flight.clear();
-        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        conn.stream.shutdown_write();
     }
 }
 
