@@ -345,6 +345,9 @@ impl Transport for TlsSocket<'_> {
 
 impl TlsSocket<'_> {
     fn read_records(&mut self, to: &mut Reader<'_>) -> io::Result<()> {
+        if self.session.close_queued {
+            return self.drop_after_close(to.filled);
+        }
         let mut ciphertext = 0;
         let mut socket_drained = false;
         loop {
@@ -396,6 +399,34 @@ impl TlsSocket<'_> {
                 Step::Again | Step::Encrypted | Step::NothingToSend => {}
             }
         }
+    }
+
+    /// Our close_notify has been made: nothing the client still sends can matter, so it is
+    /// read and dropped unopened, at most [`READ_BUDGET`] bytes a call. rustls must not see
+    /// it: bytes it refuses there would make it queue a fatal alert after the close_notify,
+    /// which it treats as a bug (a debug assertion).
+    fn drop_after_close(&mut self, filled: &mut Filled) -> io::Result<()> {
+        let scratch = &mut self.buffers.scratch;
+        if scratch.len() < CHUNK {
+            scratch.resize(CHUNK, 0);
+        }
+        let mut dropped = 0;
+        while dropped < READ_BUDGET {
+            match (&*self.stream).read(&mut scratch[..]) {
+                Ok(0) => {
+                    filled.eof = true;
+                    filled.drained = true;
+                    return Ok(());
+                }
+                Ok(n) if n < scratch.len() => break,
+                Ok(n) => dropped += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        filled.drained = dropped < READ_BUDGET;
+        Ok(())
     }
 
     /// Reads ciphertext from the socket behind what is held: the bytes and whether the read
@@ -1023,7 +1054,8 @@ mod tests {
         }
     }
 
-    /// Hostile bytes before and after a handshake, in random pieces: every read ends in
+    /// Hostile bytes during a handshake, after it, and after the server's close_notify, in
+    /// random pieces: every read ends in
     /// plaintext, a wait or an error, and writing or shutting down after an error is refused
     /// quietly, never with a panic (rustls panics when it is shown less ciphertext than it
     /// has not discarded, or asked to go on after an error: both happened while this
@@ -1041,11 +1073,25 @@ mod tests {
                 hello,
             } = pair(&fixture);
             // Half the cases attack the handshake, half an established session.
-            let after_handshake = case % 2 == 1;
+            // A third attack the handshake, a third an established session, a third one whose
+            // last answer and close_notify the server has sent.
             let mut honest = hello.clone();
-            if after_handshake {
+            if case % 3 > 0 {
                 feed(&mut client_sock, &server_sock, &mut session, &hello, None);
                 honest = second_flight(&mut client, &mut client_sock, b"GET / HTTP/1.1\r\n\r\n");
+            }
+            if case % 3 == 2 {
+                feed(&mut client_sock, &server_sock, &mut session, &honest, None);
+                let (mut pool, mut buffers) = (Pool::default(), TlsBuffers::default());
+                let mut answer = Output::default();
+                answer
+                    .buf(&mut pool)
+                    .extend_from_slice(b"HTTP/1.1 204 \r\n\r\n");
+                let mut io = TlsSocket::new(&server_sock, &mut session, &mut buffers, [b' '; 29]);
+                let written = io
+                    .write(&mut answer, true)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(written.all && session.close_queued, "case {case}");
             }
             let bytes = hostile(&mut rng, &honest);
             let (mut pool, mut input, mut buffers) = (
