@@ -34,6 +34,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod file;
 pub mod limits;
+pub mod memory;
 pub mod net;
 pub mod signal;
 pub mod stat;
@@ -44,6 +45,7 @@ pub use epoll::{Epoll, Event, Events, Interest};
 pub use eventfd::EventFd;
 pub use file::{read_dir_entries, DirEntry, EntryKind, PathStat, RootDir};
 pub use limits::{raise_open_files_limit, OpenFilesLimit};
+pub use memory::release_free_memory;
 pub use net::{
     accept_nonblocking, ack_now, adopt_file, adopt_listener, inherited_listeners, pipe,
     reuseport_listener, send_more, sendfile, set_defer_accept, set_inheritable, somaxconn,
