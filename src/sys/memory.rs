@@ -30,17 +30,22 @@ mod tests {
                 .unwrap_or(0)
         };
         // 64 MiB in small pieces (below the mmap threshold), each touched, then freed but the
-        // last one, which keeps the heap's top in use so nothing is trimmed on its own.
-        let mut pieces: Vec<Vec<u8>> = (0..16_384).map(|_| vec![1u8; 4096]).collect();
-        let keep = pieces.pop();
-        drop(pieces);
-        let before = resident();
-        super::release_free_memory();
-        let after = resident();
-        drop(keep);
-        assert!(
-            after + 32 * 1024 < before,
-            "RSS {before} KiB before the release, {after} KiB after"
-        );
+        // last one, which keeps the heap's top in use so nothing is trimmed on its own. Other
+        // tests allocate meanwhile in the same process: three tries, one must show the drop.
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let mut pieces: Vec<Vec<u8>> = (0..16_384).map(|_| vec![1u8; 4096]).collect();
+            let keep = pieces.pop();
+            drop(pieces);
+            let before = resident();
+            super::release_free_memory();
+            let after = resident();
+            drop(keep);
+            if after + 32 * 1024 < before {
+                return;
+            }
+            seen.push((before, after));
+        }
+        panic!("RSS in KiB before and after each release: {seen:?}");
     }
 }
