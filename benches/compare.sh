@@ -11,7 +11,9 @@
 #   tls-small tls-1m tls-close tls-full (HTTPS, TLS 1.3 TLS_AES_128_GCM_SHA256, one ECDSA P-256
 #   certificate for all; nginx with ssl_session_cache and tickets; tls-close asks for a new
 #   connection per request, which wrk resumes from its TLS session; tls-full too, with wrk's
-#   session reuse disabled by benches/no_resume.c, so every connection is a full handshake).
+#   session reuse disabled by benches/no_resume.c, so every connection is a full handshake);
+#   tls12-small (tls-small over TLS 1.2 with ECDHE-ECDSA-AES128-GCM-SHA256: wrk is held to it
+#   by an OpenSSL configuration file, every server allows TLS 1.2 with that suite).
 #   The TLS rows also run h2o (Debian's h2o package, the same certificate, suite and port
 #   setup) when it is installed.
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
@@ -57,7 +59,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
 WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full ws64 ws16k ws64-deep ws64-deflate ws16k-deflate wss64)
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full tls12-small ws64 ws16k ws64-deep ws64-deflate ws16k-deflate wss64)
 COMMAND_LINE="$0 $*"
 
 usage() {
@@ -72,7 +74,7 @@ workload_spec() {
     4k) echo "50|/4k.bin" ;;
     1m) echo "50|/1m.bin" ;;
     js | js-gz | js-br) echo "50|/app.js" ;;
-    tls-small | tls-close | tls-full) echo "50|/small.html" ;;
+    tls-small | tls-close | tls-full | tls12-small) echo "50|/small.html" ;;
     tls-1m) echo "50|/1m.bin" ;;
     *) return 1 ;;
     esac
@@ -93,7 +95,7 @@ ws_spec() {
 }
 
 is_ws() { [[ "$1" == ws* ]]; }
-is_tls() { [[ "$1" == tls-* || "$1" == wss* ]]; }
+is_tls() { [[ "$1" == tls* || "$1" == wss* ]]; }
 
 # The servers a workload compares, in the order of odd rounds.
 servers_for() {
@@ -104,7 +106,7 @@ servers_for() {
     case "$1" in
     ws*-deflate | wss*) echo percore ;;
     ws*) echo percore tokio ;;
-    tls-*) if command -v h2o >/dev/null 2>&1; then echo percore nginx h2o; else echo percore nginx; fi ;;
+    tls*) if command -v h2o >/dev/null 2>&1; then echo percore nginx h2o; else echo percore nginx; fi ;;
     *) echo percore nginx ;;
     esac
 }
@@ -130,6 +132,7 @@ workload_title() {
     tls-1m) echo "HTTPS 1 MiB keep-alive, 50 conns" ;;
     tls-close) echo "HTTPS small, new (resumed) TLS connection per request, 50 conns" ;;
     tls-full) echo "HTTPS small, new TLS connection per request, full handshake, 50 conns" ;;
+    tls12-small) echo "HTTPS small (150 B) keep-alive over TLS 1.2, 50 conns" ;;
     esac
 }
 
@@ -357,8 +360,9 @@ server {
     listen 127.0.0.1:$NGINX_TLS_PORT ssl reuseport deferred;
     ssl_certificate $TMP/cert.pem;
     ssl_certificate_key $TMP/key.pem;
-    ssl_protocols TLSv1.3;
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;
     ssl_session_cache shared:SSL:10m;
     ssl_session_tickets on;
     root $ROOT;
@@ -412,6 +416,18 @@ OPENSSL_CNF
     openssl s_client -connect "127.0.0.1:$H2O_TLS_PORT" </dev/null 2>/dev/null |
         grep -q 'Cipher is TLS_AES_128_GCM_SHA256' || die "h2o did not choose TLS_AES_128_GCM_SHA256"
 fi
+
+# wrk speaks TLS 1.2 with one suite when OpenSSL's configuration says so (tls12-* rows).
+cat >"$TMP/tls12-client.cnf" <<OPENSSL_CNF
+openssl_conf = conf
+[conf]
+ssl_conf = ssl
+[ssl]
+system_default = tls
+[tls]
+MaxProtocol = TLSv1.2
+CipherString = ECDHE-ECDSA-AES128-GCM-SHA256
+OPENSSL_CNF
 
 NO_RESUME_SHIM=""
 if [ "$NEED_SHIM" = 1 ]; then
@@ -562,6 +578,8 @@ run_wrk() {
     [ "$workload" = pipeline16 ] && args+=(-- 16)
     if [ "$workload" = tls-full ]; then
         LD_PRELOAD=$NO_RESUME_SHIM taskset -c "$CLIENT_CPUS" wrk "${args[@]}" 2>&1
+    elif [[ "$workload" == tls12-* ]]; then
+        OPENSSL_CONF=$TMP/tls12-client.cnf taskset -c "$CLIENT_CPUS" wrk "${args[@]}" 2>&1
     else
         taskset -c "$CLIENT_CPUS" wrk "${args[@]}" 2>&1
     fi

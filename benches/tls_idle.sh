@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idle TLS connections: server memory per idle HTTPS keep-alive connection, percore vs nginx vs
-# h2o, each with one worker, one TLS port and the same ECDSA P-256 certificate, TLS 1.3 only.
+# h2o, each with one worker, one TLS port and the same ECDSA P-256 certificate; the client
+# speaks TLS 1.3.
 #
 # Usage: benches/tls_idle.sh [K...]      (default: 10000)
 # For each K and each server in turn (a fresh server per run): benches/idle_connections.py --tls
@@ -190,7 +191,7 @@ report=$(
     echo "- percore: $(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown), --workers 1"
     echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), worker_processes 1, ssl_session_cache and tickets on"
     echo "- $H2O_NOTE"
-    echo "- all: one TLS port, one ECDSA P-256 certificate, TLS 1.3 only"
+    echo "- all: one TLS port, one ECDSA P-256 certificate; the client speaks TLS 1.3"
     echo "- command: \`$COMMAND_LINE\` ($RUNS runs each, servers alternating)"
     echo "- method: a fresh server per run; benches/idle_connections.py --tls opens K connections (Python's"
     echo "  ssl: TLS 1.3, AES-128-GCM), each completes one GET / and stays idle; the growth of the"
