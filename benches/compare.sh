@@ -395,15 +395,7 @@ if [ "$NEED_H2O" = 1 ]; then
     H2O_TLS_PORT=$(pick_free_port $((PERCORE_PORT + 12)))
     # h2o 2.2 has no setting for TLS 1.3 suites: OpenSSL's own configuration file gives it the
     # same one suite as the others.
-    cat >"$TMP/h2o-openssl.cnf" <<OPENSSL_CNF
-openssl_conf = conf
-[conf]
-ssl_conf = ssl
-[ssl]
-system_default = tls
-[tls]
-Ciphersuites = TLS_AES_128_GCM_SHA256
-OPENSSL_CNF
+    write_openssl_conf "$TMP/h2o-openssl.cnf" "Ciphersuites = TLS_AES_128_GCM_SHA256"
     write_h2o_conf "$TMP/h2o.conf" "$WORKERS" "$H2O_TLS_PORT" "$TMP/cert.pem" "$TMP/key.pem" "$ROOT" "$TMP"
     OPENSSL_CONF=$TMP/h2o-openssl.cnf taskset -c "$SERVER_CPUS" h2o -c "$TMP/h2o.conf" \
         >"$TMP/h2o.log" 2>&1 &
@@ -418,16 +410,8 @@ OPENSSL_CNF
 fi
 
 # wrk speaks TLS 1.2 with one suite when OpenSSL's configuration says so (tls12-* rows).
-cat >"$TMP/tls12-client.cnf" <<OPENSSL_CNF
-openssl_conf = conf
-[conf]
-ssl_conf = ssl
-[ssl]
-system_default = tls
-[tls]
-MaxProtocol = TLSv1.2
-CipherString = ECDHE-ECDSA-AES128-GCM-SHA256
-OPENSSL_CNF
+write_openssl_conf "$TMP/tls12-client.cnf" "MaxProtocol = TLSv1.2" \
+    "CipherString = ECDHE-ECDSA-AES128-GCM-SHA256"
 
 NO_RESUME_SHIM=""
 if [ "$NEED_SHIM" = 1 ]; then

@@ -73,3 +73,12 @@ hosts:
         file.dir: $6
 H2O
 }
+
+# Writes an OpenSSL configuration file to $1 whose default TLS settings are the remaining
+# arguments (lines such as "MaxProtocol = TLSv1.2"): a program that loads OpenSSL's default
+# configuration (OPENSSL_CONF=$1) applies them to every TLS context it makes.
+write_openssl_conf() {
+    local file=$1
+    shift
+    printf '%s\n' "openssl_conf = conf" "[conf]" "ssl_conf = ssl" "[ssl]" "system_default = tls" "[tls]" "$@" >"$file"
+}

@@ -206,6 +206,14 @@ pub struct TlsBuffers {
     spare: Vec<Vec<u8>>,
 }
 
+/// The scratch buffer, a chunk long (grown on first use).
+fn chunk_of(scratch: &mut Vec<u8>) -> &mut [u8] {
+    if scratch.len() < CHUNK {
+        scratch.resize(CHUNK, 0);
+    }
+    &mut scratch[..CHUNK]
+}
+
 /// A connection's socket and TLS session, borrowed for one drive.
 pub struct TlsSocket<'s> {
     stream: &'s TcpStream,
@@ -406,10 +414,7 @@ impl TlsSocket<'_> {
     /// it: bytes it refuses there would make it queue a fatal alert after the close_notify,
     /// which it treats as a bug (a debug assertion).
     fn drop_after_close(&mut self, filled: &mut Filled) -> io::Result<()> {
-        let scratch = &mut self.buffers.scratch;
-        if scratch.len() < CHUNK {
-            scratch.resize(CHUNK, 0);
-        }
+        let scratch = chunk_of(&mut self.buffers.scratch);
         let mut dropped = 0;
         while dropped < READ_BUDGET {
             match (&*self.stream).read(&mut scratch[..]) {
@@ -677,10 +682,7 @@ impl TlsSocket<'_> {
     /// text), send a FIN, and end the connection. What the client sent is read and dropped
     /// first, so the close does not reset the connection under the answer.
     fn refuse_plain_http(&mut self) -> io::Error {
-        let scratch = &mut self.buffers.scratch;
-        if scratch.len() < CHUNK {
-            scratch.resize(CHUNK, 0);
-        }
+        let scratch = chunk_of(&mut self.buffers.scratch);
         let mut dropped = 0;
         while dropped < PLAIN_REQUEST_DRAIN {
             match (&*self.stream).read(&mut scratch[..]) {
@@ -729,11 +731,7 @@ fn encrypt_next(
     } else if let Some(region) = output.file_mut() {
         let left = region.end - region.offset;
         let want = usize::try_from(left).map_or(CHUNK, |n| n.min(CHUNK));
-        let scratch = &mut buffers.scratch;
-        if scratch.len() < CHUNK {
-            scratch.resize(CHUNK, 0);
-        }
-        let chunk = &mut scratch[..want];
+        let chunk = &mut chunk_of(&mut buffers.scratch)[..want];
         let got = loop {
             match region.file.read_at(chunk, region.offset) {
                 Ok(n) => break n,
