@@ -15,7 +15,8 @@
 #   tls12-small (tls-small over TLS 1.2 with ECDHE-ECDSA-AES128-GCM-SHA256: wrk is held to it
 #   by an OpenSSL configuration file, every server allows TLS 1.2 with that suite).
 #   The TLS rows also run h2o (Debian's h2o package, the same certificate, suite and port
-#   setup) when it is installed.
+#   setup) when it is installed; small-ka small-c500 4k 1m close pipeline16 also run lwan
+#   (one thread per server CPU) once benches/peers/lwan/build.sh has built it.
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE)
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
@@ -52,6 +53,8 @@ source "$(dirname "$0")/lib.sh"
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
+# lwan, the peer of issue 15, once benches/peers/lwan/build.sh has built it.
+LWAN_BIN=$BENCH_DIR/peers/lwan/build/cmake/src/bin/lwan/lwan
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
 WORKERS=${WORKERS:-1}
@@ -107,6 +110,8 @@ servers_for() {
     ws*-deflate | wss*) echo percore ;;
     ws*) echo percore tokio ;;
     tls*) if command -v h2o >/dev/null 2>&1; then echo percore nginx h2o; else echo percore nginx; fi ;;
+    small-ka | small-c500 | 4k | 1m | close | pipeline16)
+        if [ -x "$LWAN_BIN" ]; then echo percore nginx lwan; else echo percore nginx; fi ;;
     *) echo percore nginx ;;
     esac
 }
@@ -160,7 +165,7 @@ done
 [[ "$WS_PIPELINE" =~ ^[1-9][0-9]*$ ]] || die "WS_PIPELINE must be a positive integer"
 
 # Which servers and load generators the chosen workloads need.
-NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0 NEED_TLS=0 NEED_H2O=0 NEED_SHIM=0
+NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0 NEED_TLS=0 NEED_H2O=0 NEED_SHIM=0 NEED_LWAN=0
 HTTP_WORKLOADS=() WS_WORKLOADS=()
 for w in "${WORKLOADS[@]}"; do
     if is_ws "$w"; then
@@ -173,6 +178,7 @@ for w in "${WORKLOADS[@]}"; do
         if is_tls "$w"; then NEED_TLS=1; fi
         case " $(servers_for "$w") " in *" nginx "*) NEED_NGINX=1 ;; esac
         case " $(servers_for "$w") " in *" h2o "*) NEED_H2O=1 ;; esac
+        case " $(servers_for "$w") " in *" lwan "*) NEED_LWAN=1 ;; esac
         [ "$w" = tls-full ] && NEED_SHIM=1
         HTTP_WORKLOADS+=("$w")
     fi
@@ -245,6 +251,7 @@ NGINX_PID=""
 TOKIO_PID=""
 BASELINE_PID=""
 H2O_PID=""
+LWAN_PID=""
 
 cleanup() {
     stop_server "$PERCORE_PID"
@@ -252,6 +259,7 @@ cleanup() {
     stop_server "$NGINX_PID"
     stop_server "$TOKIO_PID"
     stop_server "$H2O_PID"
+    stop_server "$LWAN_PID"
     wait 2>/dev/null || true
     rm -rf "$TMP"
     if [ -n "$CC_RESTORE" ]; then echo "$CC_RESTORE" >"$CC_SYSCTL" || true; fi
@@ -390,6 +398,18 @@ NGINX_TLS
     done
 fi
 
+LWAN_PORT=""
+if [ "$NEED_LWAN" = 1 ]; then
+    LWAN_PORT=$(pick_free_port $((PERCORE_PORT + 4)))
+    DOCROOT=$ROOT "$BENCH_DIR/peers/lwan/run.sh" "$LWAN_PORT" "$SERVER_CPUS" >"$TMP/lwan.log" 2>&1 &
+    LWAN_PID=$!
+    wait_until_serving lwan "$LWAN_PID" "$LWAN_PORT" "$TMP/lwan.log"
+    for file in small.html 4k.bin 1m.bin; do
+        curl -fsS "http://127.0.0.1:$LWAN_PORT/$file" | cmp -s - "$ROOT/$file" ||
+            die "lwan returned a different body for /$file"
+    done
+fi
+
 H2O_TLS_PORT=""
 if [ "$NEED_H2O" = 1 ]; then
     H2O_TLS_PORT=$(pick_free_port $((PERCORE_PORT + 12)))
@@ -481,6 +501,7 @@ server_pid() {
     nginx) echo "$NGINX_PID" ;;
     tokio) echo "$TOKIO_PID" ;;
     h2o) echo "$H2O_PID" ;;
+    lwan) echo "$LWAN_PID" ;;
     esac
 }
 server_tls_port() {
@@ -497,6 +518,7 @@ server_port() {
     baseline) echo "$BASELINE_PORT" ;;
     nginx) echo "$NGINX_PORT" ;;
     tokio) echo "$TOKIO_PORT" ;;
+    lwan) echo "$LWAN_PORT" ;;
     esac
 }
 server_log() {
@@ -506,6 +528,7 @@ server_log() {
     nginx) echo "$TMP/nginx-error.log" ;;
     tokio) echo "$TMP/tokio.log" ;;
     h2o) echo "$TMP/h2o.log" ;;
+    lwan) echo "$TMP/lwan.log" ;;
     esac
 }
 
@@ -830,22 +853,28 @@ ws_table() {
     esac
 }
 
-# The HTTPS rows once more with h2o, when it ran: each server's rate and CPU per request, and
-# percore's requests per server CPU-second against h2o's.
-tls_table() {
-    local tls=() w
-    for w in "${HTTP_WORKLOADS[@]}"; do if is_tls "$w"; then tls+=("$w"); fi; done
-    [ "$NEED_H2O" = 1 ] && [ ${#tls[@]} -gt 0 ] || return 0
-    echo "HTTPS with h2o too (the same certificate, suite, files and pinning):"
+# The rows that ran a third server (h2o on the TLS rows, lwan on plain ones) once more with it:
+# each server's rate and CPU per request, and percore's requests per server CPU-second against
+# the peer's.
+peer_table() {
+    local w peer rows=()
+    for w in "${HTTP_WORKLOADS[@]}"; do
+        read -r -a servers <<<"$(servers_for "$w")"
+        [ ${#servers[@]} -gt 2 ] && rows+=("$w")
+    done
+    [ ${#rows[@]} -gt 0 ] || return 0
+    echo "With the fastest peers too (lwan on plain HTTP, h2o on HTTPS; the same files and pinning):"
     echo
-    echo "| workload | percore req/s | nginx req/s | h2o req/s | percore CPU µs/req | nginx CPU µs/req | h2o CPU µs/req | percore ÷ h2o, requests per CPU-second |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    for w in "${tls[@]}"; do
-        awk -v w="$(workload_title "$w")" -v id="$w" \
-            -v p="$(median "$w" percore 4)" -v n="$(median "$w" nginx 4)" -v h="$(median "$w" h2o 4)" \
-            -v pc="$(median "$w" percore 6)" -v nc="$(median "$w" nginx 6)" -v hc="$(median "$w" h2o 6)" 'BEGIN {
-            printf "| %s (`%s`) | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f |\n",
-                w, id, p, n, h, pc, nc, hc, (pc > 0 ? hc / pc : 0)
+    echo "| workload | peer | percore req/s | nginx req/s | peer req/s | percore CPU µs/req | nginx CPU µs/req | peer CPU µs/req | percore ÷ peer, requests per CPU-second |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    for w in "${rows[@]}"; do
+        read -r -a servers <<<"$(servers_for "$w")"
+        peer=${servers[2]}
+        awk -v w="$(workload_title "$w")" -v id="$w" -v peer="$peer" \
+            -v p="$(median "$w" percore 4)" -v n="$(median "$w" nginx 4)" -v h="$(median "$w" "$peer" 4)" \
+            -v pc="$(median "$w" percore 6)" -v nc="$(median "$w" nginx 6)" -v hc="$(median "$w" "$peer" 6)" 'BEGIN {
+            printf "| %s (`%s`) | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f |\n",
+                w, id, peer, p, n, h, pc, nc, hc, (pc > 0 ? hc / pc : 0)
         }'
     done
 }
@@ -898,6 +927,7 @@ report=$(
     [ "$NEED_NGINX" = 1 ] && echo "- nginx: $nginx_version, worker_processes $WORKERS; wrk -t$WRK_THREADS"
     [ "$NEED_H2O" = 1 ] && echo "- h2o: $(h2o --version 2>&1 | head -n 1), num-threads $WORKERS, TLS port only (TLS rows)"
     [ "$NEED_SHIM" = 1 ] && echo "- tls-full: wrk with LD_PRELOAD=benches/no_resume.c, so no session is resumed"
+    [ "$NEED_LWAN" = 1 ] && echo "- lwan: $(git -C "$BENCH_DIR/peers/lwan/build/src" describe --tags --always 2>/dev/null || echo unknown), one thread per server CPU (benches/peers/lwan)"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
     [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
     echo "- servers pinned to CPU(s) $SERVER_CPUS, load generator pinned to CPU(s) $CLIENT_CPUS"
@@ -916,9 +946,9 @@ report=$(
         if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
             echo
             table
-            if [ "$NEED_H2O" = 1 ]; then
+            if [ "$NEED_H2O" = 1 ] || [ "$NEED_LWAN" = 1 ]; then
                 echo
-                tls_table
+                peer_table
             fi
         fi
         if [ ${#WS_WORKLOADS[@]} -gt 0 ]; then
