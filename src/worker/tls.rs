@@ -663,7 +663,7 @@ impl TlsSocket<'_> {
         }
         // rustls queued a fatal alert (most errors do): the next turn hands it over before
         // looking at the ciphertext again. Only that one turn: another would meet the same
-        // error and queue a second fatal alert, which rustls refuses with a panic.
+        // error and queue a second fatal alert, which trips a rustls debug assertion.
         self.session.broken = true;
         let TlsSession { conn, wire_in, .. } = &mut *self.session;
         let status = conn.process_tls_records(wire_in.bytes_mut());
@@ -1053,11 +1053,11 @@ mod tests {
     }
 
     /// Hostile bytes during a handshake, after it, and after the server's close_notify, in
-    /// random pieces: every read ends in
-    /// plaintext, a wait or an error, and writing or shutting down after an error is refused
-    /// quietly, never with a panic (rustls panics when it is shown less ciphertext than it
-    /// has not discarded, or asked to go on after an error: both happened while this
-    /// transport was written).
+    /// random pieces: every read ends in plaintext, a wait or an error, and writing or
+    /// shutting down after an error is refused quietly, never with a panic. rustls panics
+    /// when it is shown less ciphertext than it has not discarded, and (in a debug build,
+    /// as tests run) when it queues a fatal alert after an error or a close_notify: all three
+    /// happened while this transport was written.
     #[test]
     fn hostile_bytes_before_and_after_the_handshake_never_panic() {
         let fixture = fixture(true);
