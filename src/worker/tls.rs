@@ -1070,7 +1070,6 @@ mod tests {
                 mut session,
                 hello,
             } = pair(&fixture);
-            // Half the cases attack the handshake, half an established session.
             // A third attack the handshake, a third an established session, a third one whose
             // last answer and close_notify the server has sent.
             let mut honest = hello.clone();

@@ -138,7 +138,8 @@ impl TlsFiles {
 }
 
 /// One plain port and one TLS port, these extra flags after the TLS ones.
-fn start(root: &Root, tls: &TlsFiles, extra: &[&str]) -> Server {
+/// A server with a plain port and a TLS port serving `tls`'s certificate, and `extra` flags.
+pub fn start(root: &Root, tls: &TlsFiles, extra: &[&str]) -> Server {
     let mut flags = tls.flags();
     flags.extend(extra.iter().map(|s| s.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -154,7 +155,7 @@ fn start(root: &Root, tls: &TlsFiles, extra: &[&str]) -> Server {
 }
 
 /// The server's TLS port (the plain one is `ports[0]`).
-fn tls_port(server: &Server) -> u16 {
+pub fn tls_port(server: &Server) -> u16 {
     server.ports[1]
 }
 
@@ -870,18 +871,8 @@ fn sni_chooses_the_certificate_and_unknown_names_get_the_default() {
         table(&a_cert, &a_key, "'a.test'") + &table(&b_cert, &b_key, "'*.b.test'"),
     )
     .unwrap();
-    let mut flags = tls.flags();
-    flags.extend(["--config".to_owned(), tls.path(&config)]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::start_with(
-        &root,
-        Options {
-            ports: 2,
-            tls_ports: 1,
-            extra: &flags,
-            ..Options::default()
-        },
-    );
+    let config = tls.path(&config);
+    let server = start(&root, &tls, &["--config", &config]);
     let port = tls_port(&server);
     let default_pem = std::fs::read_to_string(&tls.cert).unwrap();
     let default_leaf = &default_pem[..default_pem.find("-----END CERTIFICATE-----").unwrap() + 25];

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use crate::harness::{Options, Root, Server};
-use crate::tls::TlsFiles;
+use crate::harness::{Root, Server};
+use crate::tls::{self, TlsFiles};
 
 const WSLOAD: &str = env!("CARGO_BIN_EXE_wsload");
 
@@ -104,18 +104,8 @@ fn small_text_and_compressed_messages_are_all_echoed() {
 fn over_tls_every_message_is_echoed() {
     let root = Root::new();
     let tls = TlsFiles::new();
-    let flags = tls.flags();
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let server = Server::start_with(
-        &root,
-        Options {
-            ports: 2,
-            tls_ports: 1,
-            extra: &flags,
-            ..Options::default()
-        },
-    );
-    let port = server.ports[1];
+    let server = tls::start(&root, &tls, &[]);
+    let port = tls::tls_port(&server);
     for (args, count) in [
         (
             &[
