@@ -34,6 +34,8 @@ pub struct Config {
     pub ports: Vec<u16>,
     /// `--workers`: reactor threads, at least 1.
     pub workers: usize,
+    /// `--pin`: each worker runs on one CPU of those the process may use (round robin).
+    pub pin: bool,
     /// `--root`: the canonical document root (an existing directory).
     pub root: PathBuf,
     /// `--config`: the file the settings were read from, if any.
@@ -66,6 +68,10 @@ pub struct Config {
     pub small_file_max: u64,
     /// `--file-cache-entries`: entries in each worker's file cache (0: none).
     pub file_cache_entries: usize,
+    /// `--tcp-congestion`: the TCP congestion control of every listener, which the
+    /// connections it accepts inherit; `None` keeps the system's default
+    /// (net.ipv4.tcp_congestion_control).
+    pub tcp_congestion: Option<String>,
     /// `--max-connections`: connections each worker holds at most (`None`: unlimited, so
     /// only the open-files limit caps them); beyond it the worker stops accepting until one
     /// closes, and new connections wait in the kernel's listen queue.
@@ -144,6 +150,7 @@ impl Config {
             bind: vec![IpAddr::from([0, 0, 0, 0])],
             ports: (8001..=8030).collect(),
             workers: available_cpus(),
+            pin: true,
             root: PathBuf::from("www"),
             config_file: None,
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 7391))),
@@ -160,6 +167,7 @@ impl Config {
             drain_timeout: Duration::from_secs(10),
             small_file_max: 64 * KIB,
             file_cache_entries: 1024,
+            tcp_congestion: None,
             max_connections: None,
             index: "index.html".to_owned(),
             dotfiles: false,
@@ -228,6 +236,13 @@ const OPTIONS: &[Opt] = &[
         value_name: "N|auto",
         default: "auto",
         help: "Worker threads (one reactor each); auto = the CPUs this process may use",
+    },
+    Opt {
+        flag: "pin",
+        value_name: "BOOL",
+        default: "true",
+        help: "Pin each worker to its own CPU; false lets the kernel move them (a host whose \
+               CPUs other busy processes share)",
     },
     Opt {
         flag: "root",
@@ -318,6 +333,13 @@ const OPTIONS: &[Opt] = &[
         value_name: "N",
         default: "1024",
         help: "Entries in each worker's file cache (a large file's holds its descriptor); 0 = off",
+    },
+    Opt {
+        flag: "tcp-congestion",
+        value_name: "NAME|system",
+        default: "system",
+        help: "TCP congestion control of the connections (reno, cubic, bbr…), or the system's \
+               default (net.ipv4.tcp_congestion_control)",
     },
     Opt {
         flag: "max-connections",
@@ -569,6 +591,8 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
         ("bind", old.bind != new.bind),
         ("ports", old.ports != new.ports),
         ("workers", old.workers != new.workers),
+        ("pin", old.pin != new.pin),
+        ("tcp_congestion", old.tcp_congestion != new.tcp_congestion),
         ("root", old.root != new.root),
         ("admin", old.admin != new.admin),
         ("log_level", old.log_level != new.log_level),
@@ -925,6 +949,8 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "bind" => config.bind = parse_addresses(raw)?,
         "ports" => config.ports = parse_ports(raw)?,
         "workers" => config.workers = parse_workers(raw)?,
+        "pin" => config.pin = parse_bool(raw)?,
+        "tcp-congestion" => config.tcp_congestion = parse_congestion(raw)?,
         "root" => config.root = PathBuf::from(raw),
         "admin" => config.admin = parse_admin(raw)?,
         "log-level" => {
@@ -1168,6 +1194,23 @@ fn nonzero(d: Duration) -> Result<Duration, String> {
         return Err("must be greater than 0".to_owned());
     }
     Ok(d)
+}
+
+/// `system`, or the name of a congestion control algorithm: what TCP_CONGESTION takes (at
+/// most 15 bytes of letters, digits and `_`). Whether the kernel has it is checked when the
+/// listeners are configured.
+fn parse_congestion(raw: &str) -> Result<Option<String>, String> {
+    let name = raw.trim();
+    if name == "system" {
+        return Ok(None);
+    }
+    let valid = !name.is_empty()
+        && name.len() < 16
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    match valid {
+        true => Ok(Some(name.to_owned())),
+        false => Err("expected system or an algorithm's name such as reno, cubic or bbr".into()),
+    }
 }
 
 fn parse_index(raw: &str) -> Result<String, String> {
@@ -1607,6 +1650,32 @@ mod tests {
         check_error(
             &["--max-headers", "257"],
             "percore: invalid --max-headers '257': must be between 1 and 256",
+        );
+    }
+
+    #[test]
+    fn pinning_and_congestion_control() {
+        check(&["--pin", "false"], |c| c.pin = false);
+        check(&["--pin", "true"], |_| {});
+        check(&["--tcp-congestion", "reno"], |c| {
+            c.tcp_congestion = Some("reno".into())
+        });
+        check(
+            &["--tcp-congestion", "bbr", "--tcp-congestion", "system"],
+            |_| {},
+        );
+        for raw in ["", "bb r", "cubic;", "fifteen_letters_"] {
+            check_error(
+                &[&format!("--tcp-congestion={raw}")],
+                &format!(
+                    "percore: invalid --tcp-congestion '{raw}': expected system or an \
+                     algorithm's name such as reno, cubic or bbr"
+                ),
+            );
+        }
+        check_error(
+            &["--pin", "yes"],
+            "percore: invalid --pin 'yes': expected true or false",
         );
     }
 
@@ -2379,6 +2448,7 @@ mod tests {
         config.bind = vec![IpAddr::from([1, 2, 3, 4])];
         config.ports = vec![1];
         config.workers += 7;
+        config.pin = false;
         config.root = PathBuf::from("elsewhere");
         config.admin = None;
         config.log_level = Level::Error;
@@ -2395,6 +2465,7 @@ mod tests {
         config.small_file_max = 1;
         config.file_cache_entries = 1;
         config.max_connections = Some(1);
+        config.tcp_congestion = Some("reno".into());
         config.index = "x".into();
         config.dotfiles = true;
         config.precompressed = Codings::NONE.with(Coding::Gzip);

@@ -89,7 +89,10 @@ impl Generation {
                 index,
             };
             let stop = Arc::new(Stop::new().map_err(|e| format!("eventfd: {e}"))?);
-            let cpu = (!spawner.cpus.is_empty()).then(|| spawner.cpus[index % spawner.cpus.len()]);
+            let cpu = match self.config.pin {
+                true => spawner.cpus.get(index % spawner.cpus.len().max(1)).copied(),
+                false => None,
+            };
             let (start_tx, start_rx) = bounded(1);
             let setup = WorkerSetup {
                 id,

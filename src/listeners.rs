@@ -12,6 +12,7 @@
 //! Owns binding (with the options every listener gets), growing a group when a reload adds
 //! workers, and handing out duplicates. It never accepts a connection.
 
+use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -149,6 +150,22 @@ impl Listeners {
                 }),
             }
         }
+        if let Some(name) = config
+            .tcp_congestion
+            .clone()
+            .or_else(sys::default_congestion_control)
+        {
+            let old = self.groups.iter().map(|g| (g.addr, &g.sockets));
+            let new = added.iter().map(|g| (g.addr, &g.sockets));
+            let grown_sockets = grown
+                .iter()
+                .filter_map(|(i, sockets)| self.groups.get(*i).map(|g| (g.addr, sockets)));
+            for (addr, sockets) in old.chain(new).chain(grown_sockets) {
+                for socket in sockets {
+                    set_congestion(socket, addr, &name)?;
+                }
+            }
+        }
         for (i, sockets) in grown {
             if let Some(group) = self.groups.get_mut(i) {
                 group.sockets.extend(sockets);
@@ -229,6 +246,28 @@ impl Listeners {
         let wanted = config.listen_addrs();
         self.groups.retain(|g| wanted.contains(&g.addr));
     }
+}
+
+/// Gives `socket` (and so the connections it accepts) the congestion control `name`, unless it
+/// has it already. The error names what the kernel offers.
+fn set_congestion(socket: &TcpListener, addr: SocketAddr, name: &str) -> Result<(), String> {
+    if sys::congestion_control(socket).is_ok_and(|current| current == name) {
+        return Ok(());
+    }
+    sys::set_congestion_control(socket, name).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::NotFound => format!(
+                "; this kernel has {} (`modprobe tcp_{name}` loads another)",
+                sys::congestion_controls("available").unwrap_or_default()
+            ),
+            io::ErrorKind::PermissionDenied => format!(
+                "; without CAP_NET_ADMIN only {} (net.ipv4.tcp_allowed_congestion_control)",
+                sys::congestion_controls("allowed").unwrap_or_default()
+            ),
+            _ => String::new(),
+        };
+        format!("TCP congestion control '{name}' on {addr}: {e}{hint}")
+    })
 }
 
 fn bind_one(addr: SocketAddr, backlog: i32) -> Result<TcpListener, String> {

@@ -47,8 +47,9 @@ pub use file::{read_dir_entries, DirEntry, EntryKind, PathStat, RootDir};
 pub use limits::{raise_open_files_limit, OpenFilesLimit};
 pub use memory::release_free_memory;
 pub use net::{
-    accept_nonblocking, ack_now, adopt_file, adopt_listener, inherited_listeners, pipe,
-    reuseport_listener, send_more, sendfile, set_defer_accept, set_inheritable, somaxconn,
+    accept_nonblocking, ack_now, adopt_file, adopt_listener, congestion_control,
+    congestion_controls, default_congestion_control, inherited_listeners, pipe, reuseport_listener,
+    send_more, sendfile, set_congestion_control, set_defer_accept, set_inheritable, somaxconn,
     wait_readable, InheritedListener,
 };
 pub use signal::{block_termination_signals, signal_name, wait_termination_signal};

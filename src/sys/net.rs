@@ -31,6 +31,35 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListe
     Ok(socket.into())
 }
 
+/// The congestion control algorithm of `socket` (TCP_CONGESTION). A listener's passes to the
+/// connections it accepts.
+pub fn congestion_control(socket: &impl AsFd) -> io::Result<String> {
+    let name = socket2::SockRef::from(socket).tcp_congestion()?;
+    Ok(String::from_utf8_lossy(&name)
+        .trim_end_matches('\0')
+        .to_owned())
+}
+
+/// Sets the congestion control algorithm of `socket` (TCP_CONGESTION): ENOENT when the kernel
+/// has no such algorithm, EPERM when it is not in net.ipv4.tcp_allowed_congestion_control
+/// and the process lacks CAP_NET_ADMIN.
+pub fn set_congestion_control(socket: &impl AsFd, name: &str) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_tcp_congestion(name.as_bytes())
+}
+
+/// net.ipv4.tcp_congestion_control: the algorithm new sockets get, if it can be read.
+pub fn default_congestion_control() -> Option<String> {
+    let name = fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").ok()?;
+    Some(name.trim().to_owned()).filter(|name| !name.is_empty())
+}
+
+/// net.ipv4.tcp_`which`_congestion_control (`available` or `allowed`): the algorithms as
+/// the kernel lists them, space-separated.
+pub fn congestion_controls(which: &str) -> Option<String> {
+    let path = format!("/proc/sys/net/ipv4/tcp_{which}_congestion_control");
+    Some(fs::read_to_string(path).ok()?.trim().to_owned())
+}
+
 /// A listening socket handed over by a service manager (systemd's socket activation).
 #[derive(Debug)]
 pub struct InheritedListener {
@@ -462,6 +491,25 @@ mod tests {
     fn sendfile_resumes_at_an_offset() {
         check_sendfile(b"0123456789", 4, 3);
         check_sendfile(&pattern(100_000), 65_537, 4096);
+    }
+
+    #[test]
+    fn connections_inherit_the_listeners_congestion_control() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Not the default (or the accepted socket would have it anyway): reno is built into
+        // every kernel, cubic into Debian's.
+        let name = match default_congestion_control().as_deref() {
+            Some("reno") => "cubic",
+            _ => "reno",
+        };
+        set_congestion_control(&listener, name).expect("set");
+        assert_eq!(congestion_control(&listener).expect("get"), name);
+        let _client = TcpStream::connect(addr).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        assert_eq!(congestion_control(&accepted).expect("get"), name);
+        let missing = set_congestion_control(&listener, "percore_none").expect_err("no such");
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -348,3 +348,73 @@ fn a_failed_binary_upgrade_leaves_the_server_serving() {
     assert_eq!(response.status, 200);
     assert!(!server.log().contains("bye"), "{}", server.log());
 }
+
+/// The congestion control `ss` shows for the server's end of a keep-alive connection to
+/// `port`, after one request (TCP_DEFER_ACCEPT keeps a silent one from being accepted): the
+/// word before `wscale:` in its line of `ss -ti`.
+fn server_congestion(port: u16) -> String {
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = b"GET /hello.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(exchange(&mut client, request), Ok((200, false)));
+    let client_port = client.local_addr().unwrap().port();
+    let filter = format!("( sport = :{port} and dport = :{client_port} )");
+    let out = std::process::Command::new("ss")
+        .args(["-tinH", "state", "established", &filter])
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words.iter().position(|w| w.starts_with("wscale:"));
+    match at.and_then(|i| i.checked_sub(1)).and_then(|i| words.get(i)) {
+        Some(name) => name.to_string(),
+        None => panic!("no congestion control in ss output: {text:?}"),
+    }
+}
+
+/// --tcp-congestion reaches the connections and --pin the workers, both change on a reload,
+/// `system` gives the connections the system's default again, and an algorithm the kernel
+/// lacks fails the reload, not the server.
+#[test]
+fn congestion_control_and_pinning_are_set_and_reloaded() {
+    let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let chosen = if system == "reno" { "cubic" } else { "reno" };
+    let root = Root::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("percore.toml");
+    std::fs::write(&file, format!("tcp_congestion = '{chosen}'\npin = false\n")).unwrap();
+    let server = Server::start_with(
+        &root,
+        Options {
+            extra: &["--config", file.to_str().unwrap()],
+            ..Options::default()
+        },
+    );
+    let port = server.port();
+    assert_eq!(server_congestion(port), chosen);
+    assert!(
+        server.log().contains("worker 0 unpinned"),
+        "{}",
+        server.log()
+    );
+
+    std::fs::write(&file, "tcp_congestion = 'system'\npin = true\n").unwrap();
+    server.signal("HUP");
+    server.wait_for_log("SIGHUP: generation 1 serving", Duration::from_secs(10));
+    assert_eq!(server_congestion(port), system);
+    let log = server.log();
+    assert!(log.contains("worker 0 of generation 1 -> CPU"), "{log}");
+
+    std::fs::write(&file, "tcp_congestion = 'percore_none'\n").unwrap();
+    server.signal("HUP");
+    server.wait_for_log(
+        "TCP congestion control 'percore_none'",
+        Duration::from_secs(10),
+    );
+    assert_eq!(server_congestion(port), system);
+}
