@@ -33,8 +33,11 @@
 #   PERCORE_BIN     use this binary instead of running `cargo build --release`
 #   WSLOAD_BIN      default: wsload next to PERCORE_BIN
 #   TOKIO_ECHO_BIN  use this binary instead of building benches/tokio-echo
-#   TCP_CC          run with this TCP congestion control (e.g. cubic): sets the machine-wide
-#                   net.ipv4.tcp_congestion_control for the run and restores it on exit (root)
+#   TCP_CC=cubic    the TCP congestion control of the run: sets the machine-wide
+#                   net.ipv4.tcp_congestion_control and restores it on exit (root; otherwise a
+#                   warning and the machine's); TCP_CC=keep keeps the machine's. cubic is the
+#                   kernel's default; under bbr, pacing costs every server 2-7x the CPU per
+#                   1 MiB response on loopback, except lwan, which sets reno on its sockets
 #   PERCORE_FLAGS   extra flags for percore (not for a baseline), e.g. "--access-log FILE";
 #                   with BASELINE_BIN set to the same binary this measures what a flag costs
 #   BASELINE_BIN    before/after mode: compare percore with this other percore build (e.g. one
@@ -217,9 +220,13 @@ CLK_TCK=$(getconf CLK_TCK)
 CC_SYSCTL=/proc/sys/net/ipv4/tcp_congestion_control
 CC_BEFORE=$(cat "$CC_SYSCTL" 2>/dev/null || echo unknown)
 CC_RESTORE=""
-if [ -n "${TCP_CC:-}" ] && [ "$TCP_CC" != "$CC_BEFORE" ]; then
-    echo "$TCP_CC" 2>/dev/null >"$CC_SYSCTL" || die "cannot set $CC_SYSCTL to $TCP_CC (root, and a known algorithm: $(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null))"
-    CC_RESTORE=$CC_BEFORE
+TCP_CC=${TCP_CC:-cubic}
+if [ "$TCP_CC" != keep ] && [ "$TCP_CC" != "$CC_BEFORE" ]; then
+    if echo "$TCP_CC" 2>/dev/null >"$CC_SYSCTL"; then
+        CC_RESTORE=$CC_BEFORE
+    else
+        echo "compare.sh: warning: cannot set $CC_SYSCTL to $TCP_CC (root, and one of: $(cat /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null)); running with $CC_BEFORE" >&2
+    fi
 fi
 TCP_CC=$(cat "$CC_SYSCTL" 2>/dev/null || echo unknown)
 # wrk at 500 connections and nginx both need more descriptors than a default 1024.
