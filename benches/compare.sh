@@ -65,8 +65,9 @@ WS_PIPELINE=${WS_PIPELINE:-16}
 ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full tls12-small ws64 ws16k ws64-deep ws64-deflate ws16k-deflate wss64)
 COMMAND_LINE="$0 $*"
 
+# Prints the comment block at the top of this file.
 usage() {
-    sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
 }
 
 # Each workload is "connections|path"; run_wrk adds the close header and the pipelining script.
