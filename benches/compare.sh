@@ -16,7 +16,9 @@
 #   by an OpenSSL configuration file, every server allows TLS 1.2 with that suite).
 #   The TLS rows also run h2o (Debian's h2o package, the same certificate, suite and port
 #   setup) when it is installed; small-ka small-c500 4k 1m close pipeline16 also run lwan
-#   (one thread per server CPU) once benches/peers/lwan/build.sh has built it.
+#   (one thread per server CPU) once benches/peers/lwan/build.sh has built it, and all of them
+#   but close run may-minihttp (the files from memory, one may worker per server CPU; it
+#   ignores Connection: close) once benches/peers/may-minihttp/build.sh has built it.
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE), and uWebSockets'
 #   echo (one thread, no compression) once benches/peers/uws/build.sh has built it
@@ -56,6 +58,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
 # The peers of issue 15, each once its benches/peers/NAME/build.sh has built it.
 LWAN_BIN=$BENCH_DIR/peers/lwan/build/cmake/src/bin/lwan/lwan
+MAY_MINIHTTP_BIN=$BENCH_DIR/peers/may-minihttp/build/target/release/may-minihttp-peer
 UWS_BIN=$BENCH_DIR/peers/uws/build/uws-echo
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
@@ -120,6 +123,9 @@ servers_for() {
     small-ka | small-c500 | 4k | 1m | close | pipeline16)
         list=(percore nginx)
         if [ -x "$LWAN_BIN" ]; then list+=(lwan); fi
+        # may_minihttp keeps every connection open whatever the request says, so wrk would run
+        # the close row over keep-alive connections against it: it has no close row.
+        if [ -x "$MAY_MINIHTTP_BIN" ] && [ "$1" != close ]; then list+=(may-minihttp); fi
         ;;
     *) list=(percore nginx) ;;
     esac
@@ -176,7 +182,7 @@ done
 
 # Which servers and load generators the chosen workloads need.
 NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0 NEED_TLS=0 NEED_H2O=0 NEED_SHIM=0 NEED_LWAN=0
-NEED_UWS=0
+NEED_MAY_MINIHTTP=0 NEED_UWS=0
 HTTP_WORKLOADS=() WS_WORKLOADS=()
 for w in "${WORKLOADS[@]}"; do
     if is_ws "$w"; then
@@ -191,6 +197,7 @@ for w in "${WORKLOADS[@]}"; do
         case " $(servers_for "$w") " in *" nginx "*) NEED_NGINX=1 ;; esac
         case " $(servers_for "$w") " in *" h2o "*) NEED_H2O=1 ;; esac
         case " $(servers_for "$w") " in *" lwan "*) NEED_LWAN=1 ;; esac
+        case " $(servers_for "$w") " in *" may-minihttp "*) NEED_MAY_MINIHTTP=1 ;; esac
         [ "$w" = tls-full ] && NEED_SHIM=1
         HTTP_WORKLOADS+=("$w")
     fi
@@ -264,6 +271,7 @@ TOKIO_PID=""
 BASELINE_PID=""
 H2O_PID=""
 LWAN_PID=""
+MAY_MINIHTTP_PID=""
 UWS_PID=""
 
 cleanup() {
@@ -273,6 +281,7 @@ cleanup() {
     stop_server "$TOKIO_PID"
     stop_server "$H2O_PID"
     stop_server "$LWAN_PID"
+    stop_server "$MAY_MINIHTTP_PID"
     stop_server "$UWS_PID"
     wait 2>/dev/null || true
     rm -rf "$TMP"
@@ -424,6 +433,20 @@ if [ "$NEED_LWAN" = 1 ]; then
     done
 fi
 
+MAY_MINIHTTP_PORT=""
+if [ "$NEED_MAY_MINIHTTP" = 1 ]; then
+    # It reads the files into memory when it starts, so it starts after they are written.
+    MAY_MINIHTTP_PORT=$(pick_free_port $((PERCORE_PORT + 5)))
+    DOCROOT=$ROOT "$BENCH_DIR/peers/may-minihttp/run.sh" "$MAY_MINIHTTP_PORT" "$SERVER_CPUS" \
+        >"$TMP/may-minihttp.log" 2>&1 &
+    MAY_MINIHTTP_PID=$!
+    wait_until_serving may-minihttp "$MAY_MINIHTTP_PID" "$MAY_MINIHTTP_PORT" "$TMP/may-minihttp.log"
+    for file in small.html 4k.bin 1m.bin; do
+        curl -fsS "http://127.0.0.1:$MAY_MINIHTTP_PORT/$file" | cmp -s - "$ROOT/$file" ||
+            die "may-minihttp returned a different body for /$file"
+    done
+fi
+
 H2O_TLS_PORT=""
 if [ "$NEED_H2O" = 1 ]; then
     H2O_TLS_PORT=$(pick_free_port $((PERCORE_PORT + 12)))
@@ -524,6 +547,7 @@ server_pid() {
     tokio) echo "$TOKIO_PID" ;;
     h2o) echo "$H2O_PID" ;;
     lwan) echo "$LWAN_PID" ;;
+    may-minihttp) echo "$MAY_MINIHTTP_PID" ;;
     uws) echo "$UWS_PID" ;;
     esac
 }
@@ -542,6 +566,7 @@ server_port() {
     nginx) echo "$NGINX_PORT" ;;
     tokio) echo "$TOKIO_PORT" ;;
     lwan) echo "$LWAN_PORT" ;;
+    may-minihttp) echo "$MAY_MINIHTTP_PORT" ;;
     uws) echo "$UWS_PORT" ;;
     esac
 }
@@ -553,6 +578,7 @@ server_log() {
     tokio) echo "$TMP/tokio.log" ;;
     h2o) echo "$TMP/h2o.log" ;;
     lwan) echo "$TMP/lwan.log" ;;
+    may-minihttp) echo "$TMP/may-minihttp.log" ;;
     uws) echo "$TMP/uws.log" ;;
     esac
 }
@@ -726,6 +752,7 @@ echo "percore: $PERCORE_BIN on 127.0.0.1:$PERCORE_PORT (pid $PERCORE_PID)"
 [ "$NEED_NGINX" = 1 ] && echo "nginx on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
 [ "$NEED_TOKIO" = 1 ] && echo "tokio-echo: $TOKIO_ECHO_BIN on 127.0.0.1:$TOKIO_PORT (pid $TOKIO_PID)"
 [ "$NEED_LWAN" = 1 ] && echo "lwan: $LWAN_BIN on 127.0.0.1:$LWAN_PORT (pid $LWAN_PID)"
+[ "$NEED_MAY_MINIHTTP" = 1 ] && echo "may-minihttp: $MAY_MINIHTTP_BIN on 127.0.0.1:$MAY_MINIHTTP_PORT (pid $MAY_MINIHTTP_PID)"
 [ "$NEED_UWS" = 1 ] && echo "uws: $UWS_BIN on 127.0.0.1:$UWS_PORT (pid $UWS_PID), one thread"
 echo "servers on CPU(s) $SERVER_CPUS, load generator on CPU(s) $CLIENT_CPUS; $WORKERS worker(s); ${DURATION}s x $ROUNDS rounds"
 if [ "$NEED_NGINX" = 1 ]; then
@@ -782,6 +809,8 @@ median() {
 nginx_version=$( ([ "$NEED_NGINX" = 1 ] && nginx -v 2>&1 | sed 's/^nginx version: //') || true)
 tokio_versions=$(awk '/^name = "(tokio|tokio-tungstenite|tungstenite)"$/ { n = $3; getline; gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' \
     "$BENCH_DIR/tokio-echo/Cargo.lock" 2>/dev/null || true)
+may_versions=$(awk '/^name = "(may|may_minihttp)"$/ { n = $3; getline; gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' \
+    "$BENCH_DIR/peers/may-minihttp/Cargo.lock" 2>/dev/null || true)
 uws_versions="uWebSockets $(git -C "$BENCH_DIR/peers/uws/build/uWebSockets" describe --tags --always 2>/dev/null || echo unknown)"
 uws_versions+=", uSockets $(git -C "$BENCH_DIR/peers/uws/build/uWebSockets/uSockets" describe --tags --always 2>/dev/null || echo unknown)"
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
@@ -886,16 +915,17 @@ ws_table() {
 peer_note() {
     case "$1" in
     lwan) echo "lwan: one thread per server CPU" ;;
+    may-minihttp) echo "may-minihttp: the files from memory, one may worker per server CPU, no close row (it ignores Connection: close)" ;;
     h2o) echo "h2o on HTTPS" ;;
     uws) echo "uWebSockets' echo: one thread, no compression" ;;
     *) echo "$1" ;;
     esac
 }
 
-# The rows that ran more servers than the main tables show (h2o on the TLS rows, lwan on plain
-# ones, uWebSockets on WebSocket ones) once more with them, a line per peer: each server's
-# rate and CPU per request (or message), and percore's requests (or messages) per server
-# CPU-second against the peer's. $1: http or ws.
+# The rows that ran more servers than the main tables show (h2o on the TLS rows, lwan and
+# may-minihttp on plain ones, uWebSockets on WebSocket ones) once more with them, a line per
+# peer: each server's rate and CPU per request (or message), and percore's requests (or
+# messages) per server CPU-second against the peer's. $1: http or ws.
 peer_table() {
     local w peer second item noun rows=() servers=() peers=() notes="" workloads=()
     if [ "$1" = ws ]; then
@@ -980,6 +1010,7 @@ report=$(
     [ "$NEED_H2O" = 1 ] && echo "- h2o: $(h2o --version 2>&1 | head -n 1), num-threads $WORKERS, TLS port only (TLS rows)"
     [ "$NEED_SHIM" = 1 ] && echo "- tls-full: wrk with LD_PRELOAD=benches/no_resume.c, so no session is resumed"
     [ "$NEED_LWAN" = 1 ] && echo "- lwan: $(git -C "$BENCH_DIR/peers/lwan/build/src" describe --tags --always 2>/dev/null || echo unknown), one thread per server CPU (benches/peers/lwan)"
+    [ "$NEED_MAY_MINIHTTP" = 1 ] && echo "- may-minihttp (benches/peers/may-minihttp): $may_versions, one may worker per server CPU, the files from memory"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
     [ "$NEED_UWS" = 1 ] && echo "- uws (benches/peers/uws): $uws_versions, its EchoServer example with one thread (whatever WORKERS is), no compression"
     [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
@@ -999,7 +1030,7 @@ report=$(
         if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
             echo
             table
-            if [ "$NEED_H2O" = 1 ] || [ "$NEED_LWAN" = 1 ]; then
+            if [ "$NEED_H2O" = 1 ] || [ "$NEED_LWAN" = 1 ] || [ "$NEED_MAY_MINIHTTP" = 1 ]; then
                 echo
                 peer_table http
             fi
