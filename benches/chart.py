@@ -26,6 +26,11 @@ SERVERS = {
     "percore": ("percore", "#e8590c"),
     "nginx": ("nginx", "#2f9e44"),
     "tokio": ("tokio-tungstenite", "#1c7ed6"),
+    # The peers of issue 15 (benches/peers), on the rows where compare.sh runs them.
+    "lwan": ("lwan", "#7048e8"),
+    "h2o": ("h2o", "#c2255c"),
+    "may-minihttp": ("may-minihttp", "#f08c00"),
+    "uws": ("uWebSockets", "#0c8599"),
 }
 
 TITLES = {
@@ -166,22 +171,50 @@ def panel_bar(x0, y, pct, axis_max, color, label, broken):
     return parts
 
 
+def versus(servers):
+    """'percore vs a, b and c' for the servers (keys of SERVERS or other names) besides percore."""
+    names = [SERVERS.get(s, (s,))[0] for s in servers if s != "percore"]
+    if not names:
+        return "percore"
+    return "percore vs " + (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1])
+
+
 def draw(rows, meta):
-    groups = [("HTTP static files: percore vs nginx", [w for w in rows if not w.startswith("ws")]),
-              ("WebSocket echo: percore vs tokio-tungstenite", [w for w in rows if w.startswith("ws")])]
+    groups = []
+    for kind, ws in (("HTTP static files", [w for w in rows if not w.startswith("ws")]),
+                     ("WebSocket echo", [w for w in rows if w.startswith("ws")])):
+        present = {s for w in ws for s in rows[w]}
+        servers = [s for s in SERVERS if s in present] + sorted(present - set(SERVERS))
+        groups.append((f"{kind}: {versus(servers)}", ws))
     groups = [(title, ws) for title, ws in groups if ws]
-    height = TOP
+    present = {s for r in rows.values() for s in r}
+    peers = present - {"percore", "nginx", "tokio"}
+    title = "percore vs nginx and tokio-tungstenite" + (" and the fastest peers" if peers else "") + ", one core each"
+    # The legend sits right of the title when it fits, else on a row of its own below the
+    # heading lines (estimated widths: 7 px per legend character, 10.5 per title character).
+    legend = [k for k in SERVERS if k in present]
+    legend_w = sum(7 * len(SERVERS[k][0]) + 30 for k in legend)
+    legend_row = WIDTH - 16 - legend_w < 16 + 10.5 * len(title) + 20
+    top = TOP + (22 if legend_row else 0)
+    height = top
     for _, ws in groups:
         height += SECTION_H
         for w in ws:
             height += len(rows[w]) * (BAR_H + BAR_GAP) + GROUP_GAP
     height += 46
+    # The command goes right of the footnote, or on a line of its own below it when the two
+    # would overlap (about 6.2 px per character at 11 px).
+    foot = "Ratios in brackets are relative to percore. Bars with a white break are cut at the axis end."
+    command = meta.get("command", "").strip("`")
+    command_row = command and 16 + 6.2 * (len(foot) + len(command)) + 24 > WIDTH - 16
+    if command_row:
+        height += 16
     rate_x = LABEL_W
     cpu_x = LABEL_W + PANEL_W + PANEL_GAP
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            f'viewBox="0 0 {WIDTH} {height}" font-family="DejaVu Sans, Verdana, Arial, sans-serif">',
            f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>',
-           text(16, 26, "percore vs nginx and tokio-tungstenite, one core each", size=17, weight="bold")]
+           text(16, 26, title, size=17, weight="bold")]
     sub = "Each workload normalised to percore = 100 %; labels are absolute values (medians)."
     if meta.get("date"):
         sub += f"  Run {meta['date']}"
@@ -190,19 +223,19 @@ def draw(rows, meta):
         svg.append(text(16, 62, meta["machine"], size=11, fill="#868e96"))
 
     # Legend.
-    lx = WIDTH - 16
-    for key in reversed([k for k in SERVERS if any(k in r for r in rows.values())]):
+    lx, ly = WIDTH - 16, (72 if legend_row else 16)
+    for key in reversed(legend):
         name, color = SERVERS[key]
         lx -= 7 * len(name) + 30
-        svg.append(f'<rect x="{lx:.1f}" y="16" width="12" height="12" fill="{color}"/>')
-        svg.append(text(lx + 17, 26.5, name, size=12))
+        svg.append(f'<rect x="{lx:.1f}" y="{ly}" width="12" height="12" fill="{color}"/>')
+        svg.append(text(lx + 17, ly + 10.5, name, size=12))
 
     # Panel headings and axes.
-    axis_top, axis_bottom = TOP - 4, height - 40
-    for x0, title, axis_max, ticks in (
+    axis_top, axis_bottom = top - 4, height - 40 - (16 if command_row else 0)
+    for x0, heading, axis_max, ticks in (
             (rate_x, "Throughput (req/s or msg/s), higher is better", RATE_AXIS_MAX, (0, 50, 100)),
             (cpu_x, "Server CPU per request or message, lower is better", CPU_AXIS_MAX, (0, 100, 200))):
-        svg.append(text(x0, TOP - 14, title, size=12.5, weight="bold"))
+        svg.append(text(x0, top - 14, heading, size=12.5, weight="bold"))
         scale = BAR_AXIS_W / axis_max
         for t in ticks:
             tx = x0 + t * scale
@@ -212,9 +245,9 @@ def draw(rows, meta):
                        f'stroke="{color}" stroke-width="1"{dash}/>')
             svg.append(text(tx, axis_bottom + 15, f"{t} %", size=10.5, anchor="middle", fill="#495057"))
 
-    y = TOP
-    for title, workloads in groups:
-        svg.append(text(16, y + 17, title, size=13, weight="bold", fill="#343a40"))
+    y = top
+    for group_title, workloads in groups:
+        svg.append(text(16, y + 17, group_title, size=13, weight="bold", fill="#343a40"))
         y += SECTION_H
         for w in workloads:
             servers = [s for s in SERVERS if s in rows[w]] + [s for s in rows[w] if s not in SERVERS]
@@ -236,10 +269,13 @@ def draw(rows, meta):
                 svg += panel_bar(cpu_x, y, cpu_pct, CPU_AXIS_MAX, color, cpu_label, cpu_pct > CPU_AXIS_MAX)
                 y += BAR_H + BAR_GAP
             y += GROUP_GAP - BAR_GAP
-    foot = "Ratios in brackets are relative to percore. Bars with a white break are cut at the axis end."
-    svg.append(text(16, height - 8, foot, size=11, fill="#868e96"))
-    if meta.get("command"):
-        svg.append(text(WIDTH - 16, height - 8, meta["command"].strip("`"), size=11, anchor="end", fill="#868e96"))
+    if command_row:
+        svg.append(text(16, height - 24, foot, size=11, fill="#868e96"))
+        svg.append(text(16, height - 8, command, size=11, fill="#868e96"))
+    else:
+        svg.append(text(16, height - 8, foot, size=11, fill="#868e96"))
+        if command:
+            svg.append(text(WIDTH - 16, height - 8, command, size=11, anchor="end", fill="#868e96"))
     svg.append("</svg>")
     return "\n".join(svg) + "\n"
 

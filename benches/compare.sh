@@ -16,9 +16,12 @@
 #   by an OpenSSL configuration file, every server allows TLS 1.2 with that suite).
 #   The TLS rows also run h2o (Debian's h2o package, the same certificate, suite and port
 #   setup) when it is installed; small-ka small-c500 4k 1m close pipeline16 also run lwan
-#   (one thread per server CPU) once benches/peers/lwan/build.sh has built it.
+#   (one thread per server CPU) once benches/peers/lwan/build.sh has built it, and all of them
+#   but close run may-minihttp (the files from memory, one may worker per server CPU; it
+#   ignores Connection: close) once benches/peers/may-minihttp/build.sh has built it.
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
-#   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE)
+#   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE), and uWebSockets'
+#   echo (one thread, no compression) once benches/peers/uws/build.sh has built it
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
 #   and wss64 (ws64 over TLS on percore's TLS port: wsload --tls; beside ws64, the cost of TLS)
 # Knobs (environment):
@@ -56,8 +59,10 @@ source "$(dirname "$0")/lib.sh"
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$BENCH_DIR")
-# lwan, the peer of issue 15, once benches/peers/lwan/build.sh has built it.
+# The peers of issue 15, each once its benches/peers/NAME/build.sh has built it.
 LWAN_BIN=$BENCH_DIR/peers/lwan/build/cmake/src/bin/lwan/lwan
+MAY_MINIHTTP_BIN=$BENCH_DIR/peers/may-minihttp/build/target/release/may-minihttp-peer
+UWS_BIN=$BENCH_DIR/peers/uws/build/uws-echo
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
 WORKERS=${WORKERS:-1}
@@ -68,8 +73,9 @@ WS_PIPELINE=${WS_PIPELINE:-16}
 ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full tls12-small ws64 ws16k ws64-deep ws64-deflate ws16k-deflate wss64)
 COMMAND_LINE="$0 $*"
 
+# Prints the comment block at the top of this file.
 usage() {
-    sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
 }
 
 # Each workload is "connections|path"; run_wrk adds the close header and the pipelining script.
@@ -109,14 +115,24 @@ servers_for() {
         echo percore baseline
         return
     fi
+    local list
     case "$1" in
-    ws*-deflate | wss*) echo percore ;;
-    ws*) echo percore tokio ;;
-    tls*) if command -v h2o >/dev/null 2>&1; then echo percore nginx h2o; else echo percore nginx; fi ;;
+    ws*-deflate | wss*) list=(percore) ;;
+    ws*)
+        list=(percore tokio)
+        if [ -x "$UWS_BIN" ]; then list+=(uws); fi
+        ;;
+    tls*) if command -v h2o >/dev/null 2>&1; then list=(percore nginx h2o); else list=(percore nginx); fi ;;
     small-ka | small-c500 | 4k | 1m | close | pipeline16)
-        if [ -x "$LWAN_BIN" ]; then echo percore nginx lwan; else echo percore nginx; fi ;;
-    *) echo percore nginx ;;
+        list=(percore nginx)
+        if [ -x "$LWAN_BIN" ]; then list+=(lwan); fi
+        # may_minihttp keeps every connection open whatever the request says, so wrk would run
+        # the close row over keep-alive connections against it: it has no close row.
+        if [ -x "$MAY_MINIHTTP_BIN" ] && [ "$1" != close ]; then list+=(may-minihttp); fi
+        ;;
+    *) list=(percore nginx) ;;
     esac
+    echo "${list[*]}"
 }
 
 workload_title() {
@@ -169,6 +185,7 @@ done
 
 # Which servers and load generators the chosen workloads need.
 NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0 NEED_TLS=0 NEED_H2O=0 NEED_SHIM=0 NEED_LWAN=0
+NEED_MAY_MINIHTTP=0 NEED_UWS=0
 HTTP_WORKLOADS=() WS_WORKLOADS=()
 for w in "${WORKLOADS[@]}"; do
     if is_ws "$w"; then
@@ -176,12 +193,14 @@ for w in "${WORKLOADS[@]}"; do
         WS_WORKLOADS+=("$w")
         if is_tls "$w"; then NEED_TLS=1; fi
         case " $(servers_for "$w") " in *" tokio "*) NEED_TOKIO=1 ;; esac
+        case " $(servers_for "$w") " in *" uws "*) NEED_UWS=1 ;; esac
     else
         NEED_WRK=1
         if is_tls "$w"; then NEED_TLS=1; fi
         case " $(servers_for "$w") " in *" nginx "*) NEED_NGINX=1 ;; esac
         case " $(servers_for "$w") " in *" h2o "*) NEED_H2O=1 ;; esac
         case " $(servers_for "$w") " in *" lwan "*) NEED_LWAN=1 ;; esac
+        case " $(servers_for "$w") " in *" may-minihttp "*) NEED_MAY_MINIHTTP=1 ;; esac
         [ "$w" = tls-full ] && NEED_SHIM=1
         HTTP_WORKLOADS+=("$w")
     fi
@@ -259,6 +278,8 @@ TOKIO_PID=""
 BASELINE_PID=""
 H2O_PID=""
 LWAN_PID=""
+MAY_MINIHTTP_PID=""
+UWS_PID=""
 
 cleanup() {
     stop_server "$PERCORE_PID"
@@ -267,6 +288,8 @@ cleanup() {
     stop_server "$TOKIO_PID"
     stop_server "$H2O_PID"
     stop_server "$LWAN_PID"
+    stop_server "$MAY_MINIHTTP_PID"
+    stop_server "$UWS_PID"
     wait 2>/dev/null || true
     rm -rf "$TMP"
     if [ -n "$CC_RESTORE" ]; then echo "$CC_RESTORE" >"$CC_SYSCTL" || true; fi
@@ -417,6 +440,20 @@ if [ "$NEED_LWAN" = 1 ]; then
     done
 fi
 
+MAY_MINIHTTP_PORT=""
+if [ "$NEED_MAY_MINIHTTP" = 1 ]; then
+    # It reads the files into memory when it starts, so it starts after they are written.
+    MAY_MINIHTTP_PORT=$(pick_free_port $((PERCORE_PORT + 5)))
+    DOCROOT=$ROOT "$BENCH_DIR/peers/may-minihttp/run.sh" "$MAY_MINIHTTP_PORT" "$SERVER_CPUS" \
+        >"$TMP/may-minihttp.log" 2>&1 &
+    MAY_MINIHTTP_PID=$!
+    wait_until_serving may-minihttp "$MAY_MINIHTTP_PID" "$MAY_MINIHTTP_PORT" "$TMP/may-minihttp.log"
+    for file in small.html 4k.bin 1m.bin; do
+        curl -fsS "http://127.0.0.1:$MAY_MINIHTTP_PORT/$file" | cmp -s - "$ROOT/$file" ||
+            die "may-minihttp returned a different body for /$file"
+    done
+fi
+
 H2O_TLS_PORT=""
 if [ "$NEED_H2O" = 1 ]; then
     H2O_TLS_PORT=$(pick_free_port $((PERCORE_PORT + 12)))
@@ -480,6 +517,14 @@ wait_until_echoing() {
     exit 1
 }
 
+UWS_PORT=""
+if [ "$NEED_UWS" = 1 ]; then
+    UWS_PORT=$(pick_free_port $((PERCORE_PORT + 6)))
+    "$BENCH_DIR/peers/uws/run.sh" "$UWS_PORT" "$SERVER_CPUS" >"$TMP/uws.log" 2>&1 &
+    UWS_PID=$!
+    wait_until_echoing uws "$UWS_PID" "$UWS_PORT" "$TMP/uws.log"
+fi
+
 TOKIO_PORT=""
 if [ "$NEED_TOKIO" = 1 ]; then
     TOKIO_PORT=$(pick_free_port $((PERCORE_PORT + 2)))
@@ -509,6 +554,8 @@ server_pid() {
     tokio) echo "$TOKIO_PID" ;;
     h2o) echo "$H2O_PID" ;;
     lwan) echo "$LWAN_PID" ;;
+    may-minihttp) echo "$MAY_MINIHTTP_PID" ;;
+    uws) echo "$UWS_PID" ;;
     esac
 }
 server_tls_port() {
@@ -526,6 +573,8 @@ server_port() {
     nginx) echo "$NGINX_PORT" ;;
     tokio) echo "$TOKIO_PORT" ;;
     lwan) echo "$LWAN_PORT" ;;
+    may-minihttp) echo "$MAY_MINIHTTP_PORT" ;;
+    uws) echo "$UWS_PORT" ;;
     esac
 }
 server_log() {
@@ -536,6 +585,8 @@ server_log() {
     tokio) echo "$TMP/tokio.log" ;;
     h2o) echo "$TMP/h2o.log" ;;
     lwan) echo "$TMP/lwan.log" ;;
+    may-minihttp) echo "$TMP/may-minihttp.log" ;;
+    uws) echo "$TMP/uws.log" ;;
     esac
 }
 
@@ -673,7 +724,7 @@ measure_ws() {
         errors="${errors:+$errors; }$(grep '^close codes:' <<<"$out")"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$server" "$round" "$rate" "$p99" "$cpu_us" \
         "${errors:-}" "$server_busy" "$client_busy" "$kernel_pct" >>"$RESULTS"
-    printf '  round %s  %-13s %-8s %12s msg/s  p99 %9s ms  %8s CPU us/msg (%s%% kernel)  busy: server %s%% wsload %s%%%s\n' \
+    printf '  round %s  %-13s %-12s %12s msg/s  p99 %9s ms  %8s CPU us/msg (%s%% kernel)  busy: server %s%% wsload %s%%%s\n' \
         "$round" "$workload" "$server" "$rate" "$p99" "$cpu_us" "$kernel_pct" "$server_busy" "$client_busy" \
         "${errors:+  ERRORS: $errors}"
 }
@@ -698,7 +749,7 @@ measure() {
     # Columns 8 and 9 (busy %) are the WebSocket rows' only.
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\t%s\n' "$workload" "$server" "$round" "$rps" "$p99" "$cpu_us" "${errors:-}" \
         "$kernel_pct" >>"$RESULTS"
-    printf '  round %s  %-10s %-8s %12s req/s  p99 %9s ms  %8s CPU us/req (%s%% kernel)%s\n' \
+    printf '  round %s  %-10s %-12s %12s req/s  p99 %9s ms  %8s CPU us/req (%s%% kernel)%s\n' \
         "$round" "$workload" "$server" "$rps" "$p99" "$cpu_us" "$kernel_pct" "${errors:+  ERRORS: $errors}"
 }
 
@@ -707,6 +758,9 @@ echo "percore: $PERCORE_BIN on 127.0.0.1:$PERCORE_PORT (pid $PERCORE_PID)"
 [ -n "$BASELINE_PID" ] && echo "baseline: $BASELINE_BIN on 127.0.0.1:$BASELINE_PORT (pid $BASELINE_PID)"
 [ "$NEED_NGINX" = 1 ] && echo "nginx on 127.0.0.1:$NGINX_PORT (pid $NGINX_PID)"
 [ "$NEED_TOKIO" = 1 ] && echo "tokio-echo: $TOKIO_ECHO_BIN on 127.0.0.1:$TOKIO_PORT (pid $TOKIO_PID)"
+[ "$NEED_LWAN" = 1 ] && echo "lwan: $LWAN_BIN on 127.0.0.1:$LWAN_PORT (pid $LWAN_PID)"
+[ "$NEED_MAY_MINIHTTP" = 1 ] && echo "may-minihttp: $MAY_MINIHTTP_BIN on 127.0.0.1:$MAY_MINIHTTP_PORT (pid $MAY_MINIHTTP_PID)"
+[ "$NEED_UWS" = 1 ] && echo "uws: $UWS_BIN on 127.0.0.1:$UWS_PORT (pid $UWS_PID), one thread"
 echo "servers on CPU(s) $SERVER_CPUS, load generator on CPU(s) $CLIENT_CPUS; $WORKERS worker(s); ${DURATION}s x $ROUNDS rounds"
 if [ "$NEED_NGINX" = 1 ]; then
     echo "nginx: keepalive_requests 100000 (its default of 1000 would force wrk to reconnect), access_log off,"
@@ -762,6 +816,10 @@ median() {
 nginx_version=$( ([ "$NEED_NGINX" = 1 ] && nginx -v 2>&1 | sed 's/^nginx version: //') || true)
 tokio_versions=$(awk '/^name = "(tokio|tokio-tungstenite|tungstenite)"$/ { n = $3; getline; gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' \
     "$BENCH_DIR/tokio-echo/Cargo.lock" 2>/dev/null || true)
+may_versions=$(awk '/^name = "(may|may_minihttp)"$/ { n = $3; getline; gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' \
+    "$BENCH_DIR/peers/may-minihttp/Cargo.lock" 2>/dev/null || true)
+uws_versions="uWebSockets $(git -C "$BENCH_DIR/peers/uws/build/uWebSockets" describe --tags --always 2>/dev/null || echo unknown)"
+uws_versions+=", uSockets $(git -C "$BENCH_DIR/peers/uws/build/uWebSockets/uSockets" describe --tags --always 2>/dev/null || echo unknown)"
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 percore_rev=$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(cd "$REPO_DIR" && git status --porcelain -- src 2>/dev/null)" ]; then percore_rev="$percore_rev (src modified)"; fi
@@ -860,29 +918,53 @@ ws_table() {
     esac
 }
 
-# The rows that ran a third server (h2o on the TLS rows, lwan on plain ones) once more with it:
-# each server's rate and CPU per request, and percore's requests per server CPU-second against
-# the peer's.
+# What a peer is, for the line above a peer table.
+peer_note() {
+    case "$1" in
+    lwan) echo "lwan: one thread per server CPU" ;;
+    may-minihttp) echo "may-minihttp: the files from memory, one may worker per server CPU, no close row (it ignores Connection: close)" ;;
+    h2o) echo "h2o on HTTPS" ;;
+    uws) echo "uWebSockets' echo: one thread, no compression" ;;
+    *) echo "$1" ;;
+    esac
+}
+
+# The rows that ran more servers than the main tables show (h2o on the TLS rows, lwan and
+# may-minihttp on plain ones, uWebSockets on WebSocket ones) once more with them, a line per
+# peer: each server's rate and CPU per request (or message), and percore's requests (or
+# messages) per server CPU-second against the peer's. $1: http or ws.
 peer_table() {
-    local w peer rows=()
-    for w in "${HTTP_WORKLOADS[@]}"; do
+    local w peer second item noun rows=() servers=() peers=() notes="" workloads=()
+    if [ "$1" = ws ]; then
+        workloads=("${WS_WORKLOADS[@]}") second=tokio item=msg noun=messages
+    else
+        workloads=("${HTTP_WORKLOADS[@]}") second=nginx item=req noun=requests
+    fi
+    for w in "${workloads[@]}"; do
         read -r -a servers <<<"$(servers_for "$w")"
-        [ ${#servers[@]} -gt 2 ] && rows+=("$w")
+        if [ ${#servers[@]} -gt 2 ]; then
+            rows+=("$w")
+            peers+=("${servers[@]:2}")
+        fi
     done
     [ ${#rows[@]} -gt 0 ] || return 0
-    echo "With the fastest peers too (lwan on plain HTTP, h2o on HTTPS; the same files and pinning):"
+    for peer in $(printf '%s\n' "${peers[@]}" | awk '!seen[$0]++'); do
+        notes="${notes:+$notes; }$(peer_note "$peer")"
+    done
+    echo "With the fastest peers too ($notes; the same $([ "$1" = ws ] && echo load || echo files) and pinning):"
     echo
-    echo "| workload | peer | percore req/s | nginx req/s | peer req/s | percore CPU µs/req | nginx CPU µs/req | peer CPU µs/req | percore ÷ peer, requests per CPU-second |"
+    echo "| workload | peer | percore $item/s | $second $item/s | peer $item/s | percore CPU µs/$item | $second CPU µs/$item | peer CPU µs/$item | percore ÷ peer, $noun per CPU-second |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
     for w in "${rows[@]}"; do
         read -r -a servers <<<"$(servers_for "$w")"
-        peer=${servers[2]}
-        awk -v w="$(workload_title "$w")" -v id="$w" -v peer="$peer" \
-            -v p="$(median "$w" percore 4)" -v n="$(median "$w" nginx 4)" -v h="$(median "$w" "$peer" 4)" \
-            -v pc="$(median "$w" percore 6)" -v nc="$(median "$w" nginx 6)" -v hc="$(median "$w" "$peer" 6)" 'BEGIN {
-            printf "| %s (`%s`) | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f |\n",
-                w, id, peer, p, n, h, pc, nc, hc, (pc > 0 ? hc / pc : 0)
-        }'
+        for peer in "${servers[@]:2}"; do
+            awk -v w="$(workload_title "$w")" -v id="$w" -v peer="$peer" \
+                -v p="$(median "$w" percore 4)" -v n="$(median "$w" "$second" 4)" -v h="$(median "$w" "$peer" 4)" \
+                -v pc="$(median "$w" percore 6)" -v nc="$(median "$w" "$second" 6)" -v hc="$(median "$w" "$peer" 6)" 'BEGIN {
+                printf "| %s (`%s`) | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f |\n",
+                    w, id, peer, p, n, h, pc, nc, hc, (pc > 0 ? hc / pc : 0)
+            }'
+        done
     done
 }
 
@@ -935,7 +1017,9 @@ report=$(
     [ "$NEED_H2O" = 1 ] && echo "- h2o: $(h2o --version 2>&1 | head -n 1), num-threads $WORKERS, TLS port only (TLS rows)"
     [ "$NEED_SHIM" = 1 ] && echo "- tls-full: wrk with LD_PRELOAD=benches/no_resume.c, so no session is resumed"
     [ "$NEED_LWAN" = 1 ] && echo "- lwan: $(git -C "$BENCH_DIR/peers/lwan/build/src" describe --tags --always 2>/dev/null || echo unknown), one thread per server CPU (benches/peers/lwan)"
+    [ "$NEED_MAY_MINIHTTP" = 1 ] && echo "- may-minihttp (benches/peers/may-minihttp): $may_versions, one may worker per server CPU, the files from memory"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
+    [ "$NEED_UWS" = 1 ] && echo "- uws (benches/peers/uws): $uws_versions, its EchoServer example with one thread (whatever WORKERS is), no compression"
     [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
     echo "- servers pinned to CPU(s) $SERVER_CPUS, load generator pinned to CPU(s) $CLIENT_CPUS"
     echo "- command: \`DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS $COMMAND_LINE\`"
@@ -953,14 +1037,18 @@ report=$(
         if [ ${#HTTP_WORKLOADS[@]} -gt 0 ]; then
             echo
             table
-            if [ "$NEED_H2O" = 1 ] || [ "$NEED_LWAN" = 1 ]; then
+            if [ "$NEED_H2O" = 1 ] || [ "$NEED_LWAN" = 1 ] || [ "$NEED_MAY_MINIHTTP" = 1 ]; then
                 echo
-                peer_table
+                peer_table http
             fi
         fi
         if [ ${#WS_WORKLOADS[@]} -gt 0 ]; then
             echo
             ws_table
+            if [ "$NEED_UWS" = 1 ]; then
+                echo
+                peer_table ws
+            fi
         fi
     fi
     echo
