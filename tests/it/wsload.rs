@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
+use crate::harness::tls::{self, TlsFiles};
 use crate::harness::{Root, Server};
-use crate::tls::{self, TlsFiles};
 
 const WSLOAD: &str = env!("CARGO_BIN_EXE_wsload");
 
