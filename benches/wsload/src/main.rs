@@ -153,7 +153,8 @@ struct Variant {
 }
 
 fn plan(args: &Args) -> Result<Plan, String> {
-    let ports = parse_ports(&args.ports)?;
+    let ports = percore::config::parse_ports(&args.ports)
+        .map_err(|e| format!("invalid --ports '{}': {e}", args.ports))?;
     let host_header = if args.host.contains(':') {
         format!("[{}]", args.host)
     } else {
@@ -206,22 +207,6 @@ fn plan(args: &Args) -> Result<Plan, String> {
         variants: variants(args.size, args.text, &mut Rng::new()),
         tls: args.tls.then(|| (wire::client_config(), args.host.clone())),
     })
-}
-
-/// `8001-8030`, `8001,8005,9000-9002` or `8001`.
-fn parse_ports(spec: &str) -> Result<Vec<u16>, String> {
-    let bad = || format!("bad --ports '{spec}'");
-    let mut ports = Vec::new();
-    for item in spec.split(',') {
-        let (low, high) = item.split_once('-').unwrap_or((item, item));
-        let low: u16 = low.trim().parse().map_err(|_| bad())?;
-        let high: u16 = high.trim().parse().map_err(|_| bad())?;
-        if low == 0 || low > high {
-            return Err(bad());
-        }
-        ports.extend(low..=high);
-    }
-    Ok(ports)
 }
 
 /// Text-like payloads (they compress the way chat or JSON messages do, and are valid UTF-8),
@@ -1373,15 +1358,37 @@ mod tests {
     }
 
     #[test]
-    fn ports_parse() {
+    fn ports_are_parsed_as_the_server_parses_them() {
+        let ports = |spec: &str| -> Result<Vec<(u16, String)>, String> {
+            let args =
+                Args::try_parse_from(["wsload", "--ports", spec]).map_err(|e| e.to_string())?;
+            let plan = plan(&args)?;
+            Ok(plan
+                .addrs
+                .into_iter()
+                .map(|(addr, host)| (addr.port(), host))
+                .collect())
+        };
+        let ok = |list: &[u16]| {
+            Ok(list
+                .iter()
+                .map(|&p| (p, format!("127.0.0.1:{p}")))
+                .collect())
+        };
+        assert_eq!(ports("8001-8003,9000"), ok(&[8001, 8002, 8003, 9000]));
+        assert_eq!(ports("80"), ok(&[80]));
         assert_eq!(
-            parse_ports("8001-8003,9000"),
-            Ok(vec![8001, 8002, 8003, 9000])
+            ports("9-8"),
+            Err("invalid --ports '9-8': range 9-8 is reversed".to_owned())
         );
-        assert_eq!(parse_ports("80"), Ok(vec![80]));
-        assert!(parse_ports("9-8").is_err());
-        assert!(parse_ports("0").is_err());
-        assert!(parse_ports("x").is_err());
+        assert_eq!(
+            ports("0"),
+            Err("invalid --ports '0': port 0 is out of range 1-65535".to_owned())
+        );
+        assert_eq!(
+            ports("x"),
+            Err("invalid --ports 'x': 'x' is not a port number".to_owned())
+        );
     }
 
     #[test]
