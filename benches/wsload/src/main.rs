@@ -5,7 +5,9 @@
 //! `Sec-WebSocket-Accept` checked), sending masked frames (a fresh random mask per frame),
 //! verifying every echo byte for byte, latency per message round trip, and the close handshake.
 //! It must never reach into the server: it speaks only over TCP, and it uses percore's library
-//! only for epoll (`percore::sys`) and for frame headers, masking and deflate (`percore::ws`).
+//! only for epoll (`percore::sys`), for frame headers, masking, deflate and the accept key
+//! (`percore::ws`), and for the `--ports` parser and the histogram it shares with the server
+//! (`percore::config`, `percore::metrics`).
 //!
 //! Each load thread runs one edge-triggered epoll loop over its share of the connections.
 //! Message payloads are built once: a pool of [`VARIANTS`] payloads per run (and their
@@ -30,6 +32,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use clap::Parser;
+use percore::metrics::Histogram;
 use percore::sys::{Epoll, Events, Interest};
 use rustls::ClientConfig;
 use wire::Wire;
@@ -610,7 +613,9 @@ struct Outcome {
     received: u64,
     window: Duration,
     errors: Errors,
-    latency: Histogram,
+    /// Round trips in ns, and the slowest.
+    latency: RoundTrips,
+    slowest: u64,
     /// Close codes of the server's close frames ("none" for connections without one).
     close_codes: BTreeMap<String, u64>,
     /// The fewest and most echoes one connection got: far apart means the server is unfair.
@@ -1013,9 +1018,10 @@ impl<'a> Looper<'a> {
         if !matches {
             return self.fail(i, FailKind::Mismatch);
         }
-        self.outcome
-            .latency
-            .record(now.saturating_duration_since(sent_at));
+        let round_trip = now.saturating_duration_since(sent_at);
+        let nanos = u64::try_from(round_trip.as_nanos()).unwrap_or(u64::MAX);
+        self.outcome.latency.record(nanos);
+        self.outcome.slowest = self.outcome.slowest.max(nanos);
         self.outcome.received += 1;
         if self.phase == Phase::Sending {
             self.outcome.in_window += 1;
@@ -1115,78 +1121,9 @@ fn put_masked(dst: &mut [u8], header: &[u8], payload: &[u8], key: [u8; 4]) -> us
 
 // ---------------------------------------------------------------- measuring and reporting
 
-/// A log-bucket latency histogram in nanoseconds: exact below 128 ns, then 64 buckets per
-/// power of two (under 1.6 % relative error), like HdrHistogram with two significant digits.
-struct Histogram {
-    counts: Vec<u64>,
-    max: u64,
-}
-
-const SUB_BUCKETS: u64 = 64;
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            counts: vec![0; 64 * SUB_BUCKETS as usize + 128],
-            max: 0,
-        }
-    }
-}
-
-impl Histogram {
-    fn record(&mut self, d: Duration) {
-        let v = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.max = self.max.max(v);
-        self.counts[Self::index(v)] += 1;
-    }
-
-    fn index(v: u64) -> usize {
-        if v < 2 * SUB_BUCKETS {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() as u64 - 6;
-        (shift * SUB_BUCKETS + (v >> shift)) as usize
-    }
-
-    /// The highest value bucket `index` holds.
-    fn upper(index: usize) -> u64 {
-        let index = index as u64;
-        if index < 2 * SUB_BUCKETS {
-            return index;
-        }
-        let shift = index / SUB_BUCKETS - 1;
-        let mantissa = index - shift * SUB_BUCKETS;
-        u64::try_from((u128::from(mantissa) + 1) << shift).map_or(u64::MAX, |v| v - 1)
-    }
-
-    fn add(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.max = self.max.max(other.max);
-    }
-
-    fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// The value at quantile `q` (0..=1), in nanoseconds.
-    fn quantile(&self, q: f64) -> u64 {
-        let total = self.count();
-        if total == 0 {
-            return 0;
-        }
-        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
-        let mut seen = 0;
-        for (index, &count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Self::upper(index).min(self.max);
-            }
-        }
-        self.max
-    }
-}
+/// Round trips in ns, in the server's histogram type with 64 buckets per power of two (under
+/// 1.6 % error; one per value below 128 ns): 59 powers of two reach every `u64`.
+type RoundTrips = Histogram<6, { 59 * 64 }>;
 
 struct Report {
     connections: usize,
@@ -1216,7 +1153,8 @@ impl Report {
         t.received += outcome.received;
         t.window = t.window.max(outcome.window);
         t.errors.add(&outcome.errors);
-        t.latency.add(&outcome.latency);
+        t.latency.merge(&outcome.latency);
+        t.slowest = t.slowest.max(outcome.slowest);
         t.per_conn = match (t.per_conn, outcome.per_conn) {
             (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
             (a, b) => a.or(b),
@@ -1236,7 +1174,8 @@ impl std::fmt::Display for Report {
         } else {
             0.0
         };
-        let ms = |q: f64| t.latency.quantile(q) as f64 / 1e6;
+        // A bucket's bound, or the slowest round trip where that is lower.
+        let ms = |q: f64| t.latency.quantile(q).min(t.slowest) as f64 / 1e6;
         let e = &t.errors;
         writeln!(
             f,
@@ -1270,7 +1209,7 @@ impl std::fmt::Display for Report {
             ms(0.5),
             ms(0.99),
             ms(0.999),
-            t.latency.max as f64 / 1e6
+            t.slowest as f64 / 1e6
         )?;
         writeln!(
             f,
@@ -1329,33 +1268,6 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn check_index(v: u64) {
-        let index = Histogram::index(v);
-        let upper = Histogram::upper(index);
-        assert!(upper >= v, "{v}: upper {upper}");
-        assert!(upper - v <= v / 64, "{v}: upper {upper} too far");
-        if index > 0 {
-            assert!(
-                Histogram::upper(index - 1) < v,
-                "{v}: previous bucket holds it"
-            );
-        }
-    }
-
-    #[test]
-    fn histogram_buckets_are_contiguous_and_tight() {
-        for v in (0..5000).chain([1 << 20, (1 << 20) + 12345, 999_999_999, u64::MAX >> 1]) {
-            check_index(v);
-        }
-        let mut h = Histogram::default();
-        for us in 1..=1000u64 {
-            h.record(Duration::from_micros(us));
-        }
-        let p50 = h.quantile(0.5);
-        assert!((500_000..=508_000).contains(&p50), "{p50}");
-        assert_eq!(h.quantile(1.0), 1_000_000);
-    }
 
     #[test]
     fn ports_are_parsed_as_the_server_parses_them() {
