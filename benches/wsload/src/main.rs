@@ -20,6 +20,7 @@
 //! stays in cache and one core of it can keep a core of the server busy.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use clap::Parser;
+use fastrand::Rng;
 use percore::metrics::Histogram;
 use percore::sys::{Epoll, Events, Interest};
 use rustls::ClientConfig;
@@ -207,7 +209,7 @@ fn plan(args: &Args) -> Result<Plan, String> {
         text: args.text,
         deflate: args.deflate,
         threads: args.threads.min(args.connections),
-        variants: variants(args.size, args.text, &mut Rng::new()),
+        variants: variants(args.size, args.text, &mut rng()),
         tls: args.tls.then(|| (wire::client_config(), args.host.clone())),
     })
 }
@@ -228,10 +230,10 @@ fn variants(size: usize, text: bool, rng: &mut Rng) -> Vec<Variant> {
             let mut plain = Vec::with_capacity(size + 16);
             plain.push(TAGS[i]);
             while plain.len() < size {
-                plain.extend_from_slice(WORDS[rng.below(WORDS.len())].as_bytes());
-                plain.push(if rng.below(8) == 0 { b'\n' } else { b' ' });
-                if rng.below(4) == 0 {
-                    plain.extend_from_slice(rng.next_u64().to_string().as_bytes());
+                plain.extend_from_slice(WORDS[rng.usize(..WORDS.len())].as_bytes());
+                plain.push(if rng.usize(..8) == 0 { b'\n' } else { b' ' });
+                if rng.usize(..4) == 0 {
+                    plain.extend_from_slice(rng.u64(..).to_string().as_bytes());
                 }
             }
             plain.truncate(size);
@@ -340,7 +342,7 @@ fn print_progress(progress: &[Progress]) {
 
 /// One load thread: connect its share, wait for the others, run the loop, report.
 fn load_thread(plan: &Plan, index: usize, progress: &Progress, barrier: &Barrier) -> Outcome {
-    let mut rng = Rng::new();
+    let mut rng = rng();
     let mut outcome = Outcome::default();
     let mut conns = Vec::new();
     let epoll = Epoll::new();
@@ -406,9 +408,7 @@ fn handshake(addr: SocketAddr, host: &str, plan: &Plan, rng: &mut Rng) -> Result
         None => Wire::Plain(stream),
     };
     let mut key_bytes = [0u8; 16];
-    for chunk in key_bytes.chunks_mut(8) {
-        chunk.copy_from_slice(&rng.next_u64().to_ne_bytes()[..chunk.len()]);
-    }
+    rng.fill(&mut key_bytes);
     let key = STANDARD.encode(key_bytes);
     let extensions = if plan.deflate {
         "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
@@ -827,7 +827,12 @@ impl<'a> Looper<'a> {
             if self.scratch.len() < end {
                 self.scratch.resize(end, 0);
             }
-            len += put_masked(&mut self.scratch[len..], header, payload, self.rng.mask());
+            len += put_masked(
+                &mut self.scratch[len..],
+                header,
+                payload,
+                mask(&mut self.rng),
+            );
             conn.in_flight.push_back(now);
             conn.sent += 1;
             self.sent_total += 1;
@@ -980,7 +985,7 @@ impl<'a> Looper<'a> {
             }
             OpCode::Control(Control::Ping) => {
                 let header = client_header(OpCode::Control(Control::Pong), false, payload.len());
-                push_masked(&mut conn.out, &header, payload, self.rng.mask());
+                push_masked(&mut conn.out, &header, payload, mask(&mut self.rng));
             }
             OpCode::Control(Control::Pong) => {}
             OpCode::Control(Control::Close) => self.on_close(i, payload),
@@ -1043,7 +1048,12 @@ impl<'a> Looper<'a> {
             // The server closed first: answer with its code (§5.5.1) and count it.
             self.outcome.errors.server_closed += 1;
             let header = client_header(OpCode::Control(Control::Close), false, 2);
-            push_masked(&mut conn.out, &header, &code.to_be_bytes(), self.rng.mask());
+            push_masked(
+                &mut conn.out,
+                &header,
+                &code.to_be_bytes(),
+                mask(&mut self.rng),
+            );
             self.flush(i);
         }
         self.finish(i);
@@ -1060,7 +1070,7 @@ impl<'a> Looper<'a> {
             &mut conn.out,
             &header,
             &1000u16.to_be_bytes(),
-            self.rng.mask(),
+            mask(&mut self.rng),
         );
         conn.state = ConnState::Closing;
         self.flush(i);
@@ -1117,6 +1127,18 @@ fn put_masked(dst: &mut [u8], header: &[u8], payload: &[u8], key: [u8; 4]) -> us
     mask.copy_from_slice(&key);
     copy_masked(&mut rest[..payload.len()], payload, key);
     header.len() + 4 + payload.len()
+}
+
+/// A generator for masks and handshake keys, which must be unpredictable to intermediaries
+/// (RFC 6455 §5.3), not cryptographically strong: seeded through the random keys of
+/// std's `RandomState`, which come from the kernel.
+fn rng() -> Rng {
+    Rng::with_seed(RandomState::new().hash_one(0u8))
+}
+
+/// A fresh masking key.
+fn mask(rng: &mut Rng) -> [u8; 4] {
+    rng.u32(..).to_ne_bytes()
 }
 
 // ---------------------------------------------------------------- measuring and reporting
@@ -1231,40 +1253,6 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// xorshift64*: masks and handshake keys need to be unpredictable to intermediaries, not
-/// cryptographically strong; seeded from the kernel.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let mut seed = [0u8; 8];
-        let from_kernel =
-            std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
-        let seed = match from_kernel {
-            Ok(()) => u64::from_ne_bytes(seed),
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64),
-        };
-        Rng(seed | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    fn mask(&mut self) -> [u8; 4] {
-        (self.next_u64() as u32).to_ne_bytes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1344,7 +1332,7 @@ mod tests {
 
     #[test]
     fn variants_differ_and_compress_back() {
-        let variants = variants(100, true, &mut Rng::new());
+        let variants = variants(100, true, &mut rng());
         let mut codec = Codec::new();
         for (i, v) in variants.iter().enumerate() {
             assert_eq!(v.plain.len(), 100);
