@@ -256,7 +256,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 percore_bin "$REPO_DIR"
 WSLOAD_BIN=${WSLOAD_BIN:-$(dirname "$PERCORE_BIN")/wsload}
 if [ "$NEED_WSLOAD" = 1 ]; then
-    [ -x "$WSLOAD_BIN" ] || die "no wsload at $WSLOAD_BIN (cargo build --release --bin wsload, or set WSLOAD_BIN)"
+    [ -x "$WSLOAD_BIN" ] || die "no wsload at $WSLOAD_BIN (cargo build --release at the top level builds it beside percore; or set WSLOAD_BIN)"
 fi
 if [ "$NEED_TOKIO" = 1 ] && [ -z "${TOKIO_ECHO_BIN:-}" ]; then
     echo "Building tokio-echo (cargo build --release --manifest-path benches/tokio-echo/Cargo.toml)..."

@@ -69,7 +69,7 @@ ulimit -n "$(ulimit -Hn)"
 
 percore_bin "$REPO_DIR"
 WSLOAD_BIN=$(dirname "$PERCORE_BIN")/wsload
-[ -x "$WSLOAD_BIN" ] || die "no wsload beside $PERCORE_BIN (cargo build --release --bin wsload)"
+[ -x "$WSLOAD_BIN" ] || die "no wsload beside $PERCORE_BIN (cargo build --release at the top level builds it there)"
 
 TMP=$(mktemp -d /tmp/percore-soak.XXXXXX)
 chmod 755 "$TMP"
@@ -261,7 +261,7 @@ wrk_errors() {
 # Sets ERRORS[$1]: wsload's own error count plus connections closed with anything but 1000 (of
 # $2 connections). When every connection completed its close handshake with 1000, its io errors
 # came after it: wsload flushes a pong, queued for a server ping that crossed its close frame,
-# into the socket it has already shut (src/bin/wsload/main.rs: on_event flushes a finished
+# into the socket it has already shut (benches/wsload/src/main.rs: on_event flushes a finished
 # connection) and counts the failed write. Those are not the server's: WSLOAD_LATE_IO counts them.
 wsload_errors() {
     local out=$TMP/$1.out conns=$2 errors io

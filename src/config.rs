@@ -1030,7 +1030,10 @@ fn parse_ip(raw: &str) -> Result<IpAddr, String> {
         .map_err(|_| "expected an IP address such as 0.0.0.0, 127.0.0.1 or [::]".to_owned())
 }
 
-fn parse_ports(raw: &str) -> Result<Vec<u16>, String> {
+/// `--ports`: a range (`8001-8030`), a list (`80,8080,9000-9002`) or one port, sorted and
+/// deduplicated; the error says what is wrong, without the option's name. wsload's `--ports`
+/// takes the same forms through this function.
+pub fn parse_ports(raw: &str) -> Result<Vec<u16>, String> {
     let mut ports = Vec::new();
     for item in raw.split(',').map(str::trim) {
         let (first, last) = match item.split_once('-') {

@@ -15,29 +15,49 @@ pub const LATENCY_BUCKETS: usize = 28;
 
 const FINITE_BUCKETS: usize = LATENCY_BUCKETS - 1;
 
-/// A latency histogram with power-of-two microsecond buckets (not cumulative).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Histogram {
-    /// Samples per bucket; see [`LATENCY_BUCKETS`].
-    pub counts: [u64; LATENCY_BUCKETS],
-    /// Sum of all samples in microseconds (saturating).
-    pub sum_micros: u64,
+/// Request latency in µs, in power-of-two buckets: see [`LATENCY_BUCKETS`].
+pub type Latency = Histogram<0, LATENCY_BUCKETS>;
+
+/// A histogram of `u64` samples in `N` log-linear buckets (HdrHistogram's layout), not
+/// cumulative. Each power of two is split into `2^SUB_BITS` equal buckets, so a bucket is at
+/// most `2^-SUB_BITS` of its values wide, and the `2^(SUB_BITS + 1)` smallest values have a
+/// bucket each. Bounds are inclusive, like Prometheus's `le`: bucket `i` holds the samples above
+/// [`Histogram::bound`]`(i - 1)` up to `bound(i)`; the last bucket holds everything above the one
+/// before it (+Inf).
+///
+/// The server's request latency is [`Latency`] (`SUB_BITS` 0: powers of two); wsload records its
+/// round trips with 64 buckets per power of two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Histogram<const SUB_BITS: u32, const N: usize> {
+    /// Samples per bucket.
+    pub counts: [u64; N],
+    /// Sum of all samples (saturating).
+    pub sum: u64,
 }
 
-impl Histogram {
+impl<const SUB_BITS: u32, const N: usize> Default for Histogram<SUB_BITS, N> {
+    fn default() -> Self {
+        Histogram {
+            counts: [0; N],
+            sum: 0,
+        }
+    }
+}
+
+impl<const SUB_BITS: u32, const N: usize> Histogram<SUB_BITS, N> {
     /// Adds one sample.
-    pub fn record(&mut self, micros: u64) {
-        let bucket = bucket_of(micros);
+    pub fn record(&mut self, sample: u64) {
+        let bucket = Self::bucket_of(sample);
         self.counts[bucket] = self.counts[bucket].saturating_add(1);
-        self.sum_micros = self.sum_micros.saturating_add(micros);
+        self.sum = self.sum.saturating_add(sample);
     }
 
     /// Adds every sample of `other`.
-    pub fn merge(&mut self, other: &Histogram) {
+    pub fn merge(&mut self, other: &Self) {
         for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
             *mine = mine.saturating_add(theirs);
         }
-        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+        self.sum = self.sum.saturating_add(other.sum);
     }
 
     /// Number of samples.
@@ -45,9 +65,9 @@ impl Histogram {
         self.counts.iter().fold(0, |sum, &n| sum.saturating_add(n))
     }
 
-    /// The upper bound in µs of the bucket holding quantile `q` (clamped to 0..=1);
+    /// The upper bound of the bucket holding quantile `q` (clamped to 0..=1);
     /// 0 when empty, `u64::MAX` when that bucket is +Inf.
-    pub fn quantile_micros(&self, q: f64) -> u64 {
+    pub fn quantile(&self, q: f64) -> u64 {
         let total = self.count();
         if total == 0 {
             return 0;
@@ -58,39 +78,49 @@ impl Histogram {
         for (bucket, &n) in self.counts.iter().enumerate() {
             seen = seen.saturating_add(n);
             if seen >= rank {
-                return bucket_bound(bucket);
+                return Self::bound(bucket);
             }
         }
         u64::MAX
     }
 
+    /// The inclusive upper bound of `bucket`; `u64::MAX` for the last (+Inf).
+    pub fn bound(bucket: usize) -> u64 {
+        if bucket + 1 >= N {
+            return u64::MAX;
+        }
+        let (i, sub) = (bucket as u64, 1u64 << SUB_BITS);
+        if i < 2 * sub {
+            return i + 1;
+        }
+        // Bucket i holds `sample - 1` in [mantissa << shift, (mantissa + 1) << shift).
+        let shift = (i / sub - 1).min(64);
+        let mantissa = i - (i / sub - 1) * sub;
+        u64::try_from(u128::from(mantissa + 1) << shift).unwrap_or(u64::MAX)
+    }
+
+    /// The bucket `sample` falls in: that of `sample - 1` in the half-open layout (`mantissa`
+    /// the top SUB_BITS + 1 bits, `shift` the bits below them), so bounds are inclusive.
+    fn bucket_of(sample: u64) -> usize {
+        let x = sample.saturating_sub(1);
+        let sub = 1u64 << SUB_BITS;
+        let i = if x < 2 * sub {
+            x
+        } else {
+            let shift = u64::from(u64::BITS - 1 - x.leading_zeros() - SUB_BITS);
+            shift * sub + (x >> shift)
+        };
+        usize::try_from(i).map_or(N - 1, |i| i.min(N - 1))
+    }
+
     /// Samples that arrived since `earlier` (a previous copy of this histogram).
-    fn since(&self, earlier: &Histogram) -> Histogram {
+    fn since(&self, earlier: &Self) -> Self {
         let mut delta = self.clone();
         for (now, then) in delta.counts.iter_mut().zip(earlier.counts) {
             *now = now.saturating_sub(then);
         }
-        delta.sum_micros = self.sum_micros.saturating_sub(earlier.sum_micros);
+        delta.sum = self.sum.saturating_sub(earlier.sum);
         delta
-    }
-}
-
-/// The smallest bucket whose bound 2^i is at least `micros`.
-fn bucket_of(micros: u64) -> usize {
-    if micros <= 1 {
-        return 0;
-    }
-    // ceil(log2(micros)) for micros >= 2.
-    let log2_ceil = (u64::BITS - (micros - 1).leading_zeros()) as usize;
-    log2_ceil.min(FINITE_BUCKETS)
-}
-
-/// The inclusive upper bound of `bucket` in µs; `u64::MAX` for +Inf.
-fn bucket_bound(bucket: usize) -> u64 {
-    if bucket < FINITE_BUCKETS {
-        1 << bucket
-    } else {
-        u64::MAX
     }
 }
 
@@ -113,7 +143,7 @@ pub struct Counters {
     /// memory.
     pub files_unavailable: u64,
     /// Request latency as measured by the worker.
-    pub latency: Histogram,
+    pub latency: Latency,
     /// WebSocket traffic.
     pub ws: WsCounters,
     /// TLS handshakes.
@@ -658,7 +688,7 @@ impl Totals {
             let mut cumulative = 0u64;
             for (bucket, &n) in c.latency.counts.iter().enumerate() {
                 cumulative = cumulative.saturating_add(n);
-                let le = match bucket_bound(bucket) {
+                let le = match Latency::bound(bucket) {
                     u64::MAX => "+Inf".to_owned(),
                     micros => seconds(micros),
                 };
@@ -667,7 +697,7 @@ impl Totals {
                     "{name}_bucket{{worker=\"{w}\",le=\"{le}\"}} {cumulative}"
                 );
             }
-            let sum = seconds(c.latency.sum_micros);
+            let sum = seconds(c.latency.sum);
             let _ = writeln!(out, "{name}_sum{{worker=\"{w}\"}} {sum}");
             let _ = writeln!(out, "{name}_count{{worker=\"{w}\"}} {}", c.latency.count());
         }
@@ -694,7 +724,7 @@ impl Totals {
             ",\"uptime_ms\":{},\n\"latency_bounds_us\":",
             millis(now)
         );
-        json_array(&mut out, (0..FINITE_BUCKETS).map(bucket_bound));
+        json_array(&mut out, (0..FINITE_BUCKETS).map(Latency::bound));
         out.push_str(",\n\"workers\":[");
         for (w, (c, reported)) in self.workers.iter().zip(&self.reported).enumerate() {
             let comma = if w == 0 { "" } else { "," };
@@ -709,7 +739,7 @@ impl Totals {
                 c.total_requests(),
                 c.bytes_sent,
                 c.ws.open(),
-                c.latency.sum_micros,
+                c.latency.sum,
             );
             json_array(&mut out, c.latency.counts.iter().copied());
             out.push('}');
@@ -889,8 +919,8 @@ fn summary_line(delta: &Counters, active: u64, elapsed: Duration) -> String {
     );
     if requests > 0 {
         let ok = delta.requests_in_class(2) as f64 * 100.0 / requests as f64;
-        let p50 = millis(delta.latency.quantile_micros(0.5));
-        let p99 = millis(delta.latency.quantile_micros(0.99));
+        let p50 = millis(delta.latency.quantile(0.5));
+        let p99 = millis(delta.latency.quantile(0.99));
         let _ = write!(line, ", 2xx {ok:.1}%, latency p50 {p50} p99 {p99}");
     }
     let mb_per_sec = delta.bytes_sent as f64 / 1e6 / secs;
@@ -911,8 +941,8 @@ fn millis(micros: u64) -> String {
 mod tests {
     use super::*;
 
-    fn histogram(samples: &[u64]) -> Histogram {
-        let mut h = Histogram::default();
+    fn histogram(samples: &[u64]) -> Latency {
+        let mut h = Latency::default();
         for &s in samples {
             h.record(s);
         }
@@ -925,7 +955,7 @@ mod tests {
         let mut counts = [0; LATENCY_BUCKETS];
         counts[expected] = 1;
         assert_eq!(h.counts, counts, "{micros} µs");
-        assert_eq!(h.sum_micros, micros);
+        assert_eq!(h.sum, micros);
     }
 
     #[test]
@@ -943,14 +973,46 @@ mod tests {
         check_bucket(u64::MAX, 27);
     }
 
+    /// wsload's layout: 64 buckets per power of two.
+    type Fine = Histogram<6, { 59 * 64 }>;
+
+    fn check_fine_bucket(v: u64) {
+        let bucket = Fine::bucket_of(v);
+        let bound = Fine::bound(bucket);
+        assert!(bound >= v, "{v}: bound {bound}");
+        assert!(bound - v <= v / 64, "{v}: bound {bound} too far");
+        if bucket > 0 {
+            assert!(Fine::bound(bucket - 1) < v, "{v}: previous bucket holds it");
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_contiguous_and_tight() {
+        for v in (1..5000).chain([1 << 20, (1 << 20) + 12345, 999_999_999, u64::MAX >> 1]) {
+            check_fine_bucket(v);
+        }
+        assert_eq!(
+            (Fine::bucket_of(0), Fine::bucket_of(u64::MAX)),
+            (0, 59 * 64 - 1)
+        );
+        let mut h = Fine::default();
+        for us in 1..=1000u64 {
+            h.record(us * 1000);
+        }
+        let p50 = h.quantile(0.5);
+        assert!((500_000..=508_000).contains(&p50), "{p50}");
+        let p100 = h.quantile(1.0);
+        assert!((1_000_000..=1_016_000).contains(&p100), "{p100}");
+    }
+
     #[test]
     fn sum_saturates() {
-        assert_eq!(histogram(&[u64::MAX, 5]).sum_micros, u64::MAX);
+        assert_eq!(histogram(&[u64::MAX, 5]).sum, u64::MAX);
     }
 
     fn check_quantile(samples: &[u64], q: f64, expected: u64) {
         assert_eq!(
-            histogram(samples).quantile_micros(q),
+            histogram(samples).quantile(q),
             expected,
             "{samples:?} q={q}"
         );

@@ -57,6 +57,7 @@ impl RootDir {
     }
 
     /// The canonical path the root was opened at.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.canonical
     }

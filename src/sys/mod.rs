@@ -9,6 +9,10 @@
 //!
 //! It must never know anything of HTTP, WebSocket, connections or configuration: it speaks only
 //! in file descriptors, byte counts and `io::Result`.
+//!
+//! Only epoll is public outside the crate: wsload (benches/wsload) drives its client connections
+//! with it, rather than carry `unsafe` code or a second event-loop crate of its own. The rest
+//! serves the server alone.
 
 use std::io;
 
@@ -29,32 +33,32 @@ macro_rules! syscall {
     }};
 }
 
-pub mod affinity;
-pub mod epoll;
-pub mod eventfd;
-pub mod file;
-pub mod limits;
-pub mod memory;
-pub mod net;
-pub mod signal;
-pub mod stat;
-pub mod sysconf;
+mod affinity;
+mod epoll;
+mod eventfd;
+mod file;
+mod limits;
+mod memory;
+mod net;
+mod signal;
+mod stat;
+mod sysconf;
 
-pub use affinity::{allowed_cpus, pin_current_thread};
+pub(crate) use affinity::{allowed_cpus, pin_current_thread};
 pub use epoll::{Epoll, Event, Events, Interest};
-pub use eventfd::EventFd;
-pub use file::{read_dir_entries, DirEntry, EntryKind, PathStat, RootDir};
-pub use limits::{raise_open_files_limit, OpenFilesLimit};
-pub use memory::release_free_memory;
-pub use net::{
+pub(crate) use eventfd::EventFd;
+pub(crate) use file::{read_dir_entries, EntryKind, RootDir};
+pub(crate) use limits::raise_open_files_limit;
+pub(crate) use memory::release_free_memory;
+pub(crate) use net::{
     accept_nonblocking, ack_now, adopt_file, adopt_listener, congestion_control,
     congestion_controls, default_congestion_control, inherited_listeners, pipe, reuseport_listener,
     send_more, sendfile, set_congestion_control, set_defer_accept, set_inheritable, somaxconn,
     wait_readable, InheritedListener,
 };
-pub use signal::{block_termination_signals, signal_name, wait_termination_signal};
-pub use stat::device_and_inode;
-pub use sysconf::{clock_ticks_per_second, monotonic_micros, page_size};
+pub(crate) use signal::{block_termination_signals, signal_name, wait_termination_signal};
+pub(crate) use stat::device_and_inode;
+pub(crate) use sysconf::{clock_ticks_per_second, monotonic_micros, page_size};
 
 /// Runs `op` again for as long as it fails with `EINTR`: an interrupted call did nothing.
 fn retry_interrupted<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {

@@ -256,14 +256,7 @@ impl Worker {
         let config = Arc::clone(&setup.config);
         let epoll = Epoll::new().map_err(|e| format!("epoll_create: {e}"))?;
         epoll
-            .register(
-                setup.stop.fd.as_fd(),
-                SHUTDOWN_TOKEN,
-                Interest {
-                    readable: true,
-                    writable: false,
-                },
-            )
+            .register(setup.stop.fd.as_fd(), SHUTDOWN_TOKEN, Interest::READABLE)
             .map_err(|e| format!("registering the shutdown eventfd: {e}"))?;
         let mut listeners = Vec::with_capacity(given.len());
         let mut listener_tls = Vec::with_capacity(given.len());
@@ -273,10 +266,7 @@ impl Worker {
                 .register(
                     socket.as_fd(),
                     LISTENER_TOKEN_BASE + i as u64,
-                    Interest {
-                        readable: true,
-                        writable: false,
-                    },
+                    Interest::READABLE,
                 )
                 .map_err(|e| format!("registering listener {}: {e}", listener.addr))?;
             listeners.push(socket);
@@ -608,13 +598,9 @@ impl Worker {
         // nothing: EPOLL_CTL_ADD reports readiness that already exists.
         if let Some(conn) = self.conns.get_mut(key) {
             let _ = conn.stream.set_nodelay(true);
-            let interest = Interest {
-                readable: true,
-                writable: true,
-            };
             if let Err(e) = self
                 .epoll
-                .register(conn.stream.as_fd(), key.to_token(), interest)
+                .register(conn.stream.as_fd(), key.to_token(), Interest::BOTH)
             {
                 warn!("worker {}: epoll register: {e}", self.id);
                 self.close(key);

@@ -811,9 +811,9 @@ fn append(
 mod tests {
     use super::*;
     use crate::conn::BUFFER_SIZE;
-    use crate::mutation_tests::Rng;
     use crate::tls::testing::{make, write};
     use crate::tls::TlsConfig;
+    use fastrand::Rng;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     use std::net::TcpListener;
@@ -1020,32 +1020,32 @@ mod tests {
     /// bodies (some declaring more than they carry), a real client's records with one byte
     /// changed, and a handshake message far too large.
     fn hostile(rng: &mut Rng, honest: &[u8]) -> Vec<u8> {
-        match rng.below(4) {
+        match rng.usize(..4) {
             // A handshake message declaring 16 MiB: rustls refuses it without an alert, after
             // its deframer has taken note of the record.
             3 => {
-                let mut bytes = vec![22, 3, 1, 0, 8, rng.below(256) as u8, 0xff, 0xff, 0xff];
-                bytes.extend(rng.bytes(4));
+                let mut bytes = vec![22, 3, 1, 0, 8, rng.u8(..), 0xff, 0xff, 0xff];
+                bytes.extend(std::iter::repeat_with(|| rng.u8(..)).take(4));
                 bytes
             }
             0 => {
-                let n = 1 + rng.below(40);
-                rng.bytes(n)
+                let n = 1 + rng.usize(..40);
+                std::iter::repeat_with(|| rng.u8(..)).take(n).collect()
             }
             1 => {
-                let kind = [20u8, 21, 22, 23, 24][rng.below(5)];
-                let declared = rng.below(17 * 1024);
-                let carried = declared.min(rng.below(declared + 1) + rng.below(64));
-                let mut record = vec![kind, 3, [1u8, 3][rng.below(2)]];
+                let kind = [20u8, 21, 22, 23, 24][rng.usize(..5)];
+                let declared = rng.usize(..17 * 1024);
+                let carried = declared.min(rng.usize(..declared + 1) + rng.usize(..64));
+                let mut record = vec![kind, 3, [1u8, 3][rng.usize(..2)]];
                 record.extend_from_slice(&(declared as u16).to_be_bytes());
-                record.extend(rng.bytes(carried));
+                record.extend(std::iter::repeat_with(|| rng.u8(..)).take(carried));
                 record
             }
             _ => {
                 let mut changed = honest.to_vec();
                 if !changed.is_empty() {
-                    let at = rng.below(changed.len());
-                    changed[at] ^= 1 << rng.below(8);
+                    let at = rng.usize(..changed.len());
+                    changed[at] ^= 1 << rng.usize(..8);
                 }
                 changed
             }
@@ -1061,7 +1061,7 @@ mod tests {
     #[test]
     fn hostile_bytes_before_and_after_the_handshake_never_panic() {
         let fixture = fixture(true);
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng::with_seed(0x9E37_79B9_7F4A_7C15);
         for case in 0..150 {
             let Pair {
                 mut client_sock,
@@ -1098,7 +1098,7 @@ mod tests {
             );
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let n = 1 + rng.below(rest.len());
+                let n = 1 + rng.usize(..rest.len());
                 client_sock
                     .write_all(&rest[..n])
                     .unwrap_or_else(|e| panic!("{e}"));

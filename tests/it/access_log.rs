@@ -138,7 +138,7 @@ fn json_lines_parse_and_are_all_written_at_shutdown() {
 fn an_access_log_that_cannot_be_opened_stops_the_start() {
     let root = Root::new();
     let missing = root.path().join("no/such/dir/access.log");
-    let output = std::process::Command::new(crate::harness::BIN)
+    let output = std::process::Command::new(crate::harness::bin())
         .args(["--bind", "127.0.0.1", "--admin", "off", "--ports"])
         .arg(crate::harness::free_port().to_string())
         .arg("--root")

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use tungstenite::{Message, WebSocket};
 
+use crate::harness::tls::TlsFiles;
 use crate::harness::{get, Options, Root, Server};
-use crate::tls::TlsFiles;
 
 /// The longest any one step may take: Chromium starting, a CDP reply, a page condition.
 const LIMIT: Duration = Duration::from_secs(20);

@@ -2,10 +2,10 @@
 
 use std::process::Command;
 
-use crate::harness::BIN;
+use crate::harness::bin;
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(args)
         .output()
         .expect("running percore");
@@ -64,7 +64,7 @@ fn unknown_config_key_is_rejected() {
 fn a_missing_default_root_names_the_absolute_path_and_how_to_set_it() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = std::fs::canonicalize(dir.path()).unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .current_dir(&cwd)
         .output()
         .expect("running percore");
@@ -163,7 +163,7 @@ fn help_and_version_into_a_closed_pipe_do_not_panic() {
         let writer = reader.stdin.take().expect("the pipe's write end");
         reader.wait().expect("true exits");
         let root = tempfile::tempdir().unwrap();
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args([flag, "--root", root.path().to_str().unwrap()])
             .stdout(writer)
             .stderr(std::process::Stdio::piped())

@@ -176,7 +176,7 @@ fn a_second_server_on_the_same_port_refuses_to_start() {
     let first = Server::start(&root);
     let port = first.port().to_string();
     for bind in ["127.0.0.1", "0.0.0.0"] {
-        let child = std::process::Command::new(crate::harness::BIN)
+        let child = std::process::Command::new(crate::harness::bin())
             .args(["--bind", bind, "--admin", "off", "--workers", "1"])
             .args(["--ports", &port, "--root"])
             .arg(root.path())
@@ -317,7 +317,7 @@ fn a_port_in_use_fails_start_up_naming_the_port() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let root = Root::new();
-    let out = std::process::Command::new(crate::harness::BIN)
+    let out = std::process::Command::new(crate::harness::bin())
         .args(["--bind", "127.0.0.1", "--admin", "off", "--ports"])
         .arg(port.to_string())
         .arg("--root")
@@ -336,7 +336,7 @@ fn a_port_in_use_fails_start_up_naming_the_port() {
 fn binds_ipv6_loopback_when_asked() {
     let root = Root::new();
     let port = crate::harness::free_port();
-    let child = std::process::Command::new(crate::harness::BIN)
+    let child = std::process::Command::new(crate::harness::bin())
         .args([
             "--bind",
             "[::1]",

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::harness::{free_port, Root, Server, BIN};
+use crate::harness::{bin, free_port, Root, Server};
 
 /// Whether `line` starts with `YYYY-MM-DDTHH:MM:SS.mmmZ ` for today (UTC) or the day before
 /// (the test may straddle midnight).
@@ -53,7 +53,7 @@ fn log_with_journal_stream(journal: impl Fn(u64, u64) -> String) -> String {
             .metadata()
             .expect("fstat of the socket");
         let port = free_port().to_string();
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["--bind", "127.0.0.1", "--workers", "1", "--admin", "off"])
             .args(["--ports", &port, "--root"])
             .arg(root.path())

@@ -22,4 +22,3 @@ mod timeouts;
 mod tls;
 mod websocket;
 mod ws_client;
-mod wsload;

@@ -110,7 +110,7 @@ impl Activated {
             reuse = if reuse_port { "True" } else { "False" },
         );
         let mut child = std::process::Command::new("python3")
-            .args(["-c", &script, crate::harness::BIN])
+            .args(["-c", &script, crate::harness::bin()])
             .arg(root.path())
             .env_remove("NOTIFY_SOCKET")
             .stdin(std::process::Stdio::null())

@@ -3,15 +3,48 @@
 //! Every server gets its own temporary document root and its own ports, so tests run in
 //! parallel (and under nextest, one process per test) without colliding. A server is killed by
 //! PID when its handle drops, so no test leaves a process behind.
+//!
+//! It serves the tests of the `percore` package (tests/it) and, included by path, those of the
+//! `wsload` workspace member, which run the load generator against a real server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_percore");
+pub mod tls;
+
+/// The `percore` binary under test: Cargo names it to this package's tests; the tests of another
+/// workspace member find it in the target directory they run from (`target/<profile>/deps/…`),
+/// where a `cargo test` at the workspace root has built it beside them.
+static BIN: LazyLock<String> = LazyLock::new(|| {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_percore") {
+        return bin.to_owned();
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("percore"))
+        .filter(|bin| bin.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no percore binary in the target directory of {}: run `cargo test` at the \
+                 workspace root, which builds it (or `cargo build -p percore` first)",
+                exe.display()
+            )
+        });
+    bin.into_os_string()
+        .into_string()
+        .expect("a UTF-8 path to the percore binary")
+});
+
+/// The path of the `percore` binary under test.
+pub fn bin() -> &'static str {
+    &BIN
+}
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -131,10 +164,10 @@ impl Server {
             let mut cmd = match opts.open_files {
                 Some(n) => {
                     let mut cmd = Command::new("prlimit");
-                    cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(BIN);
+                    cmd.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin());
                     cmd
                 }
-                None => Command::new(BIN),
+                None => Command::new(bin()),
             };
             match opts.ports_file {
                 Some(file) => {

@@ -5,7 +5,9 @@
 //! `Sec-WebSocket-Accept` checked), sending masked frames (a fresh random mask per frame),
 //! verifying every echo byte for byte, latency per message round trip, and the close handshake.
 //! It must never reach into the server: it speaks only over TCP, and it uses percore's library
-//! only for epoll (`percore::sys`) and for frame headers, masking and deflate (`percore::ws`).
+//! only for epoll (`percore::sys`), for frame headers, masking, deflate and the accept key
+//! (`percore::ws`), and for the `--ports` parser and the histogram it shares with the server
+//! (`percore::config`, `percore::metrics`).
 //!
 //! Each load thread runs one edge-triggered epoll loop over its share of the connections.
 //! Message payloads are built once: a pool of [`VARIANTS`] payloads per run (and their
@@ -18,6 +20,7 @@
 //! stays in cache and one core of it can keep a core of the server busy.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
@@ -30,6 +33,8 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use clap::Parser;
+use fastrand::Rng;
+use percore::metrics::Histogram;
 use percore::sys::{Epoll, Events, Interest};
 use rustls::ClientConfig;
 use wire::Wire;
@@ -153,7 +158,8 @@ struct Variant {
 }
 
 fn plan(args: &Args) -> Result<Plan, String> {
-    let ports = parse_ports(&args.ports)?;
+    let ports = percore::config::parse_ports(&args.ports)
+        .map_err(|e| format!("invalid --ports '{}': {e}", args.ports))?;
     let host_header = if args.host.contains(':') {
         format!("[{}]", args.host)
     } else {
@@ -203,25 +209,9 @@ fn plan(args: &Args) -> Result<Plan, String> {
         text: args.text,
         deflate: args.deflate,
         threads: args.threads.min(args.connections),
-        variants: variants(args.size, args.text, &mut Rng::new()),
+        variants: variants(args.size, args.text, &mut rng()),
         tls: args.tls.then(|| (wire::client_config(), args.host.clone())),
     })
-}
-
-/// `8001-8030`, `8001,8005,9000-9002` or `8001`.
-fn parse_ports(spec: &str) -> Result<Vec<u16>, String> {
-    let bad = || format!("bad --ports '{spec}'");
-    let mut ports = Vec::new();
-    for item in spec.split(',') {
-        let (low, high) = item.split_once('-').unwrap_or((item, item));
-        let low: u16 = low.trim().parse().map_err(|_| bad())?;
-        let high: u16 = high.trim().parse().map_err(|_| bad())?;
-        if low == 0 || low > high {
-            return Err(bad());
-        }
-        ports.extend(low..=high);
-    }
-    Ok(ports)
 }
 
 /// Text-like payloads (they compress the way chat or JSON messages do, and are valid UTF-8),
@@ -240,10 +230,10 @@ fn variants(size: usize, text: bool, rng: &mut Rng) -> Vec<Variant> {
             let mut plain = Vec::with_capacity(size + 16);
             plain.push(TAGS[i]);
             while plain.len() < size {
-                plain.extend_from_slice(WORDS[rng.below(WORDS.len())].as_bytes());
-                plain.push(if rng.below(8) == 0 { b'\n' } else { b' ' });
-                if rng.below(4) == 0 {
-                    plain.extend_from_slice(rng.next_u64().to_string().as_bytes());
+                plain.extend_from_slice(WORDS[rng.usize(..WORDS.len())].as_bytes());
+                plain.push(if rng.usize(..8) == 0 { b'\n' } else { b' ' });
+                if rng.usize(..4) == 0 {
+                    plain.extend_from_slice(rng.u64(..).to_string().as_bytes());
                 }
             }
             plain.truncate(size);
@@ -352,7 +342,7 @@ fn print_progress(progress: &[Progress]) {
 
 /// One load thread: connect its share, wait for the others, run the loop, report.
 fn load_thread(plan: &Plan, index: usize, progress: &Progress, barrier: &Barrier) -> Outcome {
-    let mut rng = Rng::new();
+    let mut rng = rng();
     let mut outcome = Outcome::default();
     let mut conns = Vec::new();
     let epoll = Epoll::new();
@@ -418,9 +408,7 @@ fn handshake(addr: SocketAddr, host: &str, plan: &Plan, rng: &mut Rng) -> Result
         None => Wire::Plain(stream),
     };
     let mut key_bytes = [0u8; 16];
-    for chunk in key_bytes.chunks_mut(8) {
-        chunk.copy_from_slice(&rng.next_u64().to_ne_bytes()[..chunk.len()]);
-    }
+    rng.fill(&mut key_bytes);
     let key = STANDARD.encode(key_bytes);
     let extensions = if plan.deflate {
         "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
@@ -625,7 +613,9 @@ struct Outcome {
     received: u64,
     window: Duration,
     errors: Errors,
-    latency: Histogram,
+    /// Round trips in ns, and the slowest.
+    latency: RoundTrips,
+    slowest: u64,
     /// Close codes of the server's close frames ("none" for connections without one).
     close_codes: BTreeMap<String, u64>,
     /// The fewest and most echoes one connection got: far apart means the server is unfair.
@@ -837,7 +827,12 @@ impl<'a> Looper<'a> {
             if self.scratch.len() < end {
                 self.scratch.resize(end, 0);
             }
-            len += put_masked(&mut self.scratch[len..], header, payload, self.rng.mask());
+            len += put_masked(
+                &mut self.scratch[len..],
+                header,
+                payload,
+                mask(&mut self.rng),
+            );
             conn.in_flight.push_back(now);
             conn.sent += 1;
             self.sent_total += 1;
@@ -990,7 +985,7 @@ impl<'a> Looper<'a> {
             }
             OpCode::Control(Control::Ping) => {
                 let header = client_header(OpCode::Control(Control::Pong), false, payload.len());
-                push_masked(&mut conn.out, &header, payload, self.rng.mask());
+                push_masked(&mut conn.out, &header, payload, mask(&mut self.rng));
             }
             OpCode::Control(Control::Pong) => {}
             OpCode::Control(Control::Close) => self.on_close(i, payload),
@@ -1028,9 +1023,10 @@ impl<'a> Looper<'a> {
         if !matches {
             return self.fail(i, FailKind::Mismatch);
         }
-        self.outcome
-            .latency
-            .record(now.saturating_duration_since(sent_at));
+        let round_trip = now.saturating_duration_since(sent_at);
+        let nanos = u64::try_from(round_trip.as_nanos()).unwrap_or(u64::MAX);
+        self.outcome.latency.record(nanos);
+        self.outcome.slowest = self.outcome.slowest.max(nanos);
         self.outcome.received += 1;
         if self.phase == Phase::Sending {
             self.outcome.in_window += 1;
@@ -1052,7 +1048,12 @@ impl<'a> Looper<'a> {
             // The server closed first: answer with its code (§5.5.1) and count it.
             self.outcome.errors.server_closed += 1;
             let header = client_header(OpCode::Control(Control::Close), false, 2);
-            push_masked(&mut conn.out, &header, &code.to_be_bytes(), self.rng.mask());
+            push_masked(
+                &mut conn.out,
+                &header,
+                &code.to_be_bytes(),
+                mask(&mut self.rng),
+            );
             self.flush(i);
         }
         self.finish(i);
@@ -1069,7 +1070,7 @@ impl<'a> Looper<'a> {
             &mut conn.out,
             &header,
             &1000u16.to_be_bytes(),
-            self.rng.mask(),
+            mask(&mut self.rng),
         );
         conn.state = ConnState::Closing;
         self.flush(i);
@@ -1128,80 +1129,23 @@ fn put_masked(dst: &mut [u8], header: &[u8], payload: &[u8], key: [u8; 4]) -> us
     header.len() + 4 + payload.len()
 }
 
+/// A generator for masks and handshake keys, which must be unpredictable to intermediaries
+/// (RFC 6455 §5.3), not cryptographically strong: seeded through the random keys of
+/// std's `RandomState`, which come from the kernel.
+fn rng() -> Rng {
+    Rng::with_seed(RandomState::new().hash_one(0u8))
+}
+
+/// A fresh masking key.
+fn mask(rng: &mut Rng) -> [u8; 4] {
+    rng.u32(..).to_ne_bytes()
+}
+
 // ---------------------------------------------------------------- measuring and reporting
 
-/// A log-bucket latency histogram in nanoseconds: exact below 128 ns, then 64 buckets per
-/// power of two (under 1.6 % relative error), like HdrHistogram with two significant digits.
-struct Histogram {
-    counts: Vec<u64>,
-    max: u64,
-}
-
-const SUB_BUCKETS: u64 = 64;
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            counts: vec![0; 64 * SUB_BUCKETS as usize + 128],
-            max: 0,
-        }
-    }
-}
-
-impl Histogram {
-    fn record(&mut self, d: Duration) {
-        let v = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.max = self.max.max(v);
-        self.counts[Self::index(v)] += 1;
-    }
-
-    fn index(v: u64) -> usize {
-        if v < 2 * SUB_BUCKETS {
-            return v as usize;
-        }
-        let shift = 63 - v.leading_zeros() as u64 - 6;
-        (shift * SUB_BUCKETS + (v >> shift)) as usize
-    }
-
-    /// The highest value bucket `index` holds.
-    fn upper(index: usize) -> u64 {
-        let index = index as u64;
-        if index < 2 * SUB_BUCKETS {
-            return index;
-        }
-        let shift = index / SUB_BUCKETS - 1;
-        let mantissa = index - shift * SUB_BUCKETS;
-        u64::try_from((u128::from(mantissa) + 1) << shift).map_or(u64::MAX, |v| v - 1)
-    }
-
-    fn add(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.max = self.max.max(other.max);
-    }
-
-    fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// The value at quantile `q` (0..=1), in nanoseconds.
-    fn quantile(&self, q: f64) -> u64 {
-        let total = self.count();
-        if total == 0 {
-            return 0;
-        }
-        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
-        let mut seen = 0;
-        for (index, &count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return Self::upper(index).min(self.max);
-            }
-        }
-        self.max
-    }
-}
+/// Round trips in ns, in the server's histogram type with 64 buckets per power of two (under
+/// 1.6 % error; one per value below 128 ns): 59 powers of two reach every `u64`.
+type RoundTrips = Histogram<6, { 59 * 64 }>;
 
 struct Report {
     connections: usize,
@@ -1231,7 +1175,8 @@ impl Report {
         t.received += outcome.received;
         t.window = t.window.max(outcome.window);
         t.errors.add(&outcome.errors);
-        t.latency.add(&outcome.latency);
+        t.latency.merge(&outcome.latency);
+        t.slowest = t.slowest.max(outcome.slowest);
         t.per_conn = match (t.per_conn, outcome.per_conn) {
             (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
             (a, b) => a.or(b),
@@ -1251,7 +1196,8 @@ impl std::fmt::Display for Report {
         } else {
             0.0
         };
-        let ms = |q: f64| t.latency.quantile(q) as f64 / 1e6;
+        // A bucket's bound, or the slowest round trip where that is lower.
+        let ms = |q: f64| t.latency.quantile(q).min(t.slowest) as f64 / 1e6;
         let e = &t.errors;
         writeln!(
             f,
@@ -1285,7 +1231,7 @@ impl std::fmt::Display for Report {
             ms(0.5),
             ms(0.99),
             ms(0.999),
-            t.latency.max as f64 / 1e6
+            t.slowest as f64 / 1e6
         )?;
         writeln!(
             f,
@@ -1307,81 +1253,42 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// xorshift64*: masks and handshake keys need to be unpredictable to intermediaries, not
-/// cryptographically strong; seeded from the kernel.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let mut seed = [0u8; 8];
-        let from_kernel =
-            std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
-        let seed = match from_kernel {
-            Ok(()) => u64::from_ne_bytes(seed),
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64),
-        };
-        Rng(seed | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    fn mask(&mut self) -> [u8; 4] {
-        (self.next_u64() as u32).to_ne_bytes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check_index(v: u64) {
-        let index = Histogram::index(v);
-        let upper = Histogram::upper(index);
-        assert!(upper >= v, "{v}: upper {upper}");
-        assert!(upper - v <= v / 64, "{v}: upper {upper} too far");
-        if index > 0 {
-            assert!(
-                Histogram::upper(index - 1) < v,
-                "{v}: previous bucket holds it"
-            );
-        }
-    }
-
     #[test]
-    fn histogram_buckets_are_contiguous_and_tight() {
-        for v in (0..5000).chain([1 << 20, (1 << 20) + 12345, 999_999_999, u64::MAX >> 1]) {
-            check_index(v);
-        }
-        let mut h = Histogram::default();
-        for us in 1..=1000u64 {
-            h.record(Duration::from_micros(us));
-        }
-        let p50 = h.quantile(0.5);
-        assert!((500_000..=508_000).contains(&p50), "{p50}");
-        assert_eq!(h.quantile(1.0), 1_000_000);
-    }
-
-    #[test]
-    fn ports_parse() {
+    fn ports_are_parsed_as_the_server_parses_them() {
+        let ports = |spec: &str| -> Result<Vec<(u16, String)>, String> {
+            let args =
+                Args::try_parse_from(["wsload", "--ports", spec]).map_err(|e| e.to_string())?;
+            let plan = plan(&args)?;
+            Ok(plan
+                .addrs
+                .into_iter()
+                .map(|(addr, host)| (addr.port(), host))
+                .collect())
+        };
+        let ok = |list: &[u16]| {
+            Ok(list
+                .iter()
+                .map(|&p| (p, format!("127.0.0.1:{p}")))
+                .collect())
+        };
+        assert_eq!(ports("8001-8003,9000"), ok(&[8001, 8002, 8003, 9000]));
+        assert_eq!(ports("80"), ok(&[80]));
         assert_eq!(
-            parse_ports("8001-8003,9000"),
-            Ok(vec![8001, 8002, 8003, 9000])
+            ports("9-8"),
+            Err("invalid --ports '9-8': range 9-8 is reversed".to_owned())
         );
-        assert_eq!(parse_ports("80"), Ok(vec![80]));
-        assert!(parse_ports("9-8").is_err());
-        assert!(parse_ports("0").is_err());
-        assert!(parse_ports("x").is_err());
+        assert_eq!(
+            ports("0"),
+            Err("invalid --ports '0': port 0 is out of range 1-65535".to_owned())
+        );
+        assert_eq!(
+            ports("x"),
+            Err("invalid --ports 'x': 'x' is not a port number".to_owned())
+        );
     }
 
     #[test]
@@ -1425,7 +1332,7 @@ mod tests {
 
     #[test]
     fn variants_differ_and_compress_back() {
-        let variants = variants(100, true, &mut Rng::new());
+        let variants = variants(100, true, &mut rng());
         let mut codec = Codec::new();
         for (i, v) in variants.iter().enumerate() {
             assert_eq!(v.plain.len(), 100);

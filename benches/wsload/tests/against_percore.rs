@@ -4,8 +4,14 @@
 
 use std::process::Command;
 
-use crate::harness::{Root, Server};
-use crate::tls::{self, TlsFiles};
+use harness::tls::{self, TlsFiles};
+use harness::{Root, Server};
+
+/// The percore package's test harness: it starts the real server (which a `cargo test` at the
+/// workspace root builds) on free loopback ports. These tests use a few of its helpers.
+#[allow(dead_code)]
+#[path = "../../../tests/it/harness/mod.rs"]
+mod harness;
 
 const WSLOAD: &str = env!("CARGO_BIN_EXE_wsload");
 
