@@ -21,7 +21,8 @@
 #   ignores Connection: close) once benches/peers/may-minihttp/build.sh has built it.
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE), and uWebSockets'
-#   echo (one thread, no compression) once benches/peers/uws/build.sh has built it
+#   echo (one thread, its own App and event loop, per server CPU; no compression) once
+#   benches/peers/uws/build.sh has built it
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
 #   and wss64 (ws64 over TLS on percore's TLS port: wsload --tls; beside ws64, the cost of TLS)
 # Knobs (environment):
@@ -227,6 +228,8 @@ fi
 
 NCPU=$(nproc)
 SERVER_CPUS=${SERVER_CPUS:-0-$((WORKERS - 1))}
+# The peers whose run.sh takes one thread per CPU in SERVER_CPUS run this many.
+SERVER_NCPU=$(taskset -c "$SERVER_CPUS" nproc) || die "SERVER_CPUS=$SERVER_CPUS is not a CPU list taskset accepts"
 if [ -z "${CLIENT_CPUS:-}" ]; then
     if [ "$WORKERS" -lt "$NCPU" ]; then
         CLIENT_CPUS=$WORKERS
@@ -760,7 +763,7 @@ echo "percore: $PERCORE_BIN on 127.0.0.1:$PERCORE_PORT (pid $PERCORE_PID)"
 [ "$NEED_TOKIO" = 1 ] && echo "tokio-echo: $TOKIO_ECHO_BIN on 127.0.0.1:$TOKIO_PORT (pid $TOKIO_PID)"
 [ "$NEED_LWAN" = 1 ] && echo "lwan: $LWAN_BIN on 127.0.0.1:$LWAN_PORT (pid $LWAN_PID)"
 [ "$NEED_MAY_MINIHTTP" = 1 ] && echo "may-minihttp: $MAY_MINIHTTP_BIN on 127.0.0.1:$MAY_MINIHTTP_PORT (pid $MAY_MINIHTTP_PID)"
-[ "$NEED_UWS" = 1 ] && echo "uws: $UWS_BIN on 127.0.0.1:$UWS_PORT (pid $UWS_PID), one thread"
+[ "$NEED_UWS" = 1 ] && echo "uws: $UWS_BIN on 127.0.0.1:$UWS_PORT (pid $UWS_PID), $SERVER_NCPU thread(s)"
 echo "servers on CPU(s) $SERVER_CPUS, load generator on CPU(s) $CLIENT_CPUS; $WORKERS worker(s); ${DURATION}s x $ROUNDS rounds"
 if [ "$NEED_NGINX" = 1 ]; then
     echo "nginx: keepalive_requests 100000 (its default of 1000 would force wrk to reconnect), access_log off,"
@@ -924,7 +927,7 @@ peer_note() {
     lwan) echo "lwan: one thread per server CPU" ;;
     may-minihttp) echo "may-minihttp: the files from memory, one may worker per server CPU, no close row (it ignores Connection: close)" ;;
     h2o) echo "h2o on HTTPS" ;;
-    uws) echo "uWebSockets' echo: one thread, no compression" ;;
+    uws) echo "uWebSockets' echo: $SERVER_NCPU thread(s), one App each, no compression" ;;
     *) echo "$1" ;;
     esac
 }
@@ -1019,7 +1022,7 @@ report=$(
     [ "$NEED_LWAN" = 1 ] && echo "- lwan: $(git -C "$BENCH_DIR/peers/lwan/build/src" describe --tags --always 2>/dev/null || echo unknown), one thread per server CPU (benches/peers/lwan)"
     [ "$NEED_MAY_MINIHTTP" = 1 ] && echo "- may-minihttp (benches/peers/may-minihttp): $may_versions, one may worker per server CPU, the files from memory"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
-    [ "$NEED_UWS" = 1 ] && echo "- uws (benches/peers/uws): $uws_versions, its EchoServer example with one thread (whatever WORKERS is), no compression"
+    [ "$NEED_UWS" = 1 ] && echo "- uws (benches/peers/uws): $uws_versions, its EchoServerThreaded example with $SERVER_NCPU thread(s) (one per server CPU, each its own App and event loop, SO_REUSEPORT listeners), no compression"
     [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
     echo "- servers pinned to CPU(s) $SERVER_CPUS, load generator pinned to CPU(s) $CLIENT_CPUS"
     echo "- command: \`DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS $COMMAND_LINE\`"
