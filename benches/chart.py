@@ -31,6 +31,7 @@ SERVERS = {
     "h2o": ("h2o", "#c2255c"),
     "may-minihttp": ("may-minihttp", "#f08c00"),
     "uws": ("uWebSockets", "#0c8599"),
+    "fastwebsockets": ("fastwebsockets", "#66a80f"),
 }
 
 TITLES = {

@@ -22,13 +22,15 @@
 # WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
 #   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE), and uWebSockets'
 #   echo (one thread, its own App and event loop, per server CPU; no compression) once
-#   benches/peers/uws/build.sh has built it
+#   benches/peers/uws/build.sh has built it, and a fastwebsockets echo (hyper 1 + tokio, one
+#   runtime worker per server CPU) once benches/peers/fastwebsockets/build.sh has built it;
 #   and percore alone (tokio-tungstenite has no permessage-deflate): ws64-deflate ws16k-deflate
 #   and wss64 (ws64 over TLS on percore's TLS port: wsload --tls; beside ws64, the cost of TLS)
 # Knobs (environment):
 #   DURATION=5      seconds per measured wrk/wsload run
 #   ROUNDS=5        rounds; each round runs every workload once on each server, order alternating
-#   WORKERS=1       percore --workers, nginx worker_processes and tokio-echo --threads
+#   WORKERS=1       percore --workers, nginx worker_processes and tokio-echo --threads (the peers
+#                   of benches/peers run one thread per CPU in SERVER_CPUS)
 #   SERVER_CPUS     CPUs for the servers (default 0..WORKERS-1), one server at a time runs
 #   CLIENT_CPUS     CPUs for wrk and wsload (default: the CPU after SERVER_CPUS)
 #   WRK_THREADS=1   wrk -t
@@ -44,6 +46,7 @@
 #                   1 MiB response on loopback, except lwan, which sets reno on its sockets
 #   PERCORE_FLAGS   extra flags for percore (not for a baseline), e.g. "--access-log FILE";
 #                   with BASELINE_BIN set to the same binary this measures what a flag costs
+#   FASTWEBSOCKETS_FLAGS  extra flags for the fastwebsockets peer, e.g. --nodelay
 #   BASELINE_BIN    before/after mode: compare percore with this other percore build (e.g. one
 #                   built from main before a change) instead of nginx and tokio-echo, on every
 #                   workload; results go to benches/results/baseline.md only
@@ -64,6 +67,7 @@ REPO_DIR=$(dirname "$BENCH_DIR")
 LWAN_BIN=$BENCH_DIR/peers/lwan/build/cmake/src/bin/lwan/lwan
 MAY_MINIHTTP_BIN=$BENCH_DIR/peers/may-minihttp/build/target/release/may-minihttp-peer
 UWS_BIN=$BENCH_DIR/peers/uws/build/uws-echo
+FASTWEBSOCKETS_BIN=$BENCH_DIR/peers/fastwebsockets/build/target/release/fastwebsockets-peer
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
 WORKERS=${WORKERS:-1}
@@ -122,6 +126,7 @@ servers_for() {
     ws*)
         list=(percore tokio)
         if [ -x "$UWS_BIN" ]; then list+=(uws); fi
+        if [ -x "$FASTWEBSOCKETS_BIN" ]; then list+=(fastwebsockets); fi
         ;;
     tls*) if command -v h2o >/dev/null 2>&1; then list=(percore nginx h2o); else list=(percore nginx); fi ;;
     small-ka | small-c500 | 4k | 1m | close | pipeline16)
@@ -186,7 +191,7 @@ done
 
 # Which servers and load generators the chosen workloads need.
 NEED_NGINX=0 NEED_TOKIO=0 NEED_WSLOAD=0 NEED_WRK=0 NEED_TLS=0 NEED_H2O=0 NEED_SHIM=0 NEED_LWAN=0
-NEED_MAY_MINIHTTP=0 NEED_UWS=0
+NEED_MAY_MINIHTTP=0 NEED_UWS=0 NEED_FASTWEBSOCKETS=0
 HTTP_WORKLOADS=() WS_WORKLOADS=()
 for w in "${WORKLOADS[@]}"; do
     if is_ws "$w"; then
@@ -195,6 +200,7 @@ for w in "${WORKLOADS[@]}"; do
         if is_tls "$w"; then NEED_TLS=1; fi
         case " $(servers_for "$w") " in *" tokio "*) NEED_TOKIO=1 ;; esac
         case " $(servers_for "$w") " in *" uws "*) NEED_UWS=1 ;; esac
+        case " $(servers_for "$w") " in *" fastwebsockets "*) NEED_FASTWEBSOCKETS=1 ;; esac
     else
         NEED_WRK=1
         if is_tls "$w"; then NEED_TLS=1; fi
@@ -283,6 +289,7 @@ H2O_PID=""
 LWAN_PID=""
 MAY_MINIHTTP_PID=""
 UWS_PID=""
+FASTWEBSOCKETS_PID=""
 
 cleanup() {
     stop_server "$PERCORE_PID"
@@ -293,6 +300,7 @@ cleanup() {
     stop_server "$LWAN_PID"
     stop_server "$MAY_MINIHTTP_PID"
     stop_server "$UWS_PID"
+    stop_server "$FASTWEBSOCKETS_PID"
     wait 2>/dev/null || true
     rm -rf "$TMP"
     if [ -n "$CC_RESTORE" ]; then echo "$CC_RESTORE" >"$CC_SYSCTL" || true; fi
@@ -528,6 +536,14 @@ if [ "$NEED_UWS" = 1 ]; then
     wait_until_echoing uws "$UWS_PID" "$UWS_PORT" "$TMP/uws.log"
 fi
 
+FASTWEBSOCKETS_PORT=""
+if [ "$NEED_FASTWEBSOCKETS" = 1 ]; then
+    FASTWEBSOCKETS_PORT=$(pick_free_port $((PERCORE_PORT + 7)))
+    "$BENCH_DIR/peers/fastwebsockets/run.sh" "$FASTWEBSOCKETS_PORT" "$SERVER_CPUS" >"$TMP/fastwebsockets.log" 2>&1 &
+    FASTWEBSOCKETS_PID=$!
+    wait_until_echoing fastwebsockets "$FASTWEBSOCKETS_PID" "$FASTWEBSOCKETS_PORT" "$TMP/fastwebsockets.log"
+fi
+
 TOKIO_PORT=""
 if [ "$NEED_TOKIO" = 1 ]; then
     TOKIO_PORT=$(pick_free_port $((PERCORE_PORT + 2)))
@@ -559,6 +575,7 @@ server_pid() {
     lwan) echo "$LWAN_PID" ;;
     may-minihttp) echo "$MAY_MINIHTTP_PID" ;;
     uws) echo "$UWS_PID" ;;
+    fastwebsockets) echo "$FASTWEBSOCKETS_PID" ;;
     esac
 }
 server_tls_port() {
@@ -578,6 +595,7 @@ server_port() {
     lwan) echo "$LWAN_PORT" ;;
     may-minihttp) echo "$MAY_MINIHTTP_PORT" ;;
     uws) echo "$UWS_PORT" ;;
+    fastwebsockets) echo "$FASTWEBSOCKETS_PORT" ;;
     esac
 }
 server_log() {
@@ -590,6 +608,7 @@ server_log() {
     lwan) echo "$TMP/lwan.log" ;;
     may-minihttp) echo "$TMP/may-minihttp.log" ;;
     uws) echo "$TMP/uws.log" ;;
+    fastwebsockets) echo "$TMP/fastwebsockets.log" ;;
     esac
 }
 
@@ -764,6 +783,7 @@ echo "percore: $PERCORE_BIN on 127.0.0.1:$PERCORE_PORT (pid $PERCORE_PID)"
 [ "$NEED_LWAN" = 1 ] && echo "lwan: $LWAN_BIN on 127.0.0.1:$LWAN_PORT (pid $LWAN_PID)"
 [ "$NEED_MAY_MINIHTTP" = 1 ] && echo "may-minihttp: $MAY_MINIHTTP_BIN on 127.0.0.1:$MAY_MINIHTTP_PORT (pid $MAY_MINIHTTP_PID)"
 [ "$NEED_UWS" = 1 ] && echo "uws: $UWS_BIN on 127.0.0.1:$UWS_PORT (pid $UWS_PID), $SERVER_NCPU thread(s)"
+[ "$NEED_FASTWEBSOCKETS" = 1 ] && echo "fastwebsockets: $FASTWEBSOCKETS_BIN on 127.0.0.1:$FASTWEBSOCKETS_PORT (pid $FASTWEBSOCKETS_PID), $SERVER_NCPU runtime thread(s)"
 echo "servers on CPU(s) $SERVER_CPUS, load generator on CPU(s) $CLIENT_CPUS; $WORKERS worker(s); ${DURATION}s x $ROUNDS rounds"
 if [ "$NEED_NGINX" = 1 ]; then
     echo "nginx: keepalive_requests 100000 (its default of 1000 would force wrk to reconnect), access_log off,"
@@ -822,6 +842,8 @@ tokio_versions=$(awk '/^name = "(tokio|tokio-tungstenite|tungstenite)"$/ { n = $
 may_versions=$(awk '/^name = "(may|may_minihttp)"$/ { n = $3; getline; gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' \
     "$BENCH_DIR/peers/may-minihttp/Cargo.lock" 2>/dev/null || true)
 uws_versions="uWebSockets $(git -C "$BENCH_DIR/peers/uws/build/uWebSockets" describe --tags --always 2>/dev/null || echo unknown)"
+fastwebsockets_versions=$(awk '/^name = "(fastwebsockets|hyper|tokio)"$/ { n = $3; getline; gsub(/"/, "", n); gsub(/"/, "", $3); printf "%s%s %s", sep, n, $3; sep = ", " }' \
+    "$BENCH_DIR/peers/fastwebsockets/Cargo.lock" 2>/dev/null || true)
 uws_versions+=", uSockets $(git -C "$BENCH_DIR/peers/uws/build/uWebSockets/uSockets" describe --tags --always 2>/dev/null || echo unknown)"
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 percore_rev=$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -928,12 +950,13 @@ peer_note() {
     may-minihttp) echo "may-minihttp: the files from memory, one may worker per server CPU, no close row (it ignores Connection: close)" ;;
     h2o) echo "h2o on HTTPS" ;;
     uws) echo "uWebSockets' echo: $SERVER_NCPU thread(s), one App each, no compression" ;;
+    fastwebsockets) echo "fastwebsockets' echo on hyper 1 + tokio: $SERVER_NCPU runtime thread(s), no compression" ;;
     *) echo "$1" ;;
     esac
 }
 
 # The rows that ran more servers than the main tables show (h2o on the TLS rows, lwan and
-# may-minihttp on plain ones, uWebSockets on WebSocket ones) once more with them, a line per
+# may-minihttp on plain ones, uWebSockets and fastwebsockets on WebSocket ones) once more with them, a line per
 # peer: each server's rate and CPU per request (or message), and percore's requests (or
 # messages) per server CPU-second against the peer's. $1: http or ws.
 peer_table() {
@@ -1023,6 +1046,7 @@ report=$(
     [ "$NEED_MAY_MINIHTTP" = 1 ] && echo "- may-minihttp (benches/peers/may-minihttp): $may_versions, one may worker per server CPU, the files from memory"
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
     [ "$NEED_UWS" = 1 ] && echo "- uws (benches/peers/uws): $uws_versions, its EchoServerThreaded example with $SERVER_NCPU thread(s) (one per server CPU, each its own App and event loop, SO_REUSEPORT listeners), no compression"
+    [ "$NEED_FASTWEBSOCKETS" = 1 ] && echo "- fastwebsockets (benches/peers/fastwebsockets): $fastwebsockets_versions, its echo_server example (upgrade on hyper 1) with $SERVER_NCPU runtime thread(s) ($([ "$SERVER_NCPU" = 1 ] && echo current-thread || echo multi-thread) runtime), one write per message, $(case " ${FASTWEBSOCKETS_FLAGS:-} " in *" --nodelay "*) echo TCP_NODELAY ;; *) echo "Nagle's algorithm on, as in the example" ;; esac), no compression"
     [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
     echo "- servers pinned to CPU(s) $SERVER_CPUS, load generator pinned to CPU(s) $CLIENT_CPUS"
     echo "- command: \`DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS $COMMAND_LINE\`"
@@ -1048,7 +1072,7 @@ report=$(
         if [ ${#WS_WORKLOADS[@]} -gt 0 ]; then
             echo
             ws_table
-            if [ "$NEED_UWS" = 1 ]; then
+            if [ "$NEED_UWS" = 1 ] || [ "$NEED_FASTWEBSOCKETS" = 1 ]; then
                 echo
                 peer_table ws
             fi
