@@ -168,7 +168,7 @@ pub struct StaticFiles {
     variant_key: Vec<u8>,
     /// Request path -> its entry in `entries`: a hit hashes the path once, and the index it
     /// gives borrows nothing, so an entry found stale can be replaced.
-    paths: HashMap<Vec<u8>, usize>,
+    paths: HashMap<Vec<u8>, usize, foldhash::fast::RandomState>,
     entries: Vec<Cached>,
     cache_entries: usize,
     /// The entry of the latest response while the cache holds none (`--file-cache-entries 0`).
@@ -300,7 +300,7 @@ impl StaticFiles {
             spa_fallback: config.spa_fallback.clone().map(String::into_bytes),
             autoindex: config.autoindex,
             variant_key: Vec::new(),
-            paths: HashMap::new(),
+            paths: HashMap::default(),
             entries: Vec::new(),
             cache_entries: config.file_cache_entries,
             uncached: None,
