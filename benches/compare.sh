@@ -376,6 +376,16 @@ taskset -c "$SERVER_CPUS" "$PERCORE_BIN" --bind 127.0.0.1 \
 PERCORE_PID=$!
 wait_until_serving percore "$PERCORE_PID" "$PERCORE_PORT" "$TMP/percore.log"
 
+# Fails the run unless the server `$1` on port `$2` sends the benchmark files byte for byte:
+# otherwise the comparison is meaningless.
+check_bodies() {
+    local file
+    for file in small.html 4k.bin 1m.bin; do
+        curl -fsS "http://127.0.0.1:$2/$file" | cmp -s - "$ROOT/$file" ||
+            die "$1 returned a different body for /$file"
+    done
+}
+
 BASELINE_PORT=""
 if [ -n "${BASELINE_BIN:-}" ]; then
     BASELINE_PORT=$(pick_free_port $((PERCORE_PORT + 3)))
@@ -390,10 +400,7 @@ if [ -n "${BASELINE_BIN:-}" ]; then
         >"$TMP/baseline.log" 2>&1 &
     BASELINE_PID=$!
     wait_until_serving baseline "$BASELINE_PID" "$BASELINE_PORT" "$TMP/baseline.log"
-    for file in small.html 4k.bin 1m.bin; do
-        curl -fsS "http://127.0.0.1:$BASELINE_PORT/$file" | cmp -s - "$ROOT/$file" ||
-            die "the baseline returned a different body for /$file"
-    done
+    check_bodies "the baseline" "$BASELINE_PORT"
 fi
 
 NGINX_PORT=""
@@ -428,12 +435,9 @@ NGINX_TLS
     NGINX_PID=$!
     wait_until_serving nginx "$NGINX_PID" "$NGINX_PORT" "$TMP/nginx-error.log"
 
-    # Both servers must send the same bytes, or the comparison is meaningless.
-    for file in small.html 4k.bin 1m.bin; do
-        for port in "$PERCORE_PORT" "$NGINX_PORT"; do
-            curl -fsS "http://127.0.0.1:$port/$file" | cmp -s - "$ROOT/$file" ||
-                die "server on port $port returned a different body for /$file"
-        done
+    check_bodies percore "$PERCORE_PORT"
+    check_bodies nginx "$NGINX_PORT"
+    for port in "$PERCORE_PORT" "$NGINX_PORT"; do
         curl -fsS -H 'Accept-Encoding: br, gzip' "http://127.0.0.1:$port/app.js" |
             cmp -s - "$ROOT/app.js.gz" || die "server on port $port did not send app.js.gz"
     done
@@ -445,10 +449,7 @@ if [ "$NEED_LWAN" = 1 ]; then
     DOCROOT=$ROOT "$BENCH_DIR/peers/lwan/run.sh" "$LWAN_PORT" "$SERVER_CPUS" >"$TMP/lwan.log" 2>&1 &
     LWAN_PID=$!
     wait_until_serving lwan "$LWAN_PID" "$LWAN_PORT" "$TMP/lwan.log"
-    for file in small.html 4k.bin 1m.bin; do
-        curl -fsS "http://127.0.0.1:$LWAN_PORT/$file" | cmp -s - "$ROOT/$file" ||
-            die "lwan returned a different body for /$file"
-    done
+    check_bodies lwan "$LWAN_PORT"
 fi
 
 MAY_MINIHTTP_PORT=""
@@ -459,10 +460,7 @@ if [ "$NEED_MAY_MINIHTTP" = 1 ]; then
         >"$TMP/may-minihttp.log" 2>&1 &
     MAY_MINIHTTP_PID=$!
     wait_until_serving may-minihttp "$MAY_MINIHTTP_PID" "$MAY_MINIHTTP_PORT" "$TMP/may-minihttp.log"
-    for file in small.html 4k.bin 1m.bin; do
-        curl -fsS "http://127.0.0.1:$MAY_MINIHTTP_PORT/$file" | cmp -s - "$ROOT/$file" ||
-            die "may-minihttp returned a different body for /$file"
-    done
+    check_bodies may-minihttp "$MAY_MINIHTTP_PORT"
 fi
 
 H2O_TLS_PORT=""
