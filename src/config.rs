@@ -72,6 +72,8 @@ pub struct Config {
     /// connections it accepts inherit; `None` keeps the system's default
     /// (net.ipv4.tcp_congestion_control).
     pub tcp_congestion: Option<String>,
+    /// `--ktls`: finished TLS 1.3 sessions go to the kernel (kTLS) where it has TLS.
+    pub ktls: bool,
     /// `--max-connections`: connections each worker holds at most (`None`: unlimited, so
     /// only the open-files limit caps them); beyond it the worker stops accepting until one
     /// closes, and new connections wait in the kernel's listen queue.
@@ -168,6 +170,7 @@ impl Config {
             small_file_max: 64 * KIB,
             file_cache_entries: 1024,
             tcp_congestion: None,
+            ktls: false,
             max_connections: None,
             index: "index.html".to_owned(),
             dotfiles: false,
@@ -468,6 +471,13 @@ const OPTIONS: &[Opt] = &[
         default: "",
         help: "Which of the --ports speak HTTPS/WSS (TLS 1.2 and 1.3), e.g. 8443; needs --tls-cert and --tls-key",
     },
+    Opt {
+        flag: "ktls",
+        value_name: "BOOL",
+        default: "false",
+        help: "Hand each TLS 1.3 session to the kernel after its handshake (kTLS), so files go \
+               by sendfile again; where the kernel has no TLS, sessions stay in user space",
+    },
 ];
 
 const EXAMPLES: &str = "\
@@ -664,6 +674,7 @@ pub fn differences(old: &Config, new: &Config) -> Vec<&'static str> {
             old.tls_certificates != new.tls_certificates,
         ),
         ("tls_ports", old.tls_ports != new.tls_ports),
+        ("ktls", old.ktls != new.ktls),
     ];
     changed
         .into_iter()
@@ -767,7 +778,8 @@ fn check_tls(config: &Config) -> Result<Option<TlsConfig>, String> {
             describe_ports(&config.ports)
         ));
     }
-    TlsConfig::load(cert, key, &config.tls_certificates).map(Some)
+    TlsConfig::load(cert, key, &config.tls_certificates)
+        .map(|tls| Some(tls.with_kernel_tls(config.ktls)))
 }
 
 /// Applies every key of the TOML file at `path`; errors do not repeat the file name.
@@ -951,6 +963,7 @@ fn set(config: &mut Config, flag: &str, raw: &str) -> Result<(), String> {
         "workers" => config.workers = parse_workers(raw)?,
         "pin" => config.pin = parse_bool(raw)?,
         "tcp-congestion" => config.tcp_congestion = parse_congestion(raw)?,
+        "ktls" => config.ktls = parse_bool(raw)?,
         "root" => config.root = PathBuf::from(raw),
         "admin" => config.admin = parse_admin(raw)?,
         "log-level" => {
@@ -1659,6 +1672,7 @@ mod tests {
     #[test]
     fn pinning_and_congestion_control() {
         check(&["--pin", "false"], |c| c.pin = false);
+        check(&["--ktls", "true"], |c| c.ktls = true);
         check(&["--pin", "true"], |_| {});
         check(&["--tcp-congestion", "reno"], |c| {
             c.tcp_congestion = Some("reno".into())
@@ -2469,6 +2483,7 @@ mod tests {
         config.file_cache_entries = 1;
         config.max_connections = Some(1);
         config.tcp_congestion = Some("reno".into());
+        config.ktls = true;
         config.index = "x".into();
         config.dotfiles = true;
         config.precompressed = Codings::NONE.with(Coding::Gzip);

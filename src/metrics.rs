@@ -258,6 +258,34 @@ impl TlsFailure {
     }
 }
 
+/// What became of a finished TLS 1.3 session offered to the kernel (`--ktls true`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelTlsResult {
+    /// The kernel holds its keys and does its encryption.
+    Offloaded,
+    /// The session stayed in user space: the kernel does not take its cipher, or would not
+    /// attach TLS to its socket.
+    Declined,
+    /// The kernel refused the keys after rustls gave them up: the connection was closed.
+    Failed,
+}
+
+impl KernelTlsResult {
+    const ALL: [KernelTlsResult; 3] = [
+        KernelTlsResult::Offloaded,
+        KernelTlsResult::Declined,
+        KernelTlsResult::Failed,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            KernelTlsResult::Offloaded => "offloaded",
+            KernelTlsResult::Declined => "declined",
+            KernelTlsResult::Failed => "failed",
+        }
+    }
+}
+
 /// TLS handshakes of one worker (or a sum of them).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TlsCounters {
@@ -265,6 +293,8 @@ pub struct TlsCounters {
     pub handshakes: [[u64; 2]; 2],
     /// Handshakes that did not finish, by [`TlsFailure`] (its place in `TlsFailure::ALL`).
     pub failures: [u64; 7],
+    /// Sessions offered to the kernel, by [`KernelTlsResult`] (its place in its `ALL`).
+    pub kernel: [u64; 3],
 }
 
 impl TlsCounters {
@@ -281,6 +311,13 @@ impl TlsCounters {
         }
     }
 
+    /// One session was offered to the kernel.
+    pub fn kernel(&mut self, result: KernelTlsResult) {
+        if let Some(i) = KernelTlsResult::ALL.iter().position(|&r| r == result) {
+            self.kernel[i] = self.kernel[i].saturating_add(1);
+        }
+    }
+
     fn add(&mut self, other: &TlsCounters) {
         for (mine, theirs) in self
             .handshakes
@@ -291,6 +328,9 @@ impl TlsCounters {
             *mine = mine.saturating_add(*theirs);
         }
         for (mine, theirs) in self.failures.iter_mut().zip(other.failures) {
+            *mine = mine.saturating_add(theirs);
+        }
+        for (mine, theirs) in self.kernel.iter_mut().zip(other.kernel) {
             *mine = mine.saturating_add(theirs);
         }
     }
@@ -586,6 +626,22 @@ impl Totals {
                     out,
                     "{name}{{worker=\"{w}\",reason=\"{}\"}} {n}",
                     why.label()
+                );
+            }
+        }
+        let name = "percore_tls_kernel_offloads_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Finished TLS 1.3 sessions offered to the kernel (--ktls), by result.",
+        );
+        for (w, c) in self.workers.iter().enumerate() {
+            for (result, n) in KernelTlsResult::ALL.iter().zip(c.tls.kernel) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{worker=\"{w}\",result=\"{}\"}} {n}",
+                    result.label()
                 );
             }
         }
@@ -1183,6 +1239,7 @@ mod tests {
         delta.tls.finished(true, true);
         delta.tls.finished(true, true);
         delta.tls.failed(TlsFailure::PlainHttp);
+        delta.tls.kernel(KernelTlsResult::Offloaded);
         totals.apply(&WorkerReport { worker: 0, delta }, Instant::now());
         let mut expected = format!(
             "# HELP percore_build_info Always 1; the labels say which percore this is.\n\
@@ -1273,7 +1330,12 @@ mod tests {
              percore_tls_handshake_failures_total{worker=\"0\",reason=\"plain_http\"} 1\n\
              percore_tls_handshake_failures_total{worker=\"0\",reason=\"timeout\"} 0\n\
              percore_tls_handshake_failures_total{worker=\"0\",reason=\"closed\"} 0\n\
-             percore_tls_handshake_failures_total{worker=\"0\",reason=\"other\"} 0\n",
+             percore_tls_handshake_failures_total{worker=\"0\",reason=\"other\"} 0\n\
+             # HELP percore_tls_kernel_offloads_total Finished TLS 1.3 sessions offered to the kernel (--ktls), by result.\n\
+             # TYPE percore_tls_kernel_offloads_total counter\n\
+             percore_tls_kernel_offloads_total{worker=\"0\",result=\"offloaded\"} 1\n\
+             percore_tls_kernel_offloads_total{worker=\"0\",result=\"declined\"} 0\n\
+             percore_tls_kernel_offloads_total{worker=\"0\",result=\"failed\"} 0\n",
         );
         assert_eq!(totals.render_prometheus(), expected);
         assert!(expected.contains("le=\"0.000004\"} 2\n"));

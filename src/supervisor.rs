@@ -173,6 +173,15 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         }
     }
 
+    if config.ktls && !config.tls_ports.is_empty() {
+        match crate::worker::probe_kernel_tls() {
+            Ok(ciphers) => info!(
+                "--ktls: the kernel encrypts TLS 1.3 with {ciphers}; \
+                 finished sessions with those ciphers go to it"
+            ),
+            Err(e) => warn!("--ktls: the kernel has no TLS ({e}); TLS is encrypted in user space"),
+        }
+    }
     first.start();
     // Ready before saying so: whoever reads the line (a test, an operator) finds /readyz 200.
     state.store(SERVING, Ordering::Relaxed);

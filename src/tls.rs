@@ -87,6 +87,17 @@ impl TlsConfig {
         })
     }
 
+    /// The same, with the sessions' traffic secrets extractable (`--ktls true`): a worker
+    /// hands a finished session's keys to the kernel. Off by default, as rustls has it.
+    pub fn with_kernel_tls(mut self, on: bool) -> TlsConfig {
+        if self.server.enable_secret_extraction != on {
+            let mut server = (*self.server).clone();
+            server.enable_secret_extraction = on;
+            self.server = Arc::new(server);
+        }
+        self
+    }
+
     /// The configuration every TLS session of every worker is made from.
     pub fn server_config(&self) -> &Arc<ServerConfig> {
         &self.server

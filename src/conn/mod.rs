@@ -203,7 +203,7 @@ pub struct Driven {
 }
 
 impl Driven {
-    const CLOSE: Driven = Driven {
+    pub const CLOSE: Driven = Driven {
         verdict: Verdict::Close,
         more: false,
     };

@@ -2,7 +2,7 @@
 //!
 //! It owns thin, safe wrappers over Linux system calls: epoll, listening and accepting sockets,
 //! sendfile, opening files beneath the document root, CPU affinity, termination signals,
-//! the open-files limit, eventfd wake-ups and the identity (device, inode) of a descriptor.
+//! the open-files limit, kernel TLS (kTLS) keys and records, eventfd wake-ups and the identity (device, inode) of a descriptor.
 //! Every file descriptor is wrapped in an `OwnedFd` (or a std type built from one) the moment
 //! the kernel returns it, and every `unsafe` block carries a `// SAFETY:` comment directly
 //! above it.
@@ -37,6 +37,7 @@ mod affinity;
 mod epoll;
 mod eventfd;
 mod file;
+mod ktls;
 mod limits;
 mod memory;
 mod net;
@@ -48,6 +49,10 @@ pub(crate) use affinity::{allowed_cpus, pin_current_thread};
 pub use epoll::{Epoll, Event, Events, Interest};
 pub(crate) use eventfd::EventFd;
 pub(crate) use file::{read_dir_entries, EntryKind, RootDir};
+pub(crate) use ktls::{
+    attach_tls, kernel_tls_takes, recv_tls, send_tls_record, set_tls_keys, Direction, Tls13Keys,
+    RECORD_APPLICATION_DATA,
+};
 pub(crate) use limits::raise_open_files_limit;
 pub(crate) use memory::release_free_memory;
 pub(crate) use net::{

@@ -14,6 +14,7 @@
 //! descriptors) tries its listeners again itself, since queued connections bring no new edge.
 
 mod connection;
+mod ktls;
 pub mod slab;
 mod socket;
 mod static_files;
@@ -40,7 +41,8 @@ use crate::metrics::WorkerReport;
 use crate::sys::{self, Epoll, EventFd, Events, Interest};
 
 use crate::ws::WsConfig;
-use connection::{Connection, Service};
+use connection::{Connection, Service, Tls};
+use ktls::KernelCiphers;
 use slab::{Key, Slab};
 use static_files::StaticFiles;
 use throttle::Throttle;
@@ -148,6 +150,12 @@ pub struct WorkerSetup {
     pub stop: Arc<Stop>,
     /// Where this worker's access-log lines go, when the log is on.
     pub access_log: Option<Sender<Vec<u8>>>,
+}
+
+/// The TLS 1.3 ciphers the kernel encrypts with (`--ktls`), named for the log, or why there
+/// are none.
+pub fn probe_kernel_tls() -> io::Result<String> {
+    KernelCiphers::probe().map(|ciphers| ciphers.describe())
 }
 
 /// Starts a worker on a thread named `percore-w<index>`.
@@ -312,6 +320,12 @@ impl Worker {
             files,
             shared,
             tls_buffers: Default::default(),
+            // The supervisor has said at start what the kernel takes; a worker finds out for
+            // itself, as its generation's kernel may have changed (modules loaded) since.
+            kernel_tls: (config.ktls && config.tls.is_some())
+                .then(KernelCiphers::probe)
+                .and_then(Result::ok),
+            kernel_tls_refusal: None,
         };
         let max_connections = config.max_connections.unwrap_or(usize::MAX);
         let tls = config
@@ -575,7 +589,7 @@ impl Worker {
     fn add_connection(&mut self, stream: TcpStream, tls: bool) {
         let session = match (tls, &self.tls) {
             (true, Some(config)) => match TlsSession::new(Arc::clone(config)) {
-                Ok(session) => Some(Box::new(session)),
+                Ok(session) => Some(Box::new(Tls::User(Box::new(session)))),
                 Err(e) => {
                     warn!("worker {}: cannot start a TLS session: {e}", self.id);
                     return;
@@ -616,6 +630,13 @@ impl Worker {
             return;
         };
         let done = conn.drive(&mut self.svc, self.now);
+        if let Some(why) = self.svc.kernel_tls_refusal.take() {
+            warn!(
+                "worker {}: --ktls: the kernel refused a session's keys ({why}); \
+                 its connection was closed",
+                self.id
+            );
+        }
         let closing_idle = self
             .drain
             .is_some_and(|d| d.kind == StopKind::Shutdown && conn.conn.is_idle());

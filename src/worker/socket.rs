@@ -59,45 +59,7 @@ impl Transport for Socket<'_> {
     /// the instant until the FIN is added and both leave in one segment (one packet less per
     /// closed connection for both TCP stacks; `compare.sh close`).
     fn write(&mut self, output: &mut Output, last: bool) -> io::Result<Written> {
-        let mut written = Written::default();
-        while !output.pending().is_empty() {
-            let pending = output.pending();
-            let sent = if last || output.has_file() {
-                crate::sys::send_more(self.0, pending)
-            } else {
-                (&*self.0).write(pending)
-            };
-            match sent {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    let short = n < pending.len();
-                    output.advance(n);
-                    written.bytes += n as u64;
-                    if short {
-                        return Ok(written);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        while let Some(FileRegion { file, offset, end }) = output.file_mut() {
-            // sendfile moves at most 0x7ffff000 bytes per call.
-            let count = (*end - *offset).min(0x7fff_f000) as usize;
-            match crate::sys::sendfile(self.0.as_fd(), file.as_fd(), offset, count) {
-                // The file shrank under us: the promised length cannot be kept.
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => {
-                    written.bytes += n as u64;
-                    output.file_sent();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
-                Err(e) => return Err(e),
-            }
-        }
-        written.all = true;
-        Ok(written)
+        write(self.0, output, last, &mut 0)
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -107,4 +69,55 @@ impl Transport for Socket<'_> {
     fn peer(&self) -> Option<std::net::SocketAddr> {
         self.0.peer_addr().ok()
     }
+}
+
+/// [`Socket::write`], also for a socket whose kernel does TLS: `hold_last` sends the last
+/// bytes with MSG_MORE; `calls` counts the sends and sendfiles that moved bytes.
+pub(super) fn write(
+    stream: &TcpStream,
+    output: &mut Output,
+    hold_last: bool,
+    calls: &mut u64,
+) -> io::Result<Written> {
+    let mut written = Written::default();
+    while !output.pending().is_empty() {
+        let pending = output.pending();
+        let sent = if hold_last || output.has_file() {
+            crate::sys::send_more(stream, pending)
+        } else {
+            (&*stream).write(pending)
+        };
+        match sent {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                *calls += 1;
+                let short = n < pending.len();
+                output.advance(n);
+                written.bytes += n as u64;
+                if short {
+                    return Ok(written);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    while let Some(FileRegion { file, offset, end }) = output.file_mut() {
+        // sendfile moves at most 0x7ffff000 bytes per call.
+        let count = (*end - *offset).min(0x7fff_f000) as usize;
+        match crate::sys::sendfile(stream.as_fd(), file.as_fd(), offset, count) {
+            // The file shrank under us: the promised length cannot be kept.
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                *calls += 1;
+                written.bytes += n as u64;
+                output.file_sent();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
+            Err(e) => return Err(e),
+        }
+    }
+    written.all = true;
+    Ok(written)
 }

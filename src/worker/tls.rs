@@ -24,8 +24,9 @@
 //! response) stays true over TLS. Large files cannot go by sendfile (the kernel would send
 //! them unencrypted): they are read in chunks with `pread` into the worker's scratch buffer and
 //! encrypted, and the next chunk is read only when the last one's records have left, so a slow
-//! client holds one chunk of ciphertext and no more. kTLS, which would let the kernel encrypt
-//! and sendfile work again, is not used yet.
+//! client holds one chunk of ciphertext and no more. With `--ktls true`, a finished TLS 1.3
+//! session is offered to the kernel once it holds nothing (`ready_for_kernel`); see
+//! `worker::ktls`.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -75,6 +76,8 @@ pub struct TlsSession {
     broken: bool,
     /// How the handshake ended, until the worker counts it.
     outcome: Option<Handshake>,
+    /// The kernel would not take this session (`--ktls`): it is not offered again.
+    kernel_declined: bool,
     /// The handshake's end has been told (so it is counted once).
     told: bool,
 }
@@ -119,8 +122,44 @@ impl TlsSession {
             close_queued: false,
             broken: false,
             outcome: None,
+            kernel_declined: false,
             told: false,
         })
+    }
+
+    /// The handshake is over (TLS 1.3) and nothing is held: no partial record read, no
+    /// record unsent, no plaintext undelivered, no close begun; and the kernel has not
+    /// declined it. Its keys can go to the kernel now, which would start reading and writing
+    /// at a record boundary.
+    pub fn ready_for_kernel(&self) -> bool {
+        !self.conn.is_handshaking()
+            && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+            && self.wire_in.is_empty()
+            && self.spill.is_none()
+            && self.in_flight == InFlight::Nothing
+            && !self.close_queued
+            && !self.peer_closed
+            && !self.broken
+            && !self.kernel_declined
+    }
+
+    /// The kernel would not take this session: it stays in user space for good.
+    pub fn decline_kernel(&mut self) {
+        self.kernel_declined = true;
+    }
+
+    /// The cipher suite agreed on, once the handshake has got that far.
+    pub fn suite(&self) -> Option<rustls::CipherSuite> {
+        self.conn.negotiated_cipher_suite().map(|s| s.suite())
+    }
+
+    /// The session's traffic secrets and next sequence numbers, and its cipher suite; the
+    /// session is gone (only [`TlsSession::ready_for_kernel`] ones should be taken apart).
+    pub fn into_kernel(
+        self,
+    ) -> Result<(rustls::ExtractedSecrets, rustls::SupportedCipherSuite), rustls::Error> {
+        let (secrets, kernel) = self.conn.dangerous_into_kernel_connection()?;
+        Ok((secrets, kernel.negotiated_cipher_suite()))
     }
 
     /// How the handshake ended, once: after the drive that finished or failed it.
@@ -998,6 +1037,74 @@ mod tests {
             "flight {flight} split at {split}"
         );
         [hello.len(), second.len()][flight]
+    }
+
+    /// A session is offered to the kernel only between records: not during the handshake,
+    /// not while part of a record waits in its buffer; then its secrets come out with the
+    /// sequence numbers the kernel must go on from. Without `--ktls` rustls keeps them.
+    #[test]
+    fn a_session_is_ready_for_the_kernel_only_between_records() {
+        let mut fixture = fixture(true);
+        let mut server = (*fixture.server).clone();
+        server.enable_secret_extraction = true;
+        fixture.server = Arc::new(server);
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let Pair {
+            mut client_sock,
+            server_sock,
+            mut client,
+            mut session,
+            hello,
+        } = pair(&fixture);
+        feed(&mut client_sock, &server_sock, &mut session, &hello, None);
+        assert!(!session.ready_for_kernel(), "during the handshake");
+        let second = second_flight(&mut client, &mut client_sock, request);
+        // The client's Finished and all of its request's record but 5 bytes.
+        let got = feed(
+            &mut client_sock,
+            &server_sock,
+            &mut session,
+            &second[..second.len() - 5],
+            None,
+        );
+        assert!(got.is_empty());
+        assert!(!session.conn.is_handshaking());
+        assert!(!session.ready_for_kernel(), "with part of a record held");
+        let got = feed(
+            &mut client_sock,
+            &server_sock,
+            &mut session,
+            &second[second.len() - 5..],
+            None,
+        );
+        assert_eq!(got, request);
+        assert!(session.ready_for_kernel(), "between records");
+        assert_eq!(
+            session.suite(),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+        let (secrets, _) = session.into_kernel().unwrap_or_else(|e| panic!("{e}"));
+        // The request was the first record under the client's traffic key; every record the
+        // server sent under its own (the tickets) counts on its side.
+        assert_eq!(secrets.rx.0, 1);
+        assert!(matches!(
+            secrets.tx.1,
+            rustls::ConnectionTrafficSecrets::Aes128Gcm { .. }
+        ));
+
+        // Without --ktls, the same session keeps its secrets.
+        let fixture = self::fixture(true);
+        let Pair {
+            mut client_sock,
+            server_sock,
+            mut client,
+            mut session,
+            hello,
+        } = pair(&fixture);
+        feed(&mut client_sock, &server_sock, &mut session, &hello, None);
+        let second = second_flight(&mut client, &mut client_sock, request);
+        feed(&mut client_sock, &server_sock, &mut session, &second, None);
+        assert!(session.into_kernel().is_err());
     }
 
     /// Every split of the client's two flights, one handshake each: rustls' handshake
