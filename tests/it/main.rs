@@ -11,6 +11,7 @@ mod cli;
 mod curl;
 mod faults;
 mod http_basics;
+mod ktls;
 mod lifecycle;
 mod logging;
 mod memory_caps;

@@ -15,6 +15,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod tls;
+pub mod vm;
 
 /// The `percore` binary under test: Cargo names it to this package's tests; the tests of another
 /// workspace member find it in the target directory they run from (`target/<profile>/deps/…`),
