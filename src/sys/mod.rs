@@ -54,7 +54,7 @@ pub(crate) use ktls::{
     RECORD_APPLICATION_DATA,
 };
 pub(crate) use limits::raise_open_files_limit;
-pub(crate) use memory::release_free_memory;
+pub(crate) use memory::{keep_freed_memory, release_free_memory};
 pub(crate) use net::{
     accept_nonblocking, ack_now, adopt_file, adopt_listener, congestion_control,
     congestion_controls, default_congestion_control, inherited_listeners, pipe, reuseport_listener,
