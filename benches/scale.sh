@@ -116,14 +116,15 @@ nginx_slots() {
     echo $(($1 * 9 / 8 + 200))
 }
 
-# nginx from the same template as compare.sh, with one listen line per port and room for K.
+# nginx from the same template as compare.sh (its listen options too), with one listen line per
+# port and room for K.
 start_nginx() {
     local k=$1 listens port
     listens=$(for port in $(seq "$FIRST_PORT" "$LAST_PORT"); do
-        printf '        listen 127.0.0.1:%s reuseport;\\n' "$port"
+        printf '        listen 127.0.0.1:%s reuseport deferred;\\n' "$port"
     done)
     sed -e "s|@WORKERS@|1|g" -e "s|@TMP@|$TMP|g" -e "s|@ROOT@|$ROOT|g" \
-        -e "s|^\( *\)listen 127.0.0.1:@PORT@ reuseport;|${listens%\\n}|" \
+        -e "s|^\( *\)listen 127.0.0.1:@PORT@ [^;]*;|${listens%\\n}|" \
         -e "s|worker_connections [0-9]*;|worker_connections $(nginx_slots "$k");|" \
         -e "s|worker_rlimit_nofile [0-9]*;|worker_rlimit_nofile $HARD_NOFILE;|" \
         "$BENCH_DIR/nginx.conf.in" >"$TMP/nginx.conf"
