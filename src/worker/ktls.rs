@@ -36,8 +36,8 @@ const CLOSE_NOTIFY: [u8; 2] = [1, 0];
 /// A TLS session whose keys the kernel holds.
 #[derive(Debug, Default)]
 pub struct KernelSession {
-    /// Records sent with the current key, counted high: a record per `send` or `sendfile`,
-    /// plus one per 16 KiB it carried.
+    /// Records sealed with the current key: rustls' before the hand-over, then, counted high,
+    /// a record per `send` or `sendfile` plus one per 16 KiB it carried.
     records: u64,
     /// How many records the cipher may seal under one key (rustls' confidentiality limit).
     limit: u64,
@@ -156,7 +156,8 @@ pub fn hand_over(
         .and_then(|()| set_keys(stream, Direction::Receive, rx, *rx_seq));
     match given {
         Ok(()) => HandOver::Done(KernelSession {
-            records: 0,
+            // rustls sealed these under the same key.
+            records: *tx_seq,
             limit,
             close_sent: false,
         }),
