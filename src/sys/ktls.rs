@@ -128,24 +128,34 @@ pub fn set_tls_keys(
     set.map(|_| ())
 }
 
+/// Room for one control message carrying one byte (a record type).
+// SAFETY: CMSG_SPACE only computes a size.
+const CONTROL_SPACE: usize = unsafe { libc::CMSG_SPACE(1) } as usize;
+/// That room in u64 words, so the buffer is aligned for a cmsghdr.
+const CONTROL_WORDS: usize = CONTROL_SPACE.div_ceil(8);
+
+/// A message header over one buffer (`iov`) and `control`, for recvmsg or sendmsg. It points
+/// at both: they must outlive the call it is given to.
+fn message(iov: &mut libc::iovec, control: &mut [u64; CONTROL_WORDS]) -> libc::msghdr {
+    // SAFETY: an all-zero msghdr is a valid empty one.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = CONTROL_SPACE as _;
+    msg
+}
+
 /// Reads the plaintext of the next records into `buf`: the bytes and their record type (a read
 /// never mixes types; it stops before a record of another type). Ok(0, _) is the end of the
 /// stream; WouldBlock when no whole record is there. EINTR is retried.
 pub fn recv_tls(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, u8)> {
-    // SAFETY: CMSG_SPACE only computes a size.
-    const SPACE: usize = unsafe { libc::CMSG_SPACE(1) } as usize;
-    // Aligned for cmsghdr.
-    let mut control = [0u64; SPACE.div_ceil(8)];
+    let mut control = [0u64; CONTROL_WORDS];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    // SAFETY: an all-zero msghdr is a valid empty one.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = SPACE as _;
+    let mut msg = message(&mut iov, &mut control);
     let n = retry_interrupted(|| {
         // SAFETY: `msg` points at one iovec over `buf` (writable for its length) and at
         // `control` (writable for msg_controllen bytes); all live for the call.
@@ -170,20 +180,13 @@ pub fn recv_tls(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, u8)> {
 /// Sends `bytes` as one record of `record_type` (an alert, say) on a socket whose kernel
 /// encrypts: a record of application data still being filled is closed and sent first.
 pub fn send_tls_record(stream: &TcpStream, record_type: u8, bytes: &[u8]) -> io::Result<usize> {
-    // SAFETY: CMSG_SPACE only computes a size.
-    const SPACE: usize = unsafe { libc::CMSG_SPACE(1) } as usize;
-    let mut control = [0u64; SPACE.div_ceil(8)];
+    let mut control = [0u64; CONTROL_WORDS];
     let mut iov = libc::iovec {
         iov_base: bytes.as_ptr().cast_mut().cast(),
         iov_len: bytes.len(),
     };
-    // SAFETY: an all-zero msghdr is a valid empty one.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = SPACE as _;
-    // SAFETY: `control` is SPACE bytes, aligned, and room for one header with one data byte:
+    let msg = message(&mut iov, &mut control);
+    // SAFETY: `control` is CONTROL_SPACE bytes, aligned, and room for one header with one data byte:
     // CMSG_FIRSTHDR returns its start (msg_controllen ≥ a header), and CMSG_DATA a byte
     // inside it.
     unsafe {
