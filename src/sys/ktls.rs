@@ -186,9 +186,9 @@ pub fn send_tls_record(stream: &TcpStream, record_type: u8, bytes: &[u8]) -> io:
         iov_len: bytes.len(),
     };
     let msg = message(&mut iov, &mut control);
-    // SAFETY: `control` is CONTROL_SPACE bytes, aligned, and room for one header with one data byte:
-    // CMSG_FIRSTHDR returns its start (msg_controllen ≥ a header), and CMSG_DATA a byte
-    // inside it.
+    // SAFETY: `control` is CONTROL_SPACE bytes, aligned, room for one header with one data
+    // byte: CMSG_FIRSTHDR returns its start (msg_controllen ≥ a header), and CMSG_DATA a
+    // byte inside it.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = SOL_TLS;
