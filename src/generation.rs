@@ -16,7 +16,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use crate::config::Config;
 use crate::listeners::Listeners;
 use crate::metrics::WorkerReport;
-use crate::worker::{self, Stop, StopKind, WorkerEvent, WorkerId, WorkerSetup};
+use crate::worker::{self, KernelCiphers, Stop, StopKind, WorkerEvent, WorkerId, WorkerSetup};
 
 /// Longest a new generation may take to get ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -83,6 +83,7 @@ impl Generation {
         access_log: Option<&Sender<Vec<u8>>>,
     ) -> Result<(), String> {
         let count = self.config.workers;
+        let kernel_tls = self.kernel_tls();
         for index in 0..count {
             let id = WorkerId {
                 generation: self.number,
@@ -104,6 +105,7 @@ impl Generation {
                 start: start_rx,
                 stop: Arc::clone(&stop),
                 access_log: access_log.cloned(),
+                kernel_tls,
             };
             let thread =
                 worker::spawn(setup).map_err(|e| format!("cannot spawn worker {id}: {e}"))?;
@@ -119,6 +121,29 @@ impl Generation {
             });
         }
         Ok(())
+    }
+
+    /// With `--ktls` and TLS ports: the ciphers the kernel takes, found once for all the
+    /// generation's workers (a reload finds out again: modules may have been loaded since), and
+    /// said in the log.
+    fn kernel_tls(&self) -> Option<KernelCiphers> {
+        if !self.config.ktls || self.config.tls.is_none() {
+            return None;
+        }
+        match KernelCiphers::probe() {
+            Ok(ciphers) => {
+                info!(
+                    "--ktls: the kernel encrypts TLS 1.3 with {}; \
+                     finished sessions with those ciphers go to it",
+                    ciphers.describe()
+                );
+                Some(ciphers)
+            }
+            Err(e) => {
+                warn!("--ktls: the kernel has no TLS ({e}); TLS is encrypted in user space");
+                None
+            }
+        }
     }
 
     /// The latch: returns once every worker of this generation is ready.

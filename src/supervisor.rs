@@ -29,7 +29,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 /// Freed memory each allocator arena (one per worker) may keep rather than hand back at once.
 /// With glibc's default, 128 KiB, a worker echoing 16 KiB WebSocket messages to 50 clients
-/// gave buffers back and took them again in page faults: 16,000 a second, 2.5 % of its CPU
+/// gave buffers back and took them again in page faults: 16,000 a second, 2 % of its CPU
 /// (`compare.sh ws16k`); with this, none. Workers still return everything free once a
 /// thousand connections have closed.
 const ALLOCATOR_KEEPS: usize = 16 * 1024 * 1024;
@@ -184,15 +184,6 @@ pub fn run(config: Config, reload: Reload) -> i32 {
         }
     }
 
-    if config.ktls && !config.tls_ports.is_empty() {
-        match crate::worker::probe_kernel_tls() {
-            Ok(ciphers) => info!(
-                "--ktls: the kernel encrypts TLS 1.3 with {ciphers}; \
-                 finished sessions with those ciphers go to it"
-            ),
-            Err(e) => warn!("--ktls: the kernel has no TLS ({e}); TLS is encrypted in user space"),
-        }
-    }
     first.start();
     // Ready before saying so: whoever reads the line (a test, an operator) finds /readyz 200.
     state.store(SERVING, Ordering::Relaxed);

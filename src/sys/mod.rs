@@ -2,7 +2,8 @@
 //!
 //! It owns thin, safe wrappers over Linux system calls: epoll, listening and accepting sockets,
 //! sendfile, opening files beneath the document root, CPU affinity, termination signals,
-//! the open-files limit, kernel TLS (kTLS) keys and records, eventfd wake-ups and the identity (device, inode) of a descriptor.
+//! the open-files limit, kernel TLS (kTLS) keys and records, eventfd wake-ups and the identity
+//! (device, inode) of a descriptor.
 //! Every file descriptor is wrapped in an `OwnedFd` (or a std type built from one) the moment
 //! the kernel returns it, and every `unsafe` block carries a `// SAFETY:` comment directly
 //! above it.

@@ -46,11 +46,11 @@ pub struct Service {
     /// Where TLS connections read file chunks and make records (one per worker: what is made
     /// is sent or kept by its connection before the next one runs).
     pub tls_buffers: TlsBuffers,
+    /// The worker's index, for the log.
+    pub worker: usize,
     /// The ciphers the kernel takes, when finished TLS 1.3 sessions go to it (`--ktls true`
     /// and a kernel with TLS).
     pub kernel_tls: Option<KernelCiphers>,
-    /// Why the kernel refused a session's keys, to be logged.
-    pub kernel_tls_refusal: Option<std::io::Error>,
 }
 
 impl Connection {
@@ -106,8 +106,8 @@ impl Connection {
         }
     }
 
-    /// Hands the session to the kernel, or leaves it with rustls when the kernel cannot take
-    /// it; false when the connection is lost on the way.
+    /// Hands the session (ready for it) to the kernel, or leaves it with rustls when the kernel
+    /// cannot take it; false when the connection is lost on the way.
     fn hand_to_kernel(&mut self, svc: &mut Service) -> bool {
         let Some(tls) = self.tls.as_deref_mut() else {
             return true;
@@ -127,10 +127,6 @@ impl Connection {
                 counters.kernel(KernelTlsResult::Offloaded);
                 true
             }
-            HandOver::Kept(session) => {
-                *tls = Tls::User(session);
-                true
-            }
             HandOver::Declined(session) => {
                 *tls = Tls::User(session);
                 counters.kernel(KernelTlsResult::Declined);
@@ -138,7 +134,11 @@ impl Connection {
             }
             HandOver::Lost(why) => {
                 counters.kernel(KernelTlsResult::Failed);
-                svc.kernel_tls_refusal = Some(why);
+                warn!(
+                    "worker {}: --ktls: the kernel refused a session's keys ({why}); \
+                     its connection was closed",
+                    svc.worker
+                );
                 false
             }
         }

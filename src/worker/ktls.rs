@@ -54,8 +54,8 @@ pub struct KernelCiphers {
 }
 
 impl KernelCiphers {
-    /// Tries each cipher on a loopback connection of its own (a worker does this once, at its
-    /// start): the ciphers taken, or why none was (the kernel has no `tls` module, say).
+    /// Tries each cipher on a loopback connection of its own (once per generation of workers):
+    /// the ciphers taken, or why none was (the kernel has no `tls` module, say).
     pub fn probe() -> io::Result<KernelCiphers> {
         let (iv, key16, key32) = ([0; 12], [0; 16], [0; 32]);
         let aes_128_gcm = sys::kernel_tls_takes(&Tls13Keys::Aes128Gcm {
@@ -113,8 +113,6 @@ impl KernelCiphers {
 pub enum HandOver {
     /// The kernel holds the keys.
     Done(KernelSession),
-    /// The session stays in user space: not ready yet (it is offered again later).
-    Kept(Box<TlsSession>),
     /// The session stays in user space for good: its cipher is one the kernel does not take,
     /// or the kernel would not attach TLS to its socket.
     Declined(Box<TlsSession>),
@@ -122,16 +120,13 @@ pub enum HandOver {
     Lost(io::Error),
 }
 
-/// Hands `session` (running on `stream`) to the kernel if it is ready and the kernel takes
-/// its cipher.
+/// Hands `session` (running on `stream`, and [`TlsSession::ready_for_kernel`]) to the kernel
+/// if the kernel takes its cipher.
 pub fn hand_over(
     mut session: Box<TlsSession>,
     stream: &TcpStream,
     ciphers: &KernelCiphers,
 ) -> HandOver {
-    if !session.ready_for_kernel() {
-        return HandOver::Kept(session);
-    }
     if !session.suite().is_some_and(|suite| ciphers.takes(suite)) {
         session.decline_kernel();
         return HandOver::Declined(session);

@@ -42,7 +42,7 @@ use crate::sys::{self, Epoll, EventFd, Events, Interest};
 
 use crate::ws::WsConfig;
 use connection::{Connection, Service, Tls};
-use ktls::KernelCiphers;
+pub use ktls::KernelCiphers;
 use slab::{Key, Slab};
 use static_files::StaticFiles;
 use throttle::Throttle;
@@ -150,12 +150,9 @@ pub struct WorkerSetup {
     pub stop: Arc<Stop>,
     /// Where this worker's access-log lines go, when the log is on.
     pub access_log: Option<Sender<Vec<u8>>>,
-}
-
-/// The TLS 1.3 ciphers the kernel encrypts with (`--ktls`), named for the log, or why there
-/// are none.
-pub fn probe_kernel_tls() -> io::Result<String> {
-    KernelCiphers::probe().map(|ciphers| ciphers.describe())
+    /// The ciphers the kernel takes when finished TLS 1.3 sessions go to it (`--ktls`), found
+    /// once for the generation.
+    pub kernel_tls: Option<KernelCiphers>,
 }
 
 /// Starts a worker on a thread named `percore-w<index>`.
@@ -320,12 +317,8 @@ impl Worker {
             files,
             shared,
             tls_buffers: Default::default(),
-            // The supervisor has said at start what the kernel takes; a worker finds out for
-            // itself, as its generation's kernel may have changed (modules loaded) since.
-            kernel_tls: (config.ktls && config.tls.is_some())
-                .then(KernelCiphers::probe)
-                .and_then(Result::ok),
-            kernel_tls_refusal: None,
+            worker: setup.id.index,
+            kernel_tls: setup.kernel_tls,
         };
         let max_connections = config.max_connections.unwrap_or(usize::MAX);
         let tls = config
@@ -630,13 +623,6 @@ impl Worker {
             return;
         };
         let done = conn.drive(&mut self.svc, self.now);
-        if let Some(why) = self.svc.kernel_tls_refusal.take() {
-            warn!(
-                "worker {}: --ktls: the kernel refused a session's keys ({why}); \
-                 its connection was closed",
-                self.id
-            );
-        }
         let closing_idle = self
             .drain
             .is_some_and(|d| d.kind == StopKind::Shutdown && conn.conn.is_idle());
@@ -825,6 +811,7 @@ mod tests {
             start,
             stop: Arc::new(Stop::new().expect("eventfd")),
             access_log: None,
+            kernel_tls: None,
         };
         (Worker::new(&setup, mine).expect("worker"), port)
     }
