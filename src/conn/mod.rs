@@ -149,7 +149,12 @@ impl Shared {
             date: [b' '; 29],
             now_secs: 0,
             keep_alive: !timeouts.keep_alive.is_zero(),
-            ws,
+            // Half a read buffer: a frame that fits waits whole in the input, and a read
+            // brings at least one more behind it.
+            ws: WsConfig {
+                whole_frame_max: BUFFER_SIZE / 2,
+                ..ws
+            },
             codec: ws::Codec::new(),
             timeouts,
             clock: Instant::now,
@@ -316,6 +321,12 @@ impl Conn {
             && self.output.is_empty()
     }
 
+    /// Bytes of memory the input buffer holds (its length: a pooled buffer or a kept rest).
+    #[cfg(test)]
+    pub fn input_capacity(&self) -> usize {
+        self.input.capacity()
+    }
+
     /// Whether buffers are held (an idle connection holds none).
     pub fn holds_buffers(&self) -> (bool, bool) {
         (self.input.holds_buffer(), self.output.holds_buffer())
@@ -323,7 +334,7 @@ impl Conn {
 
     /// Gives the buffers back to the pool, dropping unsent output, before the connection is
     /// closed: its last turn usually ends in a close, not in the release at the end of `drive`,
-    /// and a freed read buffer would cost the next connection a fresh zeroed 64 KiB.
+    /// and a freed read buffer would cost the next connection a fresh zeroed one.
     pub fn release_buffers(&mut self, pool: &mut Pool) {
         self.input.release(pool);
         self.output.discard();
@@ -387,7 +398,7 @@ impl Conn {
         if self.eof && self.output.is_empty() {
             return Driven::CLOSE;
         }
-        self.input.settle(&mut shared.pool);
+        self.input.settle(&mut shared.pool, !self.readable);
         self.output.release_if_empty(&mut shared.pool);
         self.settle(now, &shared.timeouts);
         Driven {

@@ -495,10 +495,90 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\nG
 
 fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let key = [1, 2, 3, 4];
-    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    let mut frame = vec![0x80 | opcode];
+    match u16::try_from(payload.len()) {
+        Ok(len @ 0..=125) => frame.push(0x80 | len as u8),
+        Ok(len) => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&len.to_be_bytes());
+        }
+        Err(_) => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        }
+    }
     frame.extend_from_slice(&key);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     frame
+}
+
+/// An unmasked server frame, as the echo of `payload` reads.
+fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = masked_frame(opcode, payload);
+    frame[1] &= 0x7f;
+    let key_at = frame.len() - payload.len() - 4;
+    frame.drain(key_at..key_at + 4);
+    frame.truncate(key_at);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+const UPGRADE: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// What follows the 101 in what the client received.
+fn after_101(bytes: &[u8]) -> &[u8] {
+    match bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => &bytes[end + 4..],
+        None => panic!("no 101: {:?}", String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// Binary frames wait whole in the input and text is taken as it comes: at every split of
+/// the stream, every message is echoed once, whole and in order.
+#[test]
+fn websocket_messages_at_every_split_are_echoed_once_each() {
+    let big: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+    let messages = [
+        (0x2, &big[..]),
+        (0x2, &b"small"[..]),
+        (0x1, "κόσμε text".as_bytes()),
+        (0x2, &big[..130]),
+    ];
+    let mut input = UPGRADE.to_vec();
+    let mut echoes = Vec::new();
+    for (opcode, payload) in messages {
+        input.extend_from_slice(&masked_frame(opcode, payload));
+        echoes.extend_from_slice(&server_frame(opcode, payload));
+    }
+    let whole = run(&[&input], false);
+    assert_eq!(after_101(&whole.0), &echoes[..]);
+    for split in 0..=input.len() {
+        let (a, b) = input.split_at(split);
+        assert_eq!(run(&[a, b], false), whole, "split at {split}");
+    }
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run(&bytes, false), whole, "one byte at a time");
+}
+
+/// A client that stops sending in the middle of a frame holds a buffer the size of what it
+/// sent, not a pooled read buffer; the rest of the frame completes the echo.
+#[test]
+fn a_client_that_stops_mid_frame_holds_what_it_sent() {
+    let payload = vec![0x5a; 20_000];
+    let frame = masked_frame(0x2, &payload);
+    let mut client = Client::new();
+    client.send(UPGRADE);
+    client.received();
+    client.send(&frame[..10_000]);
+    assert_eq!(client.received(), b"");
+    let held = client.conn.input_capacity();
+    assert!((10_000..12_000).contains(&held), "{held} bytes held");
+    assert_eq!(client.shared.pool.held().0, 1);
+    client.send(&frame[10_000..]);
+    assert_eq!(client.received(), server_frame(0x2, &payload));
+    assert_eq!(client.conn.holds_buffers(), (false, false));
 }
 
 #[test]

@@ -297,6 +297,8 @@ impl Worker {
                 .ws_origins
                 .as_ref()
                 .map(|list| list.iter().map(|o| o.as_bytes().to_vec()).collect()),
+            // The connection sets it: it knows what its input holds.
+            whole_frame_max: 0,
         };
         let timeouts = Timeouts {
             header: config.header_timeout,
@@ -860,7 +862,10 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(answers, 2, "the body was not read to its end");
+        assert_eq!(
+            answers, 2,
+            "the body was not read to its end: sent {sent}, received {received:?}"
+        );
         assert!(
             events_while_queued > 0,
             "the test never had an event arrive for a queued connection"

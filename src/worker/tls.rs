@@ -326,7 +326,7 @@ impl Transport for TlsSocket<'_> {
             max,
             filled: &mut filled,
         });
-        self.session.wire_in.settle(pool);
+        self.session.wire_in.settle(pool, filled.drained);
         read.map(|()| filled)
     }
 
@@ -1235,6 +1235,12 @@ mod tests {
         let fixture = fixture(false);
         let client_config = Arc::clone(&fixture.client);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        // Room for the whole payload in the accepted socket, beyond the default window (it
+        // inherits the listener's buffer size), so the client's writes return only once all of
+        // it has arrived there.
+        socket2::SockRef::from(&listener)
+            .set_recv_buffer_size(1 << 20)
+            .unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let (sent_tx, sent_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
@@ -1295,7 +1301,7 @@ mod tests {
     /// the socket: it must not report the socket drained, or nothing would ever announce the
     /// plaintext rustls still holds (the connection would wait for an edge that never comes;
     /// a 3 MiB WebSocket message over TLS stalled so, one time in three). The payloads end
-    /// just past a full input (64 KiB), so the read that drains the socket is one whose
+    /// just past a full input (128 KiB), so the read that drains the socket is one whose
     /// records overflow the input.
     #[test]
     fn a_read_that_fills_the_input_is_never_drained() {
@@ -1320,7 +1326,11 @@ mod tests {
                     break;
                 }
             }
-            assert_eq!(received.len(), payload.len(), "payload of 64 KiB + {extra}");
+            assert_eq!(
+                received.len(),
+                payload.len(),
+                "payload of 128 KiB + {extra}"
+            );
             assert!(received == payload, "the plaintext differs");
             drop(socket);
             client

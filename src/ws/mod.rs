@@ -71,6 +71,11 @@ pub struct WsConfig {
     pub paths: Option<Vec<Vec<u8>>>,
     /// The allowed `Origin` values (ASCII case-insensitive); `None` accepts any.
     pub origins: Option<Vec<Vec<u8>>>,
+    /// Unfragmented data frames up to this many bytes (head included) are taken only once
+    /// whole, so they are unmasked and echoed straight from the input; larger ones are taken
+    /// piece by piece into the message buffer as they arrive. The caller's input must be able
+    /// to hold this much; 0 takes every frame piece by piece.
+    pub whole_frame_max: usize,
 }
 
 impl Default for WsConfig {
@@ -81,6 +86,7 @@ impl Default for WsConfig {
             deflate: true,
             paths: None,
             origins: None,
+            whole_frame_max: 0,
         }
     }
 }
