@@ -800,6 +800,13 @@ mod tests {
         let listeners =
             crate::listeners::Listeners::bind(&config, 1, Vec::new()).expect("listeners");
         let mine = listeners.for_worker(0, 1, &config).expect("a share");
+        // Accepted sockets inherit a receive buffer that holds several reads (128 KiB each),
+        // so a connection can stay readable after its read budget runs out.
+        for listener in &mine {
+            socket2::SockRef::from(&listener.socket)
+                .set_recv_buffer_size(1 << 20)
+                .expect("SO_RCVBUF");
+        }
         let setup = WorkerSetup {
             id: WorkerId {
                 generation: 0,
