@@ -3,7 +3,7 @@
 //! It owns thin, safe wrappers over Linux system calls: epoll, listening and accepting sockets,
 //! sendfile, opening files beneath the document root, CPU affinity, termination signals,
 //! the open-files limit, kernel TLS (kTLS) keys and records, eventfd wake-ups and the identity
-//! (device, inode) of a descriptor.
+//! (device, inode) of a descriptor; and the one append to a vector that skips its zero fill.
 //! Every file descriptor is wrapped in an `OwnedFd` (or a std type built from one) the moment
 //! the kernel returns it, and every `unsafe` block carries a `// SAFETY:` comment directly
 //! above it.
@@ -55,7 +55,7 @@ pub(crate) use ktls::{
     RECORD_APPLICATION_DATA,
 };
 pub(crate) use limits::raise_open_files_limit;
-pub(crate) use memory::{keep_freed_memory, release_free_memory};
+pub(crate) use memory::{extend_xored, keep_freed_memory, release_free_memory};
 pub(crate) use net::{
     accept_nonblocking, ack_now, adopt_file, adopt_listener, congestion_control,
     congestion_controls, default_congestion_control, inherited_listeners, pipe, reuseport_listener,

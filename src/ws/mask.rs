@@ -1,7 +1,8 @@
 //! Client-to-server payload masking (RFC 6455 §5.3): XOR with a rotating 4-byte key.
 //!
-//! This file owns the fast word-at-a-time unmasking and its naive twin. It never allocates and
-//! never uses `unsafe`; the fast path works on byte arrays the compiler can vectorise.
+//! This file owns the fast word-at-a-time unmasking and its naive twin. It never uses `unsafe`
+//! (appending without a zero fill is `sys`'s) and allocates only to append; the fast path
+//! works on byte arrays the compiler can vectorise.
 
 /// XORs `buf` with `key`, starting at byte `offset` of the key stream (the number of payload
 /// bytes of this frame already unmasked), so a payload can be unmasked in pieces.
@@ -42,11 +43,22 @@ pub fn copy_masked(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
     }
 }
 
+/// Appends `masked` to `out` unmasked with `key` (from the key's first byte), in one pass over
+/// both: no copy to unmask again, and no zero fill of the new bytes to write over.
+pub fn extend_unmasked(out: &mut Vec<u8>, masked: &[u8], key: [u8; 4]) {
+    crate::sys::extend_xored(out, masked, key_bytes(key));
+}
+
+/// The key repeated over 8 bytes, for XOR-ing a word at a time.
+fn key_bytes(key: [u8; 4]) -> [u8; 8] {
+    [
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]
+}
+
 /// The key repeated over a 64-bit word, for XOR-ing 8 bytes at a time.
 fn key_word(key: [u8; 4]) -> u64 {
-    u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ])
+    u64::from_ne_bytes(key_bytes(key))
 }
 
 /// The key as seen from byte `offset` of the key stream.

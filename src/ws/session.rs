@@ -14,7 +14,7 @@ use super::frame::{
     parse_header, write_frame_header, Control, Data, FrameHeader, MalformedLength, OpCode,
     MAX_HEADER_LEN,
 };
-use super::mask::apply_mask;
+use super::mask::{apply_mask, extend_unmasked};
 use super::utf8::Utf8Validator;
 use super::WsConfig;
 
@@ -303,9 +303,13 @@ impl Session {
         // (under a 16 KiB echo load, read 64 KiB at a time, a quarter of the messages).
         if data != Data::Continue && header.fin {
             if let Some(payload) = rest.get_mut(header_len..total) {
-                apply_mask(payload, key, 0);
-                let check_utf8 = message.text && !message.compressed;
-                self.deliver(message, payload, check_utf8, out, codec);
+                if message.compressed || self.may_compress(len) {
+                    apply_mask(payload, key, 0);
+                    let check_utf8 = message.text && !message.compressed;
+                    self.deliver(message, payload, check_utf8, out, codec);
+                } else {
+                    self.echo_unmasking(message.text, payload, key, out);
+                }
                 return Step::Consumed(total);
             }
             // Text is checked as it arrives, so that invalid UTF-8 fails the connection at the
@@ -414,14 +418,43 @@ impl Session {
         self.stats.bytes_in += len as u64;
     }
 
+    /// [`Session::deliver`] of a whole uncompressed message whose echo is not compressed
+    /// either, in one pass: the payload is unmasked straight into its echo frame. Unmasking it
+    /// in place and then copying it read and wrote every byte twice, and a zero fill before
+    /// a masked copy wrote it twice (`compare.sh ws16k`: −4 % server CPU per message against
+    /// the first, −2 % against the second). Text is checked where it landed.
+    fn echo_unmasking(&mut self, text: bool, masked: &[u8], key: [u8; 4], out: &mut Vec<u8>) {
+        let start = out.len();
+        let opcode = OpCode::Data(if text { Data::Text } else { Data::Binary });
+        write_frame_header(out, true, false, opcode, masked.len() as u64);
+        let body = out.len();
+        extend_unmasked(out, masked, key);
+        let payload = out.get(body..).unwrap_or_default();
+        if text && simdutf8::basic::from_utf8(payload).is_err() {
+            out.truncate(start);
+            self.fail(CloseCode::INVALID_DATA, out);
+            return;
+        }
+        self.count_in(masked.len());
+        self.stats.messages_out += 1;
+        self.stats.bytes_out += masked.len() as u64;
+    }
+
+    /// Whether an echo of `len` bytes is offered to the compressor: compression was negotiated
+    /// with a window it can use (at least 9 bits) and the message is long enough to gain.
+    fn may_compress(&self, len: usize) -> bool {
+        let window = self.deflate.map_or(0, |d| d.server_max_window_bits);
+        window >= 9 && len >= COMPRESS_MIN
+    }
+
     /// Sends `payload` back as one frame, compressed when negotiated, possible (window of at
     /// least 9 bits) and smaller; RFC 7692 leaves compression a per-message choice.
     fn echo(&mut self, text: bool, payload: &[u8], out: &mut Vec<u8>, codec: &mut Codec) {
         let opcode = OpCode::Data(if text { Data::Text } else { Data::Binary });
         self.stats.messages_out += 1;
         self.stats.bytes_out += payload.len() as u64;
-        let window = self.deflate.map_or(0, |d| d.server_max_window_bits);
-        if window >= 9 && payload.len() >= COMPRESS_MIN {
+        if self.may_compress(payload.len()) {
+            let window = self.deflate.map_or(0, |d| d.server_max_window_bits);
             let mut deflated = mem::take(&mut codec.deflated);
             deflated.clear();
             let shrank = codec.compress_with_window(window, payload, &mut deflated)
@@ -783,6 +816,20 @@ mod tests {
         let mut peer = Peer::new(&cfg, None);
         assert_eq!(peer.feed(&text[..8]), b"");
         assert_eq!(peer.feed(&text[8..17]), close_frame(1007));
+    }
+
+    /// A whole text frame is unmasked straight into its echo and checked there: when it is
+    /// invalid, the echo is taken back and only the close frame follows the earlier echoes.
+    #[test]
+    fn invalid_text_leaves_no_partial_echo() {
+        let input = [
+            frame(true, BINARY, b"first"),
+            frame(true, TEXT, b"valid until \xff here"),
+            frame(true, TEXT, b"never read"),
+        ]
+        .concat();
+        let expected = [server(true, BINARY, b"first"), close_frame(1007)].concat();
+        check(&input, &expected, State::Closed);
     }
 
     #[test]
