@@ -36,7 +36,7 @@ pub use frame::{
 pub use handshake::{
     accept_key, evaluate, is_upgrade_request, write_accept, Accepted, Refused, Upgrade,
 };
-pub use mask::{apply_mask, apply_mask_naive, copy_masked};
+pub use mask::{apply_mask, apply_mask_naive, copy_masked, extend_unmasked};
 pub use session::{Received, Session, State, WsStats, MIN_INPUT_BUFFER, OUT_SOFT_LIMIT};
 pub use utf8::{InvalidUtf8, Utf8Validator};
 

@@ -1232,7 +1232,14 @@ mod tests {
                 max_frame: 1024,
                 ..WsConfig::default()
             };
-            let mut peer = Peer::new(&cfg, if round % 2 == 0 { deflate(15) } else { None });
+            let deflate = if round % 2 == 0 { deflate(15) } else { None };
+            let mut peer = Peer::new(&cfg, deflate);
+            // A twin that holds frames of up to 128 bytes whole must answer exactly the same.
+            let holding = WsConfig {
+                whole_frame_max: 128,
+                ..cfg
+            };
+            let mut twin = Peer::new(&holding, deflate);
             // Mostly well-formed masked frames with random bits, payloads and cuts.
             let mut stream = Vec::new();
             for _ in 0..(next() % 6) {
@@ -1246,7 +1253,9 @@ mod tests {
             let mut rest = &stream[..];
             while !rest.is_empty() && peer.session.state() != State::Closed {
                 let cut = (next() as usize % rest.len()) + 1;
-                peer.feed(&rest[..cut]);
+                let answer = peer.feed(&rest[..cut]);
+                assert_eq!(twin.feed(&rest[..cut]), answer, "round {round}");
+                assert_eq!(twin.session.state(), peer.session.state(), "round {round}");
                 rest = &rest[cut..];
             }
         }
