@@ -69,11 +69,10 @@ pub fn extend_xored(out: &mut Vec<u8>, src: &[u8], pattern: [u8; 8]) {
     {
         to.write(from ^ p);
     }
-    // SAFETY: `spare` is the `len` elements after `start`, within the capacity `reserve`
-    // made, and both loops above initialised all of them: `to` and `from` are exact 8-byte
-    // chunks of two slices of the same length `len`, so they pair up all but the last
-    // `len % 8` elements, and their remainders, both `len % 8` (< 8) long, pair up with the
-    // 8 pattern bytes and cover the rest.
+    // The loops above initialised all `len` elements of `spare` (after `start`, within the
+    // reserved capacity): the 8-byte chunks of two slices of length `len` pair up all but the
+    // last `len % 8`, and the remainders, `len % 8` (< 8 pattern bytes) long, cover those.
+    // SAFETY: every element up to `start + len` is initialised (above), within capacity.
     unsafe { out.set_len(start + len) }
 }
 

@@ -869,10 +869,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(
-            answers, 2,
-            "the body was not read to its end: sent {sent}, received {received:?}"
-        );
+        assert_eq!(answers, 2, "the body was not read to its end");
         assert!(
             events_while_queued > 0,
             "the test never had an event arrive for a queued connection"

@@ -303,7 +303,7 @@ impl Session {
         // (under a 16 KiB echo load, read 64 KiB at a time, a quarter of the messages).
         if data != Data::Continue && header.fin {
             if let Some(payload) = rest.get_mut(header_len..total) {
-                if message.compressed || self.may_compress(len) {
+                if message.compressed || self.compress_window(len).is_some() {
                     apply_mask(payload, key, 0);
                     let check_utf8 = message.text && !message.compressed;
                     self.deliver(message, payload, check_utf8, out, codec);
@@ -436,25 +436,28 @@ impl Session {
             return;
         }
         self.count_in(masked.len());
-        self.stats.messages_out += 1;
-        self.stats.bytes_out += masked.len() as u64;
+        self.count_out(masked.len());
     }
 
-    /// Whether an echo of `len` bytes is offered to the compressor: compression was negotiated
-    /// with a window it can use (at least 9 bits) and the message is long enough to gain.
-    fn may_compress(&self, len: usize) -> bool {
+    fn count_out(&mut self, len: usize) {
+        self.stats.messages_out += 1;
+        self.stats.bytes_out += len as u64;
+    }
+
+    /// The window an echo of `len` bytes is compressed with, if it is offered to the
+    /// compressor: compression was negotiated with a window it can use (at least 9 bits) and
+    /// the message is long enough to gain.
+    fn compress_window(&self, len: usize) -> Option<u8> {
         let window = self.deflate.map_or(0, |d| d.server_max_window_bits);
-        window >= 9 && len >= COMPRESS_MIN
+        (window >= 9 && len >= COMPRESS_MIN).then_some(window)
     }
 
     /// Sends `payload` back as one frame, compressed when negotiated, possible (window of at
     /// least 9 bits) and smaller; RFC 7692 leaves compression a per-message choice.
     fn echo(&mut self, text: bool, payload: &[u8], out: &mut Vec<u8>, codec: &mut Codec) {
         let opcode = OpCode::Data(if text { Data::Text } else { Data::Binary });
-        self.stats.messages_out += 1;
-        self.stats.bytes_out += payload.len() as u64;
-        if self.may_compress(payload.len()) {
-            let window = self.deflate.map_or(0, |d| d.server_max_window_bits);
+        self.count_out(payload.len());
+        if let Some(window) = self.compress_window(payload.len()) {
             let mut deflated = mem::take(&mut codec.deflated);
             deflated.clear();
             let shrank = codec.compress_with_window(window, payload, &mut deflated)
