@@ -19,11 +19,17 @@ pub struct HeadWriter<'o> {
 impl<'o> HeadWriter<'o> {
     /// Starts a head: `HTTP/1.1 <code> <reason>`, `Server` and `Date` (an IMF-fixdate).
     pub fn new(out: &'o mut Vec<u8>, status: Status, date: &[u8]) -> Self {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(itoa::Buffer::new().format(status.code()).as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(status.reason().as_bytes());
-        out.extend_from_slice(b"\r\nServer: percore\r\nDate: ");
+        match status.status_line() {
+            Some(line) => out.extend_from_slice(line.as_bytes()),
+            None => {
+                out.extend_from_slice(b"HTTP/1.1 ");
+                out.extend_from_slice(itoa::Buffer::new().format(status.code()).as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(status.reason().as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out.extend_from_slice(b"Server: percore\r\nDate: ");
         out.extend_from_slice(date);
         out.extend_from_slice(b"\r\n");
         HeadWriter { out }
@@ -50,7 +56,12 @@ impl<'o> HeadWriter<'o> {
 
     /// Appends `Content-Length: len`.
     pub fn content_length(&mut self, len: u64) -> &mut Self {
-        self.header("Content-Length", itoa::Buffer::new().format(len).as_bytes())
+        // Digits need no line-break check.
+        self.out.extend_from_slice(b"Content-Length: ");
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        self
     }
 
     /// Appends prebuilt field lines, each already ending in CRLF.
@@ -256,6 +267,13 @@ mod tests {
             &format!("previous response|HTTP/1.1 200 OK\r\n{START}\
              Content-Type: text/css\r\nContent-Length: 1234567890123\r\nETag: \"1-2\"\r\nAccept-Ranges: bytes\r\n\r\n"),
         );
+    }
+
+    #[test]
+    fn a_code_without_a_status_line_is_written_too() {
+        let mut out = Vec::new();
+        HeadWriter::new(&mut out, Status::from_code(299), DATE).finish(Version::Http11, true);
+        check(&out, &format!("HTTP/1.1 299 Unknown\r\n{START}\r\n"));
     }
 
     #[test]

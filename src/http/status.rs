@@ -10,54 +10,60 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Status(u16);
 
+/// Defines the named statuses, [`Status::SENT`], the reason phrases and the status lines
+/// from one table, so that no status is listed twice.
+macro_rules! statuses {
+    ($(($name:ident, $code:literal, $reason:literal)),* $(,)?) => {
+        impl Status {
+            $(pub const $name: Status = Status($code);)*
+
+            /// Every status percore sends, in code order: the metrics count responses per entry.
+            pub const SENT: [Status; [$($code),*].len()] = [$(Status::$name),*];
+
+            /// The reason phrase (RFC 9110 §15).
+            pub fn reason(self) -> &'static str {
+                match self.0 {
+                    $($code => $reason,)*
+                    _ => "Unknown",
+                }
+            }
+
+            /// `HTTP/1.1 <code> <reason>` and its CRLF, for a status percore sends.
+            pub fn status_line(self) -> Option<&'static str> {
+                match self.0 {
+                    $($code => Some(concat!("HTTP/1.1 ", $code, " ", $reason, "\r\n")),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+statuses! {
+    (SWITCHING_PROTOCOLS, 101, "Switching Protocols"),
+    (OK, 200, "OK"),
+    (NO_CONTENT, 204, "No Content"),
+    (PARTIAL_CONTENT, 206, "Partial Content"),
+    (MOVED_PERMANENTLY, 301, "Moved Permanently"),
+    (NOT_MODIFIED, 304, "Not Modified"),
+    (BAD_REQUEST, 400, "Bad Request"),
+    (FORBIDDEN, 403, "Forbidden"),
+    (NOT_FOUND, 404, "Not Found"),
+    (METHOD_NOT_ALLOWED, 405, "Method Not Allowed"),
+    (REQUEST_TIMEOUT, 408, "Request Timeout"),
+    (PRECONDITION_FAILED, 412, "Precondition Failed"),
+    (CONTENT_TOO_LARGE, 413, "Content Too Large"),
+    (URI_TOO_LONG, 414, "URI Too Long"),
+    (RANGE_NOT_SATISFIABLE, 416, "Range Not Satisfiable"),
+    (UPGRADE_REQUIRED, 426, "Upgrade Required"),
+    (HEADER_FIELDS_TOO_LARGE, 431, "Request Header Fields Too Large"),
+    (INTERNAL_SERVER_ERROR, 500, "Internal Server Error"),
+    (NOT_IMPLEMENTED, 501, "Not Implemented"),
+    (SERVICE_UNAVAILABLE, 503, "Service Unavailable"),
+    (VERSION_NOT_SUPPORTED, 505, "HTTP Version Not Supported"),
+}
+
 impl Status {
-    pub const SWITCHING_PROTOCOLS: Status = Status(101);
-    pub const OK: Status = Status(200);
-    pub const NO_CONTENT: Status = Status(204);
-    pub const PARTIAL_CONTENT: Status = Status(206);
-    pub const MOVED_PERMANENTLY: Status = Status(301);
-    pub const NOT_MODIFIED: Status = Status(304);
-    pub const BAD_REQUEST: Status = Status(400);
-    pub const FORBIDDEN: Status = Status(403);
-    pub const NOT_FOUND: Status = Status(404);
-    pub const METHOD_NOT_ALLOWED: Status = Status(405);
-    pub const REQUEST_TIMEOUT: Status = Status(408);
-    pub const PRECONDITION_FAILED: Status = Status(412);
-    pub const CONTENT_TOO_LARGE: Status = Status(413);
-    pub const URI_TOO_LONG: Status = Status(414);
-    pub const RANGE_NOT_SATISFIABLE: Status = Status(416);
-    pub const UPGRADE_REQUIRED: Status = Status(426);
-    pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
-    pub const INTERNAL_SERVER_ERROR: Status = Status(500);
-    pub const NOT_IMPLEMENTED: Status = Status(501);
-    pub const SERVICE_UNAVAILABLE: Status = Status(503);
-    pub const VERSION_NOT_SUPPORTED: Status = Status(505);
-
-    /// Every status percore sends, in code order: the metrics count responses per entry.
-    pub const SENT: [Status; 21] = [
-        Status::SWITCHING_PROTOCOLS,
-        Status::OK,
-        Status::NO_CONTENT,
-        Status::PARTIAL_CONTENT,
-        Status::MOVED_PERMANENTLY,
-        Status::NOT_MODIFIED,
-        Status::BAD_REQUEST,
-        Status::FORBIDDEN,
-        Status::NOT_FOUND,
-        Status::METHOD_NOT_ALLOWED,
-        Status::REQUEST_TIMEOUT,
-        Status::PRECONDITION_FAILED,
-        Status::CONTENT_TOO_LARGE,
-        Status::URI_TOO_LONG,
-        Status::RANGE_NOT_SATISFIABLE,
-        Status::UPGRADE_REQUIRED,
-        Status::HEADER_FIELDS_TOO_LARGE,
-        Status::INTERNAL_SERVER_ERROR,
-        Status::NOT_IMPLEMENTED,
-        Status::SERVICE_UNAVAILABLE,
-        Status::VERSION_NOT_SUPPORTED,
-    ];
-
     /// This status's index in [`Status::SENT`], or `SENT.len()` for any other code.
     pub fn sent_index(self) -> usize {
         Status::SENT
@@ -74,34 +80,6 @@ impl Status {
     /// The three-digit code.
     pub fn code(self) -> u16 {
         self.0
-    }
-
-    /// The reason phrase (RFC 9110 §15).
-    pub fn reason(self) -> &'static str {
-        match self.0 {
-            101 => "Switching Protocols",
-            200 => "OK",
-            204 => "No Content",
-            206 => "Partial Content",
-            301 => "Moved Permanently",
-            304 => "Not Modified",
-            400 => "Bad Request",
-            403 => "Forbidden",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            408 => "Request Timeout",
-            412 => "Precondition Failed",
-            413 => "Content Too Large",
-            414 => "URI Too Long",
-            416 => "Range Not Satisfiable",
-            426 => "Upgrade Required",
-            431 => "Request Header Fields Too Large",
-            500 => "Internal Server Error",
-            501 => "Not Implemented",
-            503 => "Service Unavailable",
-            505 => "HTTP Version Not Supported",
-            _ => "Unknown",
-        }
     }
 
     /// Whether a response with this status carries content: 1xx, 204 and 304 never do
@@ -149,6 +127,18 @@ mod tests {
             assert_ne!(status.reason(), "Unknown", "{status:?}");
         }
         assert_eq!(Status::from_code(299).sent_index(), Status::SENT.len());
+    }
+
+    #[test]
+    fn status_lines_are_code_and_reason() {
+        for status in Status::SENT {
+            assert_eq!(
+                status.status_line(),
+                Some(format!("HTTP/1.1 {status}\r\n").as_str())
+            );
+        }
+        assert_eq!(Status::OK.status_line(), Some("HTTP/1.1 200 OK\r\n"));
+        assert_eq!(Status::from_code(299).status_line(), None);
     }
 
     #[test]
