@@ -19,8 +19,9 @@
 #   (one thread per server CPU) once benches/peers/lwan/build.sh has built it, and all of them
 #   but close run may-minihttp (the files from memory, one may worker per server CPU; it
 #   ignores Connection: close) once benches/peers/may-minihttp/build.sh has built it.
-# WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws64-deep
-#   (ws64-deep: 64 messages in flight per connection instead of WS_PIPELINE), and uWebSockets'
+# WebSocket workloads (percore vs tokio-echo, load from wsload): ws64 ws16k ws16k-text ws64-deep
+#   (ws16k-text: text messages, which every server checks for UTF-8; ws64-deep: 64 messages in
+#   flight per connection instead of WS_PIPELINE), and uWebSockets'
 #   echo (one thread, its own App and event loop, per server CPU; no compression) once
 #   benches/peers/uws/build.sh has built it, and a fastwebsockets echo (hyper 1 + tokio, one
 #   runtime worker per server CPU) once benches/peers/fastwebsockets/build.sh has built it;
@@ -75,7 +76,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WARMUP_SECONDS=2
 WSLOAD_THREADS=${WSLOAD_THREADS:-1}
 WS_PIPELINE=${WS_PIPELINE:-16}
-ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full tls12-small ws64 ws16k ws64-deep ws64-deflate ws16k-deflate wss64)
+ALL_WORKLOADS=(small-ka small-c500 4k 1m close pipeline16 js js-gz js-br tls-small tls-1m tls-close tls-full tls12-small ws64 ws16k ws16k-text ws64-deep ws64-deflate ws16k-deflate wss64)
 COMMAND_LINE="$0 $*"
 
 # Prints the comment block at the top of this file.
@@ -97,12 +98,13 @@ workload_spec() {
     esac
 }
 
-# Each WebSocket workload is "connections|message bytes|deflate or empty|messages in flight per
-# connection (empty: WS_PIPELINE)".
+# Each WebSocket workload is "connections|message bytes|deflate, text or empty (binary)|messages
+# in flight per connection (empty: WS_PIPELINE)".
 ws_spec() {
     case "$1" in
     ws64) echo "50|64||" ;;
     ws16k) echo "50|16384||" ;;
+    ws16k-text) echo "50|16384|text|" ;;
     ws64-deep) echo "50|64||64" ;;
     ws64-deflate) echo "50|64|deflate|" ;;
     wss64) echo "50|64||" ;;
@@ -145,6 +147,7 @@ workload_title() {
     case "$1" in
     ws64) echo "WebSocket echo, 64 B binary, 50 conns" ;;
     ws16k) echo "WebSocket echo, 16 KiB binary, 50 conns" ;;
+    ws16k-text) echo "WebSocket echo, 16 KiB text (checked UTF-8), 50 conns" ;;
     ws64-deep) echo "WebSocket echo, 64 B binary, 50 conns, 64 in flight each" ;;
     ws64-deflate) echo "WebSocket echo, 64 B, permessage-deflate, 50 conns" ;;
     wss64) echo "WebSocket echo over TLS 1.3, 64 B binary, 50 conns" ;;
@@ -687,7 +690,8 @@ run_wsload() {
     local port
     port=$(if is_tls "$workload"; then server_tls_port "$server"; else server_port "$server"; fi)
     local args=(--host 127.0.0.1 --ports "$port" -c "$conns" --size "$size"
-        --duration "$seconds" --pipeline "${pipeline:-$WS_PIPELINE}" -t "$WSLOAD_THREADS" --binary)
+        --duration "$seconds" --pipeline "${pipeline:-$WS_PIPELINE}" -t "$WSLOAD_THREADS")
+    if [ "$mode" = text ]; then args+=(--text); else args+=(--binary); fi
     is_tls "$workload" && args+=(--tls)
     [ "$mode" = deflate ] && args+=(--deflate)
     local TIMEFORMAT='wsload-time: %R %U %S'
@@ -788,7 +792,7 @@ if [ "$NEED_NGINX" = 1 ]; then
     echo "       sendfile, tcp_nopush, tcp_nodelay, open_file_cache max=1000 inactive=60s"
 fi
 if [ "$NEED_WSLOAD" = 1 ]; then
-    echo "wsload: -t$WSLOAD_THREADS --pipeline $WS_PIPELINE, binary messages, every echo verified"
+    echo "wsload: -t$WSLOAD_THREADS --pipeline $WS_PIPELINE, binary messages (text on ws16k-text), every echo verified"
     case " ${WS_WORKLOADS[*]} " in
     *-deflate" "*) echo "ws*-deflate rows run on percore only: tokio-tungstenite has no permessage-deflate" ;;
     esac
@@ -1045,7 +1049,7 @@ report=$(
     [ "$NEED_TOKIO" = 1 ] && echo "- tokio-echo (benches/tokio-echo): $tokio_versions, $WORKERS runtime thread(s)"
     [ "$NEED_UWS" = 1 ] && echo "- uws (benches/peers/uws): $uws_versions, its EchoServerThreaded example with $SERVER_NCPU thread(s) (one per server CPU, each its own App and event loop, SO_REUSEPORT listeners), no compression"
     [ "$NEED_FASTWEBSOCKETS" = 1 ] && echo "- fastwebsockets (benches/peers/fastwebsockets): $fastwebsockets_versions, its echo_server example (upgrade on hyper 1) with $SERVER_NCPU runtime thread(s) ($([ "$SERVER_NCPU" = 1 ] && echo current-thread || echo multi-thread) runtime), one write per message, $(case " ${FASTWEBSOCKETS_FLAGS:-} " in *" --nodelay "*) echo TCP_NODELAY ;; *) echo "Nagle's algorithm on, as in the example" ;; esac), no compression"
-    [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, each echo verified)"
+    [ "$NEED_WSLOAD" = 1 ] && echo "- wsload -t$WSLOAD_THREADS --pipeline $WS_PIPELINE (binary messages, text on ws16k-text; each echo verified)"
     echo "- servers pinned to CPU(s) $SERVER_CPUS, load generator pinned to CPU(s) $CLIENT_CPUS"
     echo "- command: \`DURATION=$DURATION ROUNDS=$ROUNDS WORKERS=$WORKERS $COMMAND_LINE\`"
     echo "- medians of $ROUNDS rounds of ${DURATION}s; CPU µs/req (or /msg) = server utime+stime (all threads/processes)"

@@ -72,7 +72,8 @@ pub struct WsConfig {
     /// The allowed `Origin` values (ASCII case-insensitive); `None` accepts any.
     pub origins: Option<Vec<Vec<u8>>>,
     /// Unfragmented data frames up to this many bytes (head included) are taken only once
-    /// whole, so they are unmasked and echoed straight from the input; larger ones are taken
+    /// whole, so they are unmasked and echoed straight from the input (uncompressed text is
+    /// checked as it arrives meanwhile, and fails at the bad byte); larger ones are taken
     /// piece by piece into the message buffer as they arrive. The caller's input must be able
     /// to hold this much; 0 takes every frame piece by piece.
     pub whole_frame_max: usize,

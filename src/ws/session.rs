@@ -15,7 +15,7 @@ use super::frame::{
     MAX_HEADER_LEN,
 };
 use super::mask::{apply_mask, extend_unmasked};
-use super::utf8::Utf8Validator;
+use super::utf8::{InvalidUtf8, Utf8Validator};
 use super::WsConfig;
 
 /// The largest control frame (header with mask + 125 bytes): the input buffer must hold it.
@@ -83,6 +83,18 @@ struct PartialFrame {
     fin: bool,
 }
 
+/// How far the payload of an unfragmented text frame that waits whole in the input has been
+/// checked, so that invalid UTF-8 fails at the bad byte while the rest is on its way.
+#[derive(Clone, Copy, Debug)]
+struct HeldText {
+    /// The frame: its masking key and its length with the header.
+    key: [u8; 4],
+    total: usize,
+    /// Payload bytes checked so far.
+    checked: usize,
+    utf8: Utf8Validator,
+}
+
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Session {
@@ -96,6 +108,7 @@ pub struct Session {
     /// The payload of `message` so far; empty (unallocated) between messages.
     buffer: Vec<u8>,
     utf8: Utf8Validator,
+    held_text: Option<HeldText>,
     stats: WsStats,
     /// The client's close frame arrived: it will send nothing more.
     client_closed: bool,
@@ -118,6 +131,7 @@ impl Session {
             frame: None,
             buffer: Vec::new(),
             utf8: Utf8Validator::new(),
+            held_text: None,
             stats: WsStats::default(),
             client_closed: false,
         }
@@ -303,6 +317,7 @@ impl Session {
         // (under a 16 KiB echo load, read 64 KiB at a time, a quarter of the messages).
         if data != Data::Continue && header.fin {
             if let Some(payload) = rest.get_mut(header_len..total) {
+                self.held_text = None;
                 if message.compressed || self.compress_window(len).is_some() {
                     apply_mask(payload, key, 0);
                     let check_utf8 = message.text && !message.compressed;
@@ -312,9 +327,15 @@ impl Session {
                 }
                 return Step::Consumed(total);
             }
-            // Text is checked as it arrives, so that invalid UTF-8 fails the connection at the
-            // bad byte (Autobahn's 6.4 cases): only binary and compressed frames wait.
-            if (message.compressed || !message.text) && total <= self.whole_frame_max {
+            if total <= self.whole_frame_max {
+                // Uncompressed text is checked as it arrives all the same, so that invalid
+                // UTF-8 fails the connection at the bad byte (Autobahn's 6.4 cases).
+                let arrived = rest.get(header_len..).unwrap_or_default();
+                if message.text && !message.compressed {
+                    if let Err(InvalidUtf8) = self.check_arrived_text(arrived, key, total) {
+                        return self.fail(CloseCode::INVALID_DATA, out);
+                    }
+                }
                 return Step::NeedMore;
             }
         }
@@ -329,6 +350,39 @@ impl Session {
             fin: header.fin,
         });
         Step::Consumed(header_len)
+    }
+
+    /// Checks the payload bytes of a waiting text frame that arrived since the last look,
+    /// unmasked into a copy: the input keeps them masked for the one-pass echo.
+    fn check_arrived_text(
+        &mut self,
+        arrived: &[u8],
+        key: [u8; 4],
+        total: usize,
+    ) -> Result<(), InvalidUtf8> {
+        let mut held = match self.held_text {
+            Some(held) if held.key == key && held.total == total => held,
+            _ => HeldText {
+                key,
+                total,
+                checked: 0,
+                utf8: Utf8Validator::new(),
+            },
+        };
+        let mut scratch = [0u8; 1024];
+        for piece in arrived
+            .get(held.checked..)
+            .unwrap_or_default()
+            .chunks(scratch.len())
+        {
+            let unmasked = scratch.get_mut(..piece.len()).unwrap_or_default();
+            unmasked.copy_from_slice(piece);
+            apply_mask(unmasked, key, held.checked % 4);
+            held.utf8.feed(unmasked)?;
+            held.checked += piece.len();
+        }
+        self.held_text = Some(held);
+        Ok(())
     }
 
     /// Takes the next piece of the current data frame's payload.
@@ -575,6 +629,7 @@ impl Session {
         self.message = None;
         self.buffer = Vec::new();
         self.utf8 = Utf8Validator::new();
+        self.held_text = None;
     }
 }
 
@@ -792,8 +847,7 @@ mod tests {
     }
 
     /// With `whole_frame_max`, a binary frame that fits waits in the input until it is whole,
-    /// at every cut, and is then echoed from there; a larger one is taken piece by piece, and
-    /// so is text, which fails at its first invalid byte.
+    /// at every cut, and is then echoed from there; a larger one is taken piece by piece.
     #[test]
     fn frames_that_fit_wait_whole_in_the_input() {
         let cfg = WsConfig {
@@ -819,6 +873,63 @@ mod tests {
         let mut peer = Peer::new(&cfg, None);
         assert_eq!(peer.feed(&text[..8]), b"");
         assert_eq!(peer.feed(&text[8..17]), close_frame(1007));
+    }
+
+    /// A text frame that fits waits whole in the input too, at every cut, one byte at a time
+    /// and in three pieces; what has arrived is checked meanwhile, so invalid UTF-8 fails with
+    /// the piece that brings the bad byte, and a code point cut in two waits for its end.
+    #[test]
+    fn text_frames_that_fit_wait_whole_and_fail_at_the_bad_byte() {
+        let cfg = WsConfig {
+            whole_frame_max: 512,
+            ..WsConfig::default()
+        };
+        let text = "κόσμε, held whole; ".repeat(14);
+        let fits = frame(true, TEXT, text.as_bytes());
+        assert!(fits.len() > 300 && fits.len() <= 512);
+        let echo = server(true, TEXT, text.as_bytes());
+        for cut in 0..fits.len() {
+            let mut peer = Peer::new(&cfg, None);
+            assert_eq!(peer.feed(&fits[..cut]), b"", "cut {cut}");
+            assert_eq!(peer.input.len(), cut, "cut {cut}: bytes were taken");
+            assert!(!peer.session.is_assembling());
+            let second = (cut + 37).min(fits.len());
+            assert_eq!(
+                peer.feed(&fits[cut..second]).is_empty(),
+                second < fits.len()
+            );
+            if second < fits.len() {
+                assert_eq!(peer.feed(&fits[second..]), echo, "cut {cut}");
+            }
+            assert!(peer.input.is_empty() && peer.session.state() == State::Open);
+        }
+        let mut peer = Peer::new(&cfg, None);
+        let got: Vec<u8> = fits.iter().flat_map(|b| peer.feed(&[*b])).collect();
+        assert_eq!(got, echo);
+
+        let mut invalid = text.as_bytes().to_vec();
+        let bad = 150;
+        invalid[bad] = 0xff;
+        let invalid = frame(true, TEXT, &invalid);
+        let bad_at = invalid.len() - text.len() + bad;
+        for cut in 0..invalid.len() {
+            let mut peer = Peer::new(&cfg, None);
+            let first = peer.feed(&invalid[..cut]);
+            if cut > bad_at {
+                assert_eq!(first, close_frame(1007), "cut {cut}");
+            } else {
+                assert_eq!(first, b"", "cut {cut}");
+                assert_eq!(peer.feed(&invalid[cut..]), close_frame(1007), "cut {cut}");
+            }
+            assert_eq!(peer.session.state(), State::Closed);
+        }
+        // What was checked of one frame is not taken for the next, though it has the same
+        // key and length.
+        let mut peer = Peer::new(&cfg, None);
+        let cut = bad_at + 50;
+        assert_eq!(peer.feed(&fits[..cut]), b"");
+        assert_eq!(peer.feed(&fits[cut..]), echo);
+        assert_eq!(peer.feed(&invalid[..cut]), close_frame(1007));
     }
 
     /// A whole text frame is unmasked straight into its echo and checked there: when it is
