@@ -83,18 +83,6 @@ struct PartialFrame {
     fin: bool,
 }
 
-/// How far the payload of an unfragmented text frame that waits whole in the input has been
-/// checked, so that invalid UTF-8 fails at the bad byte while the rest is on its way.
-#[derive(Clone, Copy, Debug)]
-struct HeldText {
-    /// The frame: its masking key and its length with the header.
-    key: [u8; 4],
-    total: usize,
-    /// Payload bytes checked so far.
-    checked: usize,
-    utf8: Utf8Validator,
-}
-
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Session {
@@ -107,8 +95,13 @@ pub struct Session {
     frame: Option<PartialFrame>,
     /// The payload of `message` so far; empty (unallocated) between messages.
     buffer: Vec<u8>,
+    /// The incremental check of the message being assembled, or of the text frame that
+    /// waits whole in the input.
     utf8: Utf8Validator,
-    held_text: Option<HeldText>,
+    /// Payload bytes of the text frame waiting whole in the input that `utf8` has checked, so
+    /// that invalid UTF-8 fails at the bad byte while the rest is on its way; 0 when no frame
+    /// waits (or none of it is checked yet).
+    held_checked: usize,
     stats: WsStats,
     /// The client's close frame arrived: it will send nothing more.
     client_closed: bool,
@@ -131,7 +124,7 @@ impl Session {
             frame: None,
             buffer: Vec::new(),
             utf8: Utf8Validator::new(),
-            held_text: None,
+            held_checked: 0,
             stats: WsStats::default(),
             client_closed: false,
         }
@@ -317,7 +310,7 @@ impl Session {
         // (under a 16 KiB echo load, read 64 KiB at a time, a quarter of the messages).
         if data != Data::Continue && header.fin {
             if let Some(payload) = rest.get_mut(header_len..total) {
-                self.held_text = None;
+                self.held_checked = 0;
                 if message.compressed || self.compress_window(len).is_some() {
                     apply_mask(payload, key, 0);
                     let check_utf8 = message.text && !message.compressed;
@@ -332,7 +325,7 @@ impl Session {
                 // UTF-8 fails the connection at the bad byte (Autobahn's 6.4 cases).
                 let arrived = rest.get(header_len..).unwrap_or_default();
                 if message.text && !message.compressed {
-                    if let Err(InvalidUtf8) = self.check_arrived_text(arrived, key, total) {
+                    if let Err(InvalidUtf8) = self.check_arrived_text(arrived, key) {
                         return self.fail(CloseCode::INVALID_DATA, out);
                     }
                 }
@@ -352,36 +345,24 @@ impl Session {
         Step::Consumed(header_len)
     }
 
-    /// Checks the payload bytes of a waiting text frame that arrived since the last look,
-    /// unmasked into a copy: the input keeps them masked for the one-pass echo.
-    fn check_arrived_text(
-        &mut self,
-        arrived: &[u8],
-        key: [u8; 4],
-        total: usize,
-    ) -> Result<(), InvalidUtf8> {
-        let mut held = match self.held_text {
-            Some(held) if held.key == key && held.total == total => held,
-            _ => HeldText {
-                key,
-                total,
-                checked: 0,
-                utf8: Utf8Validator::new(),
-            },
-        };
+    /// Checks the payload bytes of the text frame waiting whole in the input that arrived
+    /// since the last look, unmasked into a copy: the input keeps them masked for the
+    /// one-pass echo. The frame stays at the front of the input until it is whole, and
+    /// `held_checked` goes back to 0 then (or when the message is dropped), so the count
+    /// always belongs to this frame.
+    fn check_arrived_text(&mut self, arrived: &[u8], key: [u8; 4]) -> Result<(), InvalidUtf8> {
+        if self.held_checked == 0 {
+            self.utf8 = Utf8Validator::new();
+        }
         let mut scratch = [0u8; 1024];
-        for piece in arrived
-            .get(held.checked..)
-            .unwrap_or_default()
-            .chunks(scratch.len())
-        {
+        let new = arrived.get(self.held_checked..).unwrap_or_default();
+        for piece in new.chunks(scratch.len()) {
             let unmasked = scratch.get_mut(..piece.len()).unwrap_or_default();
             unmasked.copy_from_slice(piece);
-            apply_mask(unmasked, key, held.checked % 4);
-            held.utf8.feed(unmasked)?;
-            held.checked += piece.len();
+            apply_mask(unmasked, key, self.held_checked % 4);
+            self.utf8.feed(unmasked)?;
+            self.held_checked += piece.len();
         }
-        self.held_text = Some(held);
         Ok(())
     }
 
@@ -629,7 +610,7 @@ impl Session {
         self.message = None;
         self.buffer = Vec::new();
         self.utf8 = Utf8Validator::new();
-        self.held_text = None;
+        self.held_checked = 0;
     }
 }
 
@@ -923,8 +904,17 @@ mod tests {
             }
             assert_eq!(peer.session.state(), State::Closed);
         }
-        // What was checked of one frame is not taken for the next, though it has the same
-        // key and length.
+        // A code point cut at the end of what had arrived of one frame is not carried into
+        // the next.
+        let mut peer = Peer::new(&cfg, None);
+        let in_kappa = fits.len() - text.len() + 1;
+        assert_eq!(peer.feed(&fits[..in_kappa]), b"");
+        assert_eq!(peer.feed(&fits[in_kappa..]), echo);
+        let ascii = "plain ascii ".repeat(20);
+        let next = frame(true, TEXT, ascii.as_bytes());
+        assert_eq!(peer.feed(&next[..50]), b"");
+        assert_eq!(peer.feed(&next[50..]), server(true, TEXT, ascii.as_bytes()));
+        // What was checked of one frame is not taken for the next.
         let mut peer = Peer::new(&cfg, None);
         let cut = bad_at + 50;
         assert_eq!(peer.feed(&fits[..cut]), b"");
